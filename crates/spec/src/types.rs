@@ -1,0 +1,428 @@
+//! The `WordPressCluster` spec types. Every field has a default, so an empty spec is valid.
+//!
+//! These types are the single source of truth for `hapress.yaml`, the Kubernetes CRD (via
+//! `CustomResource` + `JsonSchema`), validation and the spec reference in the README.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The desired state of one highly available WordPress site.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[kube(
+    group = "hapress.dev",
+    version = "v1alpha1",
+    kind = "WordPressCluster",
+    namespaced,
+    status = "WordPressClusterStatus",
+    shortname = "wpc",
+    printcolumn = r#"{"name":"Primary","type":"string","jsonPath":".status.primary"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.phase"}"#
+)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct WordPressClusterSpec {
+    /// The WordPress site: title, URL, administrator.
+    pub site: SiteSpec,
+    /// The stateless web tier (php-fpm or Apache+mod_php replicas).
+    pub web: WebSpec,
+    /// The MariaDB tier.
+    pub database: DatabaseSpec,
+    /// The shared content volume (`wp-content/uploads`).
+    pub storage: StorageSpec,
+    /// How the site is exposed in Kubernetes (Ingress, TLS).
+    pub ingress: IngressSpec,
+    /// Horizontal autoscaling of the web tier (Kubernetes).
+    pub autoscaling: AutoscalingSpec,
+    /// Loopback addresses and ports for the embedded runtime (`hapress up`).
+    pub embedded: EmbeddedSpec,
+}
+
+/// Observed state, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WordPressClusterStatus {
+    /// `Pending`, `Ready` or `Degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Name of the database pod currently acting as primary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Generation of the spec last acted upon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The WordPress site itself.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct SiteSpec {
+    /// Site title shown in the header and `<title>`.
+    pub title: String,
+    /// Public URL of the site (`https://blog.example.com`). Embedded default:
+    /// `http://<bindAddress>:<httpPort>`; Kubernetes default: from `ingress.host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Login name of the first administrator.
+    pub admin_user: String,
+    /// E-mail address of the first administrator.
+    pub admin_email: String,
+    /// WordPress locale (`en_US`, `de_DE`, ...).
+    pub locale: String,
+    /// `WP_ENVIRONMENT_TYPE`: production, staging, development or local. Application passwords
+    /// (REST API writes) over plain HTTP need `local`.
+    pub environment: String,
+}
+
+impl Default for SiteSpec {
+    fn default() -> Self {
+        Self {
+            title: "My WordPress Site".into(),
+            url: None,
+            admin_user: "admin".into(),
+            admin_email: "admin@example.com".into(),
+            locale: "en_US".into(),
+            environment: "production".into(),
+        }
+    }
+}
+
+/// CPU and memory amounts in Kubernetes quantity notation (`500m`, `512Mi`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComputeResources {
+    /// CPU, e.g. `500m` or `2`.
+    pub cpu: String,
+    /// Memory, e.g. `512Mi`.
+    pub memory: String,
+}
+
+impl ComputeResources {
+    fn new(cpu: &str, memory: &str) -> Self {
+        Self {
+            cpu: cpu.into(),
+            memory: memory.into(),
+        }
+    }
+}
+
+/// Kubernetes QoS class to produce for a workload.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum QosClass {
+    /// requests == limits: never evicted before Burstable pods.
+    #[default]
+    Guaranteed,
+    /// requests < limits (`limits` must be set).
+    Burstable,
+}
+
+/// Requests and limits of one container.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Resources {
+    /// What the scheduler reserves.
+    pub requests: ComputeResources,
+    /// Upper bound; must be set for `Burstable`, must be absent or equal for `Guaranteed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ComputeResources>,
+    /// The QoS class the rendered pods must get.
+    pub qos_class: QosClass,
+}
+
+impl Resources {
+    fn with_requests(cpu: &str, memory: &str) -> Self {
+        Self {
+            requests: ComputeResources::new(cpu, memory),
+            limits: None,
+            qos_class: QosClass::Guaranteed,
+        }
+    }
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self::with_requests("500m", "512Mi")
+    }
+}
+
+/// Pod anti-affinity strength.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AntiAffinity {
+    /// Prefer spreading replicas over nodes.
+    #[default]
+    Soft,
+    /// Require one replica per node (needs at least `replicas` nodes).
+    Hard,
+}
+
+/// The web tier.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct WebSpec {
+    /// Number of web replicas (1..=64).
+    pub replicas: u32,
+    /// PHP worker processes per replica (1..=256).
+    pub php_workers: u32,
+    /// PHP `memory_limit` per worker (`128M`, `1G`).
+    pub php_memory_limit: String,
+    /// Container image for Kubernetes.
+    pub image: String,
+    /// Requests/limits of each web pod (Kubernetes).
+    pub resources: Resources,
+    /// Spread replicas over nodes softly or strictly (Kubernetes).
+    pub anti_affinity: AntiAffinity,
+    /// Number of zones available for `anti_affinity: hard` checks; 0 means unknown.
+    pub zones: u32,
+}
+
+impl Default for WebSpec {
+    fn default() -> Self {
+        Self {
+            replicas: 3,
+            php_workers: 4,
+            php_memory_limit: "256M".into(),
+            image: "wordpress:6.8-php8.3-apache".into(),
+            resources: Resources::default(),
+            anti_affinity: AntiAffinity::Soft,
+            zones: 0,
+        }
+    }
+}
+
+/// How the database tier keeps copies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseMode {
+    /// One primary, asynchronous/semi-synchronous GTID replicas.
+    #[default]
+    Replication,
+    /// Synchronous multi-primary Galera cluster.
+    Galera,
+}
+
+/// Semi-synchronous replication settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct SemiSyncSpec {
+    /// Wait for a replica to acknowledge each commit (`wait_point=AFTER_SYNC`).
+    pub enabled: bool,
+    /// Milliseconds a commit waits for an acknowledgement before falling back to async.
+    pub timeout_ms: u64,
+}
+
+impl Default for SemiSyncSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A persistent volume request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// Capacity (`10Gi`).
+    pub size: String,
+    /// StorageClass; the cluster default when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+impl VolumeSpec {
+    fn sized(size: &str) -> Self {
+        Self {
+            size: size.into(),
+            storage_class: None,
+        }
+    }
+}
+
+impl Default for VolumeSpec {
+    fn default() -> Self {
+        Self::sized("10Gi")
+    }
+}
+
+/// The MariaDB tier.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DatabaseSpec {
+    /// `replication` (primary + replicas) or `galera`.
+    pub mode: DatabaseMode,
+    /// Number of MariaDB servers (1..=9; galera needs an odd number >= 3).
+    pub instances: u32,
+    /// MariaDB container image for Kubernetes (the LTS line by default).
+    pub image: String,
+    /// Semi-synchronous replication.
+    pub semi_sync: SemiSyncSpec,
+    /// Per-server data volume (Kubernetes).
+    pub storage: VolumeSpec,
+    /// Extra `[mariadbd]` settings (`max_connections: "500"`); replication settings that
+    /// hapress relies on cannot be overridden.
+    pub config: BTreeMap<String, String>,
+    /// Requests/limits of each database pod (Kubernetes).
+    pub resources: Resources,
+}
+
+impl Default for DatabaseSpec {
+    fn default() -> Self {
+        Self {
+            mode: DatabaseMode::Replication,
+            instances: 3,
+            image: "mariadb:11.4".into(),
+            semi_sync: SemiSyncSpec::default(),
+            storage: VolumeSpec::default(),
+            config: BTreeMap::new(),
+            resources: Resources::with_requests("1", "1Gi"),
+        }
+    }
+}
+
+/// In-cluster NFS server for clusters without ReadWriteMany storage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct NfsSpec {
+    /// Run an NFS server pod (a single point of failure; prefer a RWX storage class).
+    pub enabled: bool,
+    /// StorageClass of the NFS server's own (ReadWriteOnce) disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+/// The shared content volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct StorageSpec {
+    /// Capacity of the shared content volume.
+    pub size: String,
+    /// A ReadWriteMany StorageClass (CephFS, NFS CSI, EFS...). Mutually exclusive with `nfs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Serve the content volume from an in-cluster NFS server instead.
+    pub nfs: NfsSpec,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: "20Gi".into(),
+            storage_class: None,
+            nfs: NfsSpec::default(),
+        }
+    }
+}
+
+/// TLS for the Ingress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Serve HTTPS and redirect HTTP to it.
+    pub enabled: bool,
+    /// cert-manager ClusterIssuer that issues the certificate.
+    pub cluster_issuer: String,
+    /// Secret holding the certificate; `<name>-tls` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cluster_issuer: "letsencrypt".into(),
+            secret_name: None,
+        }
+    }
+}
+
+/// How the web Service is exposed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum ServiceType {
+    /// Behind an Ingress.
+    #[default]
+    ClusterIP,
+    /// A cloud load balancer instead of an Ingress.
+    LoadBalancer,
+}
+
+/// Ingress settings (Kubernetes).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct IngressSpec {
+    /// Render an Ingress.
+    pub enabled: bool,
+    /// Host name (`blog.example.com`).
+    pub host: String,
+    /// `ingressClassName`.
+    pub class_name: String,
+    /// HTTPS through cert-manager.
+    pub tls: TlsSpec,
+    /// Service type of the web Service.
+    pub service_type: ServiceType,
+}
+
+impl Default for IngressSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host: "wordpress.example.com".into(),
+            class_name: "nginx".into(),
+            tls: TlsSpec::default(),
+            service_type: ServiceType::ClusterIP,
+        }
+    }
+}
+
+/// Horizontal autoscaling of the web tier.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AutoscalingSpec {
+    /// Render a HorizontalPodAutoscaler.
+    pub enabled: bool,
+    /// Lower bound of web replicas.
+    pub min_replicas: u32,
+    /// Upper bound of web replicas.
+    pub max_replicas: u32,
+    /// Average CPU utilisation (percent of requests) to aim for.
+    pub target_cpu_percent: u32,
+    /// Seconds of lower load before scaling down.
+    pub scale_down_stabilization_seconds: u32,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_replicas: 3,
+            max_replicas: 10,
+            target_cpu_percent: 50,
+            scale_down_stabilization_seconds: 300,
+        }
+    }
+}
+
+/// Loopback addresses of the embedded runtime.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct EmbeddedSpec {
+    /// Address every component listens on.
+    pub bind_address: String,
+    /// nginx HTTP port.
+    pub http_port: u16,
+    /// Port of database server 0; server N listens on `databasePort + N`.
+    pub database_port: u16,
+}
+
+impl Default for EmbeddedSpec {
+    fn default() -> Self {
+        Self {
+            bind_address: "127.0.0.1".into(),
+            http_port: 8080,
+            database_port: 13306,
+        }
+    }
+}
