@@ -1,0 +1,1 @@
+//! Kubernetes rendering of a `WordPressCluster` (placeholder; see issue 4).
