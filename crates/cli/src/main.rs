@@ -2,30 +2,145 @@
 
 mod render;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Highly available WordPress from one declarative spec.
+///
+/// `hapress up` runs a whole HA cluster on this machine (MariaDB primary + replicas with GTID
+/// and semi-sync replication, several php-fpm web replicas, nginx in front); `hapress render`
+/// turns the same spec into Kubernetes manifests.
 #[derive(Parser, Debug)]
-#[command(name = "hapress", version, about, long_about = None)]
+#[command(
+    name = "hapress",
+    version,
+    about,
+    long_about,
+    after_help = "Start here:\n  hapress init            write a commented hapress.yaml\n  sudo hapress up         run the site on this machine (http://127.0.0.1:8080)\n  hapress status          see every component, its health and replication"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args, Debug)]
+struct StateDirArg {
+    /// State directory of the cluster (data, configs, secrets, logs).
+    #[arg(long, default_value = ".hapress", env = "HAPRESS_STATE_DIR")]
+    state_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// Spec file [default: ./hapress.yaml if present, else the spec the state directory was
+    /// last started with, else built-in defaults].
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateDirArg,
+    /// nginx port (overrides spec.embedded.httpPort).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Port of database server 0; server N uses this + N (overrides spec.embedded.databasePort).
+    #[arg(long)]
+    database_port: Option<u16>,
+    /// Return once the site is up and leave a background supervisor (stop it with `hapress down`).
+    #[arg(short, long)]
+    detach: bool,
+    /// Internal: marks the background supervisor started by --detach.
+    #[arg(long, hide = true)]
+    detached_child: bool,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Write a commented example hapress.yaml (every field at its default).
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "hapress.yaml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start the cluster on this machine and supervise it (Ctrl-C stops everything).
+    ///
+    /// Creates the state directory on first run (datadirs, secrets, docroot, WordPress install);
+    /// later runs adopt it and never re-initialise anything.
+    Up(UpArgs),
+    /// Stop a running cluster gracefully (web first, then replicas, then the primary).
+    Down(StateDirArg),
+    /// Show every component: pid, address, health, role, restarts and replication state.
+    Status {
+        #[command(flatten)]
+        state: StateDirArg,
+        /// Machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a spec file and print it with every default filled in.
+    Validate {
+        /// Spec file.
+        #[arg(short = 'f', long = "file", default_value = "hapress.yaml")]
+        file: PathBuf,
+    },
     /// Render Kubernetes manifests (or the CRD) from a spec.
     Render(render::RenderArgs),
 }
 
+fn init(path: &PathBuf, force: bool) -> anyhow::Result<ExitCode> {
+    if path.exists() && !force {
+        anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
+    }
+    std::fs::write(path, hapress_spec::EXAMPLE_YAML)?;
+    println!(
+        "wrote {}; edit it, then run `hapress up -f {}`",
+        path.display(),
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Init { path, force } => init(path, *force),
+        Command::Up(a) => {
+            hapress_local::up(&hapress_local::UpOptions {
+                spec_file: a.file.clone(),
+                state_dir: a.state.state_dir.clone(),
+                http_port: a.http_port,
+                database_port: a.database_port,
+                detach: a.detach,
+                detached_child: a.detached_child,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Down(s) => {
+            hapress_local::down(&s.state_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { state, json } => {
+            print!("{}", hapress_local::status(&state.state_dir, *json)?);
+            if *json {
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { file } => {
+            let cluster = hapress_spec::load(file, false)?;
+            print!("{cluster}");
+            eprintln!("{}: valid", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render(args) => render::run(args),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Render(args) => render::run(args),
-    };
-    match result {
+    match run(&cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,1 +1,35 @@
-//! The embedded runtime.
+//! The embedded runtime: a whole highly available WordPress cluster as supervised processes on
+//! one machine, from Debian's MariaDB, php-fpm, nginx and WordPress packages.
+//!
+//! # Layout
+//! - [`commands`]: `up` (foreground or detached), `down`, `status` front ends.
+//! - [`runtime`]: the supervisor: restarts with backoff, events, `status.json`, ordered stop.
+//! - [`startup`]: the steps of `up` after the checks.
+//! - [`process`]: one child process in its own process group; strays of a killed supervisor.
+//! - [`components`]: how each component is launched.
+//! - [`config`]: my.cnf, php-fpm, nginx and wp-config.php as pure functions.
+//! - [`mariadb`], [`bootstrap`]: datadirs, admin SQL, replication setup and status.
+//! - [`site`]: the shared docroot and the browserless install.
+//! - [`preflight`]: packages, ports, paths. [`state`], [`secrets`], [`layout`]: the state directory.
+
+pub mod bootstrap;
+pub mod commands;
+pub mod components;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod http;
+pub mod layout;
+pub mod mariadb;
+pub mod preflight;
+pub mod process;
+pub mod progress;
+pub mod runtime;
+pub mod secrets;
+pub mod site;
+pub mod startup;
+pub mod state;
+pub mod status;
+
+pub use commands::{down, status, up, UpOptions};
+pub use error::{Error, Result};

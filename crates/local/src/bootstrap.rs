@@ -1,0 +1,102 @@
+//! One-time database setup: accounts and the WordPress schema on the primary, replicas attached
+//! with GTID. Every statement is idempotent, so an interrupted run is simply run again.
+
+use std::time::Duration;
+
+use hapress_spec::WordPressClusterSpec;
+
+use crate::config::{account_host, db_port};
+use crate::error::{step_error, Result};
+use crate::layout::Layout;
+use crate::mariadb::{quote, sql};
+use crate::preflight::Tools;
+use crate::secrets::Secrets;
+
+/// Where replicas reach the primary.
+fn connect_host(spec: &WordPressClusterSpec) -> &str {
+    match spec.embedded.bind_address.as_str() {
+        "0.0.0.0" => "127.0.0.1",
+        "::" => "::1",
+        a => a,
+    }
+}
+
+/// Creates accounts and the database on the primary, attaches every replica and waits until
+/// each has applied everything the primary has.
+pub fn replication(
+    tools: &Tools,
+    layout: &Layout,
+    spec: &WordPressClusterSpec,
+    secrets: &Secrets,
+    primary: u32,
+) -> Result<()> {
+    let host = quote(&account_host(spec));
+    let semi_sync = spec.database.instances > 1 && spec.database.semi_sync.enabled;
+    let psock = layout.db_socket(primary);
+    let mut setup = String::new();
+    if semi_sync {
+        // No replica is attached yet: without this each statement would wait the full timeout.
+        setup.push_str("SET GLOBAL rpl_semi_sync_master_enabled=OFF;\n");
+    }
+    setup.push_str(&format!(
+        "CREATE USER IF NOT EXISTS 'repl'@{host} IDENTIFIED BY {rp};\nALTER USER 'repl'@{host} IDENTIFIED BY {rp};\n\
+         GRANT REPLICATION SLAVE ON *.* TO 'repl'@{host};\n\
+         CREATE DATABASE IF NOT EXISTS wordpress CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n\
+         CREATE USER IF NOT EXISTS 'wordpress'@{host} IDENTIFIED BY {wp};\nALTER USER 'wordpress'@{host} IDENTIFIED BY {wp};\n\
+         GRANT ALL PRIVILEGES ON wordpress.* TO 'wordpress'@{host};\n",
+        rp = quote(&secrets.repl_password),
+        wp = quote(&secrets.db_password),
+    ));
+    sql(tools, &psock, &setup)?;
+    let replicas: Vec<u32> = (0..spec.database.instances)
+        .filter(|&i| i != primary)
+        .collect();
+    for &r in &replicas {
+        let change = format!(
+            "STOP SLAVE;\nCHANGE MASTER TO MASTER_HOST={h}, MASTER_PORT={p}, MASTER_USER='repl', MASTER_PASSWORD={pw}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;\nSTART SLAVE;\n",
+            h = quote(connect_host(spec)),
+            p = db_port(spec, primary),
+            pw = quote(&secrets.repl_password),
+        );
+        sql(tools, &layout.db_socket(r), &change)?;
+    }
+    let pos = sql(tools, &psock, "SELECT @@gtid_binlog_pos;")?
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or_default();
+    for &r in &replicas {
+        wait_for_gtid(tools, layout, r, &pos, Duration::from_secs(60))?;
+    }
+    if semi_sync {
+        sql(tools, &psock, "SET GLOBAL rpl_semi_sync_master_enabled=ON;")?;
+    }
+    Ok(())
+}
+
+/// Waits until replica `r` has applied `gtid`.
+pub fn wait_for_gtid(
+    tools: &Tools,
+    layout: &Layout,
+    r: u32,
+    gtid: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let q = format!(
+        "SELECT MASTER_GTID_WAIT({}, {});",
+        quote(gtid),
+        timeout.as_secs()
+    );
+    let rows = sql(tools, &layout.db_socket(r), &q)?;
+    if rows.first().and_then(|r| r.first()).map(String::as_str) == Some("0") {
+        return Ok(());
+    }
+    let status = sql(tools, &layout.db_socket(r), "SELECT @@gtid_slave_pos;").unwrap_or_default();
+    Err(step_error(
+        &format!("attaching replica db-{r}"),
+        format!(
+            "it did not reach GTID {gtid} within {timeout:?} (it is at {status:?}); see {}",
+            layout.log(&format!("db-{r}.err")).display()
+        ),
+    ))
+}

@@ -1,0 +1,72 @@
+//! The processes of a cluster and how each is launched, from spec + layout.
+
+use hapress_spec::WordPressClusterSpec;
+
+use crate::config::db_port;
+use crate::layout::{db_name, web_name, Layout};
+use crate::preflight::Tools;
+use crate::process::{Kind, Launch, Process};
+
+/// A database server's process.
+pub fn database(tools: &Tools, layout: &Layout, i: u32) -> Process {
+    let launch = Launch {
+        program: tools.mariadbd.clone(),
+        // --defaults-file must come first.
+        args: vec![format!("--defaults-file={}", layout.db_config(i).display())],
+        log: layout.log(&format!("db-{i}.out")),
+    };
+    Process::new(layout, &db_name(i), Kind::Database, launch)
+}
+
+/// A web replica's php-fpm master.
+pub fn web(tools: &Tools, layout: &Layout, i: u32) -> Process {
+    let launch = Launch {
+        program: tools.php_fpm.clone(),
+        args: vec![
+            "--nodaemonize".into(),
+            "--fpm-config".into(),
+            layout.web_config(i).display().to_string(),
+        ],
+        log: layout.log(&format!("web-{i}.out")),
+    };
+    Process::new(layout, &web_name(i), Kind::Web, launch)
+}
+
+/// nginx in the foreground.
+pub fn nginx(tools: &Tools, layout: &Layout) -> Process {
+    let dir = layout.nginx_dir();
+    let launch = Launch {
+        program: tools.nginx.clone(),
+        args: vec![
+            "-c".into(),
+            dir.join("nginx.conf").display().to_string(),
+            "-p".into(),
+            dir.display().to_string(),
+            "-e".into(),
+            layout.log("nginx-error.log").display().to_string(),
+            "-g".into(),
+            "daemon off;".into(),
+        ],
+        log: layout.log("nginx.out"),
+    };
+    Process::new(layout, "nginx", Kind::Nginx, launch)
+}
+
+/// Address a component serves on, for `status`.
+pub fn address(spec: &WordPressClusterSpec, layout: &Layout, p: &Process) -> String {
+    let bind = &spec.embedded.bind_address;
+    match p.kind {
+        Kind::Database => {
+            let i: u32 = p.name.trim_start_matches("db-").parse().unwrap_or(0);
+            format!("{bind}:{}", db_port(spec, i))
+        }
+        Kind::Web => {
+            let i: u32 = p.name.trim_start_matches("web-").parse().unwrap_or(0);
+            layout.web_socket(i).strip_prefix(&layout.root).map_or_else(
+                |_| layout.web_socket(i).display().to_string(),
+                |r| r.display().to_string(),
+            )
+        }
+        Kind::Nginx => format!("{bind}:{}", spec.embedded.http_port),
+    }
+}

@@ -1,0 +1,254 @@
+//! One supervised child process: spawn into its own process group, notice its death, restart it
+//! with backoff, stop it gracefully. Killing the whole group matters for php-fpm, whose workers
+//! outlive a `kill -9` of the master and keep serving from a stale socket.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::error::{IoContext, Result};
+use crate::layout::Layout;
+
+/// What a component is; decides its stop signal and how its health is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A MariaDB server.
+    Database,
+    /// A php-fpm master and its workers.
+    Web,
+    /// nginx, the load balancer.
+    Nginx,
+}
+
+impl Kind {
+    /// The signal that asks for a clean shutdown.
+    fn stop_signal(self) -> Signal {
+        match self {
+            Kind::Database => Signal::SIGTERM,
+            // Graceful for both: finish in-flight requests, then exit.
+            Kind::Web | Kind::Nginx => Signal::SIGQUIT,
+        }
+    }
+
+    /// How long a clean shutdown may take before the group is killed. A database gets long:
+    /// killing it is crash-safe but makes the next start do recovery.
+    fn stop_timeout(self) -> Duration {
+        match self {
+            Kind::Database => Duration::from_secs(120),
+            Kind::Web | Kind::Nginx => Duration::from_secs(20),
+        }
+    }
+}
+
+/// The command line of a component (no secrets: they live in 0600 files).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Program path.
+    pub program: PathBuf,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// File receiving stdout and stderr.
+    pub log: PathBuf,
+}
+
+/// First restart delay; doubles up to [`MAX_BACKOFF`] while a component keeps dying.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Running this long counts as healthy again and resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// A supervised process.
+#[derive(Debug)]
+pub struct Process {
+    /// Component name (`db-0`, `web-1`, `nginx`).
+    pub name: String,
+    /// Component kind.
+    pub kind: Kind,
+    /// How to start it.
+    pub launch: Launch,
+    child: Option<Child>,
+    /// Times it was restarted after dying.
+    pub restarts: u32,
+    started: Option<Instant>,
+    /// When a pending restart is due.
+    pub restart_at: Option<Instant>,
+    backoff: Duration,
+    pid_file: PathBuf,
+}
+
+impl Process {
+    /// A component that is not running yet.
+    pub fn new(layout: &Layout, name: &str, kind: Kind, launch: Launch) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            launch,
+            child: None,
+            restarts: 0,
+            started: None,
+            restart_at: None,
+            backoff: MIN_BACKOFF,
+            pid_file: layout.pid_file(name),
+        }
+    }
+
+    /// Pid of the running process (also its process group id).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the process in a new process group, output appended to its log.
+    pub fn spawn(&mut self) -> Result<()> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.launch.log)
+            .context(|| format!("opening {}", self.launch.log.display()))?;
+        let err = log
+            .try_clone()
+            .context(|| "duplicating log handle".into())?;
+        let child = Command::new(&self.launch.program)
+            .args(&self.launch.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            // Own group: Ctrl-C on the terminal reaches only hapress, which stops children in
+            // order, and a dead php-fpm master's workers can be killed as one group.
+            .process_group(0)
+            .spawn()
+            .context(|| format!("starting {} ({})", self.name, self.launch.program.display()))?;
+        fs::write(&self.pid_file, format!("{}\n", child.id()))
+            .context(|| format!("writing {}", self.pid_file.display()))?;
+        self.child = Some(child);
+        self.started = Some(Instant::now());
+        self.restart_at = None;
+        Ok(())
+    }
+
+    /// Whether the process is running (reaps it if it exited, without scheduling a restart).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Checks for death. On death kills the rest of the group, schedules a restart with backoff
+    /// and returns the exit status.
+    pub fn poll_exit(&mut self, now: Instant) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        let pid = self.child.take().map(|c| c.id());
+        if let Some(pid) = pid {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        if self
+            .started
+            .is_some_and(|s| now.duration_since(s) > STABLE_AFTER)
+        {
+            self.backoff = MIN_BACKOFF;
+        }
+        self.restart_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        Some(status)
+    }
+
+    /// Current restart delay (for event messages).
+    pub fn pending_delay(&self, now: Instant) -> Duration {
+        self.restart_at
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+    }
+
+    /// Restarts if a restart is due. Returns true if it started.
+    pub fn restart_if_due(&mut self, now: Instant) -> Result<bool> {
+        if self.child.is_some() || self.restart_at.is_none_or(|t| t > now) {
+            return Ok(false);
+        }
+        self.restarts += 1;
+        self.spawn()?;
+        Ok(true)
+    }
+
+    /// Stops gracefully, then kills the group after the kind's timeout.
+    pub fn stop(&mut self) {
+        self.restart_at = None;
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pgid = Pid::from_raw(child.id() as i32);
+        let _ = killpg(pgid, self.kind.stop_signal());
+        let deadline = Instant::now() + self.kind.stop_timeout();
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = killpg(pgid, Signal::SIGKILL);
+        let _ = child.wait();
+        let _ = fs::remove_file(&self.pid_file);
+    }
+}
+
+/// Sends `stop_signal` to a group recorded in a pid file by a supervisor that is gone, waits,
+/// then kills. Only groups whose leader's command line mentions the state directory are
+/// touched, so a recycled pid never hits an unrelated process.
+fn stop_stray(pid_file: &Path, root: &Path, kind: Kind) -> Option<String> {
+    let pid: i32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let _ = fs::remove_file(pid_file);
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let root = root.to_string_lossy();
+    if !String::from_utf8_lossy(&cmdline).contains(root.as_ref()) {
+        return None;
+    }
+    let pgid = Pid::from_raw(pid);
+    let _ = killpg(pgid, kind.stop_signal());
+    let deadline = Instant::now() + kind.stop_timeout();
+    while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+        // Not our child: it is reaped by init; a zombie still has /proc/<pid>/stat state Z.
+        if fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    Some(pid_file.file_stem()?.to_string_lossy().into_owned())
+}
+
+/// Stops components left running by a supervisor that was killed; returns their names.
+/// Web and nginx go first, databases last (nothing writes while they shut down).
+pub fn stop_strays(layout: &Layout) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(layout.run_dir()) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pgid"))
+        .collect();
+    let kind_of = |p: &Path| {
+        let stem = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if stem.starts_with("db-") {
+            Kind::Database
+        } else if stem.starts_with("web-") {
+            Kind::Web
+        } else {
+            Kind::Nginx
+        }
+    };
+    files.sort_by_key(|p| (kind_of(p) == Kind::Database, p.clone()));
+    files
+        .iter()
+        .filter_map(|p| stop_stray(p, &layout.root, kind_of(p)))
+        .collect()
+}

@@ -1,0 +1,295 @@
+//! The supervisor: brings a cluster up step by step, then keeps every component alive until
+//! asked to stop. Started by `hapress up` in the foreground or as a detached process.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hapress_spec::Cluster;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::components;
+use crate::error::{Error, IoContext, Result};
+use crate::layout::Layout;
+use crate::mariadb;
+use crate::preflight::{Tools, WorkerUser};
+use crate::process::{Kind, Process};
+use crate::secrets::Secrets;
+use crate::state::State;
+use crate::status::{now_unix, ClusterStatus, ComponentStatus, Event};
+
+/// Events kept in `status.json`.
+const EVENTS_KEPT: usize = 50;
+
+/// A running cluster and everything needed to keep it running.
+pub struct Runtime {
+    pub(crate) layout: Layout,
+    pub(crate) cluster: Cluster,
+    pub(crate) tools: Tools,
+    pub(crate) user: Option<WorkerUser>,
+    pub(crate) state: State,
+    pub(crate) secrets: Secrets,
+    pub(crate) dbs: Vec<Process>,
+    pub(crate) webs: Vec<Process>,
+    pub(crate) nginx: Process,
+    events: VecDeque<Event>,
+    pub(crate) stop: Arc<AtomicBool>,
+    phase: &'static str,
+    /// Held for the supervisor's lifetime: one supervisor per state directory.
+    _lock: Flock<File>,
+}
+
+/// Takes the state directory's lock, or reports who holds it.
+pub fn lock(layout: &Layout) -> Result<Flock<File>> {
+    let path = layout.lock_file();
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .context(|| format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| Error::Busy {
+        dir: layout.root.clone(),
+        pid: fs::read_to_string(layout.run_dir().join("supervisor.pid"))
+            .map_or("unknown".into(), |p| p.trim().into()),
+    })
+}
+
+/// Whether a supervisor currently holds the state directory's lock.
+pub fn supervisor_running(layout: &Layout) -> bool {
+    let Ok(file) = OpenOptions::new().write(true).open(layout.lock_file()) else {
+        return false;
+    };
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
+}
+
+impl Runtime {
+    /// Assembles the runtime; nothing is started yet.
+    #[allow(clippy::too_many_arguments)] // each is a distinct, already-validated part
+    pub(crate) fn new(
+        layout: Layout,
+        cluster: Cluster,
+        tools: Tools,
+        user: Option<WorkerUser>,
+        state: State,
+        secrets: Secrets,
+        lock: Flock<File>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let dbs = (0..cluster.spec.database.instances)
+            .map(|i| components::database(&tools, &layout, i))
+            .collect();
+        let webs = (0..cluster.spec.web.replicas)
+            .map(|i| components::web(&tools, &layout, i))
+            .collect();
+        let nginx = components::nginx(&tools, &layout);
+        Self {
+            layout,
+            cluster,
+            tools,
+            user,
+            state,
+            secrets,
+            dbs,
+            webs,
+            nginx,
+            events: VecDeque::new(),
+            stop,
+            phase: "starting",
+            _lock: lock,
+        }
+    }
+
+    /// Records an event: printed, appended to `logs/events.log`, kept for `status`.
+    pub(crate) fn event(&mut self, component: &str, message: String) {
+        let line = format!("{} {component}: {message}", now_unix());
+        eprintln!("hapress: {component}: {message}");
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.layout.log("events.log"))
+        {
+            let _ = writeln!(f, "{line}");
+        }
+        self.events.push_back(Event {
+            at: now_unix(),
+            component: component.into(),
+            message,
+        });
+        while self.events.len() > EVENTS_KEPT {
+            self.events.pop_front();
+        }
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Process> {
+        self.dbs
+            .iter_mut()
+            .chain(self.webs.iter_mut())
+            .chain(std::iter::once(&mut self.nginx))
+    }
+
+    fn probe(&self, p: &Process) -> bool {
+        let spec = &self.cluster.spec;
+        match p.kind {
+            Kind::Database => {
+                let i: u32 = p.name.trim_start_matches("db-").parse().unwrap_or(0);
+                mariadb::answers(&self.layout.db_socket(i))
+            }
+            Kind::Web => {
+                let i: u32 = p.name.trim_start_matches("web-").parse().unwrap_or(0);
+                UnixStream::connect(self.layout.web_socket(i)).is_ok()
+            }
+            Kind::Nginx => format!("{}:{}", spec.embedded.bind_address, spec.embedded.http_port)
+                .parse()
+                .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()),
+        }
+    }
+
+    fn component_status(&self, p: &Process, running: bool) -> ComponentStatus {
+        let health = if p.restart_at.is_some() {
+            "restarting"
+        } else if !running {
+            "down"
+        } else if self.probe(p) {
+            "up"
+        } else {
+            "starting"
+        };
+        let role = match p.kind {
+            Kind::Database if p.name == crate::layout::db_name(self.state.primary) => "primary",
+            Kind::Database => "replica",
+            Kind::Web => "web",
+            Kind::Nginx => "load-balancer",
+        };
+        ComponentStatus {
+            name: p.name.clone(),
+            kind: serde_json::to_value(p.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            pid: p.pid(),
+            address: components::address(&self.cluster.spec, &self.layout, p),
+            health: health.into(),
+            role: role.into(),
+            restarts: p.restarts,
+            replication: None,
+        }
+    }
+
+    /// Writes `run/status.json`.
+    pub(crate) fn write_status(&mut self) {
+        let mut running = Vec::new();
+        for p in self.all_mut() {
+            running.push(p.is_running());
+        }
+        let procs: Vec<&Process> = self
+            .dbs
+            .iter()
+            .chain(self.webs.iter())
+            .chain(std::iter::once(&self.nginx))
+            .collect();
+        let components = procs
+            .iter()
+            .zip(running)
+            .map(|(p, r)| self.component_status(p, r))
+            .collect();
+        let st = ClusterStatus {
+            cluster: self.cluster.name.clone(),
+            phase: self.phase.into(),
+            supervisor_pid: std::process::id(),
+            supervisor_running: true,
+            url: self.cluster.embedded_url(),
+            updated_at: now_unix(),
+            components,
+            events: self.events.iter().cloned().collect(),
+        };
+        if let Ok(text) = serde_json::to_string_pretty(&st) {
+            let _ = crate::fsutil::write_atomic(&self.layout.status_file(), text.as_bytes(), 0o644);
+        }
+    }
+
+    /// Keeps every component alive until SIGINT/SIGTERM, then stops them in order.
+    pub fn supervise(&mut self) {
+        self.phase = "running";
+        let mut last_status = Instant::now() - Duration::from_secs(10);
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let primary = crate::layout::db_name(self.state.primary);
+            let mut happened = Vec::new();
+            for p in self.all_mut() {
+                if let Some(status) = p.poll_exit(now) {
+                    let delay = p.pending_delay(now);
+                    let loud = if p.name == primary {
+                        "!! the PRIMARY database died; restarting it in place (automatic failover is not implemented yet); writes fail until it is back. "
+                    } else {
+                        ""
+                    };
+                    happened.push((
+                        p.name.clone(),
+                        format!(
+                            "{loud}exited ({status}); restarting in {:.1}s",
+                            delay.as_secs_f64()
+                        ),
+                    ));
+                }
+                match p.restart_if_due(now) {
+                    Ok(true) => happened.push((
+                        p.name.clone(),
+                        format!(
+                            "restarted (pid {}, restart #{})",
+                            p.pid().unwrap_or(0),
+                            p.restarts
+                        ),
+                    )),
+                    Ok(false) => {}
+                    Err(e) => {
+                        p.restart_at = Some(now + Duration::from_secs(5));
+                        happened.push((
+                            p.name.clone(),
+                            format!("restart failed: {e}; retrying in 5s"),
+                        ));
+                    }
+                }
+            }
+            let changed = !happened.is_empty();
+            for (name, msg) in happened {
+                self.event(&name, msg);
+            }
+            if changed || last_status.elapsed() >= Duration::from_secs(1) {
+                self.write_status();
+                last_status = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.shutdown();
+    }
+
+    /// Stops everything: load balancer, web replicas, replicas, primary last.
+    pub fn shutdown(&mut self) {
+        self.phase = "stopping";
+        self.write_status();
+        println!("hapress: stopping {}", self.cluster.name);
+        self.nginx.stop();
+        for w in &mut self.webs {
+            w.stop();
+        }
+        let primary = self.state.primary as usize;
+        for (i, d) in self.dbs.iter_mut().enumerate() {
+            if i != primary {
+                d.stop();
+            }
+        }
+        if let Some(d) = self.dbs.get_mut(primary) {
+            d.stop();
+        }
+        self.phase = "stopped";
+        self.write_status();
+        let _ = fs::remove_file(self.layout.run_dir().join("supervisor.pid"));
+        println!("hapress: stopped");
+    }
+}

@@ -1,0 +1,176 @@
+//! The shared WordPress docroot and its installation.
+//!
+//! Debian's `wordpress` package redirects its `wp-config.php` to `/etc/wordpress`, and PHP
+//! resolves `__DIR__` through symlinks, so the docroot copies the top-level PHP files and
+//! `wp-admin/`, symlinks `wp-includes/`, themes, plugins and languages, and owns `wp-content/`
+//! with a real, shared `uploads/` and its own `wp-config.php`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use hapress_spec::Cluster;
+
+use crate::error::{step_error, IoContext, Result};
+use crate::fsutil::{create_dir, write_if_changed};
+use crate::layout::Layout;
+use crate::preflight::{Tools, WorkerUser};
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let meta = fs::metadata(entry.path())?;
+        if meta.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn symlink_once(target: &Path, link: &Path) -> Result<()> {
+    if link.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    std::os::unix::fs::symlink(target, link)
+        .context(|| format!("linking {} -> {}", link.display(), target.display()))
+}
+
+/// Builds (or completes) the docroot. Never touches `uploads/` content.
+pub fn build_docroot(tools: &Tools, layout: &Layout, user: Option<&WorkerUser>) -> Result<()> {
+    let site = layout.site_dir();
+    let wp = &tools.wordpress;
+    create_dir(&site, 0o755)?;
+    for entry in fs::read_dir(wp).context(|| format!("reading {}", wp.display()))? {
+        let entry = entry.context(|| format!("reading {}", wp.display()))?;
+        let name = entry.file_name();
+        let name_s = name.to_string_lossy();
+        if name_s.ends_with(".php") && name_s != "wp-config.php" && name_s != "wp-config-sample.php"
+        {
+            let dest = site.join(&name);
+            if !dest.exists() {
+                let tmp = site.join(format!(".{name_s}.tmp"));
+                fs::copy(entry.path(), &tmp)
+                    .and_then(|_| fs::rename(&tmp, &dest))
+                    .context(|| format!("copying {}", dest.display()))?;
+            }
+        }
+    }
+    let admin = site.join("wp-admin");
+    if !admin.exists() {
+        let tmp = site.join(".wp-admin.tmp");
+        let _ = fs::remove_dir_all(&tmp);
+        copy_tree(&wp.join("wp-admin"), &tmp)
+            .and_then(|_| fs::rename(&tmp, &admin))
+            .context(|| format!("copying {}", admin.display()))?;
+    }
+    symlink_once(&wp.join("wp-includes"), &site.join("wp-includes"))?;
+    let content = site.join("wp-content");
+    create_dir(&content, 0o755)?;
+    for sub in ["themes", "plugins", "languages"] {
+        symlink_once(&wp.join("wp-content").join(sub), &content.join(sub))?;
+    }
+    let uploads = layout.uploads_dir();
+    if !uploads.is_dir() {
+        create_dir(&uploads, 0o755)?;
+    }
+    if let Some(u) = user {
+        chown(&uploads, u)?;
+    }
+    Ok(())
+}
+
+fn chown(path: &Path, u: &WorkerUser) -> Result<()> {
+    std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))
+        .context(|| format!("chown {} {}", u.name, path.display()))
+}
+
+/// Writes `wp-config.php`. It holds secrets: mode 0600 when workers run as ourselves; when they
+/// run as `www-data` it is root-owned, group `www-data`, mode 0640, so PHP can read it but
+/// (unlike a 0600 file owned by www-data) a compromised worker cannot rewrite it.
+pub fn write_wp_config(layout: &Layout, contents: &str, user: Option<&WorkerUser>) -> Result<()> {
+    let path = layout.site_dir().join("wp-config.php");
+    let mode = if user.is_some() { 0o640 } else { 0o600 };
+    write_if_changed(&path, contents, mode)?;
+    if let Some(u) = user {
+        std::os::unix::fs::chown(&path, None, Some(u.gid))
+            .context(|| format!("chgrp {} {}", u.name, path.display()))?;
+    }
+    Ok(())
+}
+
+const INSTALL_PHP: &str = r#"<?php
+// hapress site installer: input JSON on stdin (never on the command line).
+$in = json_decode(stream_get_contents(STDIN), true);
+$u = parse_url($in['url']);
+$_SERVER['HTTP_HOST'] = $u['host'] . (isset($u['port']) ? ':' . $u['port'] : '');
+$_SERVER['REQUEST_URI'] = '/';
+define('WP_INSTALLING', true);
+require $in['docroot'] . '/wp-load.php';
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+if (is_blog_installed()) { echo "already-installed\n"; exit(0); }
+$r = wp_install($in['title'], $in['user'], $in['email'], true, '', wp_slash($in['password']), $in['language']);
+if (is_wp_error($r)) { fwrite(STDERR, $r->get_error_message() . "\n"); exit(1); }
+echo "installed\n";
+"#;
+
+/// Installs WordPress through PHP CLI (no browser); returns false if it was installed already.
+pub fn install(
+    tools: &Tools,
+    layout: &Layout,
+    cluster: &Cluster,
+    admin_password: &str,
+    user: Option<&WorkerUser>,
+) -> Result<bool> {
+    let script = layout.run_dir().join("install.php");
+    write_if_changed(&script, INSTALL_PHP, 0o644)?;
+    let site = &cluster.spec.site;
+    let input = serde_json::json!({
+        "url": cluster.embedded_url(),
+        "docroot": layout.site_dir(),
+        "title": site.title,
+        "user": site.admin_user,
+        "email": site.admin_email,
+        "password": admin_password,
+        "language": if site.locale == "en_US" { "" } else { site.locale.as_str() },
+    });
+    let log = layout.log("site-install.log");
+    let mut cmd = Command::new(&tools.php);
+    cmd.arg(&script)
+        .current_dir(layout.site_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&log).context(|| format!("creating {}", log.display()))?);
+    if let Some(u) = user {
+        // Run as the workers' account so files WordPress creates stay writable by them.
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    let mut child = cmd
+        .spawn()
+        .context(|| format!("running {}", tools.php.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.to_string().as_bytes())
+            .context(|| "sending install parameters".into())?;
+    }
+    let out = child
+        .wait_with_output()
+        .context(|| "waiting for the installer".into())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("installed") {
+        return Err(step_error(
+            "installing WordPress",
+            format!(
+                "the installer failed ({}); see {}",
+                out.status,
+                log.display()
+            ),
+        ));
+    }
+    Ok(!stdout.contains("already-installed"))
+}

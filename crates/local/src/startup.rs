@@ -1,0 +1,237 @@
+//! The steps of `hapress up` after the checks: configs, databases, replication, docroot,
+//! installation, web replicas, nginx, and a final request through the whole stack.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::config;
+use crate::error::{step_error, Error, Result};
+use crate::fsutil::{create_dir, write_if_changed};
+use crate::http;
+use crate::mariadb;
+use crate::progress::Progress;
+use crate::runtime::Runtime;
+use crate::{bootstrap, site};
+
+/// What `up` did, for the closing summary.
+pub struct StartReport {
+    /// WordPress was installed by this run (the admin password is new).
+    pub installed_now: bool,
+    /// Data directories created by this run.
+    pub initialised: u32,
+}
+
+impl Runtime {
+    fn check_stop(&self) -> Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        Ok(())
+    }
+
+    fn write_configs(&self) -> Result<()> {
+        let spec = &self.cluster.spec;
+        let root = nix::unistd::geteuid().is_root();
+        for i in 0..spec.database.instances {
+            create_dir(&self.layout.db_dir(i), 0o700)?;
+            let cnf = config::my_cnf(spec, &self.layout, i, i == self.state.primary, root);
+            write_if_changed(&self.layout.db_config(i), &cnf, 0o644)?;
+        }
+        create_dir(&self.layout.root.join("web"), 0o755)?;
+        for i in 0..spec.web.replicas {
+            write_if_changed(
+                &self.layout.web_config(i),
+                &config::php_fpm_conf(spec, &self.layout, i, self.user.as_ref()),
+                0o644,
+            )?;
+        }
+        let nginx = self.layout.nginx_dir();
+        create_dir(&nginx.join("tmp"), 0o755)?;
+        write_if_changed(
+            &nginx.join("nginx.conf"),
+            &config::nginx_conf(spec, &self.layout, self.user.as_ref()),
+            0o644,
+        )?;
+        Ok(())
+    }
+
+    /// Runs every startup step; on error the caller shuts down what was started.
+    pub fn start(&mut self, progress: &mut Progress) -> Result<StartReport> {
+        let spec = self.cluster.spec.clone();
+        let n_db = spec.database.instances;
+
+        progress.step("Writing configuration");
+        self.write_configs()?;
+        progress.done("ok");
+        self.check_stop()?;
+
+        progress.step(&format!("Initialising {n_db} database data directories"));
+        let (tools, layout) = (&self.tools, &self.layout);
+        let results: Vec<Result<bool>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n_db)
+                .map(|i| s.spawn(move || mariadb::init_datadir(tools, layout, i)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(step_error(
+                            "initialising databases",
+                            "installer thread panicked",
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let mut initialised = 0;
+        for r in results {
+            initialised += u32::from(r?);
+        }
+        progress.done(&if initialised == 0 {
+            "already initialised, adopted".to_string()
+        } else {
+            format!("{initialised} created")
+        });
+        self.check_stop()?;
+
+        progress.step(&format!("Starting {n_db} database servers"));
+        for d in &mut self.dbs {
+            d.spawn()?;
+        }
+        for i in 0..n_db {
+            let stop = self.stop.clone();
+            let proc_ = &mut self.dbs[i as usize];
+            mariadb::wait_ready(&self.layout, i, Duration::from_secs(120), &mut || {
+                proc_.is_running() && !stop.load(Ordering::Relaxed)
+            })?;
+        }
+        progress.done("ready");
+        self.check_stop()?;
+
+        progress.step("Setting up GTID replication");
+        if self.state.is_done("replication") {
+            progress.done("already set up");
+        } else {
+            bootstrap::replication(
+                &self.tools,
+                &self.layout,
+                &spec,
+                &self.secrets,
+                self.state.primary,
+            )?;
+            self.state.mark_done(&self.layout, "replication")?;
+            progress.done(&format!(
+                "{} replica(s) attached, semi-sync {}",
+                n_db - 1,
+                if spec.database.semi_sync.enabled && n_db > 1 {
+                    "on"
+                } else {
+                    "off"
+                }
+            ));
+        }
+        self.check_stop()?;
+
+        progress.step("Preparing the shared docroot");
+        site::build_docroot(&self.tools, &self.layout, self.user.as_ref())?;
+        let php = config::wp_config(
+            &spec,
+            &self.cluster.embedded_url(),
+            config::db_port(&spec, self.state.primary),
+            &self.secrets,
+        );
+        site::write_wp_config(&self.layout, &php, self.user.as_ref())?;
+        progress.done("ok");
+        self.check_stop()?;
+
+        progress.step("Installing WordPress");
+        let installed_now = if self.state.is_done("site-installed") {
+            progress.done("already installed");
+            false
+        } else {
+            let fresh = site::install(
+                &self.tools,
+                &self.layout,
+                &self.cluster,
+                &self.secrets.admin_password,
+                self.user.as_ref(),
+            )?;
+            self.state.mark_done(&self.layout, "site-installed")?;
+            progress.done(if fresh {
+                "installed"
+            } else {
+                "was installed already"
+            });
+            fresh
+        };
+        self.check_stop()?;
+
+        progress.step(&format!("Starting {} web replicas", spec.web.replicas));
+        for w in &mut self.webs {
+            w.spawn()?;
+        }
+        for i in 0..spec.web.replicas {
+            let sock = self.layout.web_socket(i);
+            let log = self.layout.log(&format!("web-{i}.log"));
+            self.wait_until(
+                &format!("starting web-{i}"),
+                Duration::from_secs(30),
+                &log.display().to_string(),
+                || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+            )?;
+        }
+        progress.done("ready");
+
+        progress.step("Starting nginx");
+        self.nginx.spawn()?;
+        let addr: std::net::SocketAddr =
+            format!("{}:{}", spec.embedded.bind_address, spec.embedded.http_port)
+                .parse()
+                .map_err(|_| step_error("starting nginx", "bad bind address"))?;
+        let log = self.layout.log("nginx-error.log").display().to_string();
+        self.wait_until("starting nginx", Duration::from_secs(15), &log, || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })?;
+        progress.done("ready");
+
+        progress.step("Checking the site through nginx");
+        let host = format!("{}:{}", spec.embedded.bind_address, spec.embedded.http_port);
+        let (code, body) = http::get(addr, &host, "/", Duration::from_secs(30))
+            .map_err(|e| step_error("checking the site", format!("GET / failed: {e}")))?;
+        if code != 200 || !body.contains(&spec.site.title) {
+            return Err(step_error(
+                "checking the site",
+                format!(
+                    "GET / answered {code} without the site title; see {}",
+                    self.layout.logs_dir().display()
+                ),
+            ));
+        }
+        progress.done("200 OK");
+        Ok(StartReport {
+            installed_now,
+            initialised,
+        })
+    }
+
+    fn wait_until(
+        &mut self,
+        step: &str,
+        timeout: Duration,
+        log: &str,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if ready() {
+                return Ok(());
+            }
+            self.check_stop()?;
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Err(step_error(
+            step,
+            format!("not ready within {timeout:?}; see {log}"),
+        ))
+    }
+}

@@ -1,0 +1,170 @@
+//! The supervisor's live status (`run/status.json`) and how `hapress status` shows it.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mariadb::ReplicationState;
+
+/// Seconds since the epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One component as the supervisor sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// `db-0`, `web-1`, `nginx`.
+    pub name: String,
+    /// `database`, `web` or `nginx`.
+    pub kind: String,
+    /// Process (group) id while running.
+    pub pid: Option<u32>,
+    /// Where it listens.
+    pub address: String,
+    /// `up`, `down`, `starting` or `restarting`.
+    pub health: String,
+    /// `primary`/`replica` for databases, `web`/`load-balancer` otherwise.
+    pub role: String,
+    /// Restarts after unexpected exits.
+    pub restarts: u32,
+    /// Live replication state (filled in by `hapress status`, not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationState>,
+}
+
+/// Something that happened: a death, a restart, a state change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Seconds since the epoch.
+    pub at: u64,
+    /// Component concerned.
+    pub component: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The whole cluster's status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Cluster name.
+    pub cluster: String,
+    /// `starting`, `running`, `stopping` or `stopped`.
+    pub phase: String,
+    /// Supervisor process id.
+    pub supervisor_pid: u32,
+    /// Whether the supervisor is alive (computed by `hapress status`).
+    #[serde(default)]
+    pub supervisor_running: bool,
+    /// Site URL.
+    pub url: String,
+    /// When the supervisor last wrote this.
+    pub updated_at: u64,
+    /// Every component.
+    pub components: Vec<ComponentStatus>,
+    /// Most recent events, oldest first.
+    pub events: Vec<Event>,
+}
+
+fn replication_cell(r: &ReplicationState) -> String {
+    let mut s = String::new();
+    if r.role == "replica" {
+        let _ = write!(
+            s,
+            "io={} sql={} lag={} ",
+            r.io_running.as_deref().unwrap_or("-"),
+            r.sql_running.as_deref().unwrap_or("-"),
+            r.seconds_behind.map_or("-".into(), |l| format!("{l}s")),
+        );
+    }
+    let _ = write!(
+        s,
+        "gtid={} semi-sync={}",
+        if r.gtid_current_pos.is_empty() {
+            "-"
+        } else {
+            &r.gtid_current_pos
+        },
+        if r.semi_sync { "on" } else { "off" }
+    );
+    if let Some(c) = r.semi_sync_clients {
+        let _ = write!(s, " ({c} acking)");
+    }
+    if let Some(e) = &r.last_error {
+        let _ = write!(s, " error: {e}");
+    }
+    s
+}
+
+/// Renders the status as one table plus recent events.
+pub fn render_table(st: &ClusterStatus) -> String {
+    let mut out = format!(
+        "cluster {}  {}  supervisor {}\n\n",
+        st.cluster,
+        st.url,
+        if st.supervisor_running {
+            format!("pid {} ({})", st.supervisor_pid, st.phase)
+        } else {
+            "not running".into()
+        },
+    );
+    let header = [
+        "COMPONENT",
+        "PID",
+        "ADDRESS",
+        "HEALTH",
+        "ROLE",
+        "RESTARTS",
+        "REPLICATION",
+    ];
+    let rows: Vec<[String; 7]> = st
+        .components
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.pid.map_or("-".into(), |p| p.to_string()),
+                c.address.clone(),
+                c.health.clone(),
+                c.role.clone(),
+                c.restarts.to_string(),
+                c.replication
+                    .as_ref()
+                    .map_or(String::new(), replication_cell),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    if !st.events.is_empty() {
+        out.push_str("\nrecent events:\n");
+        for e in st.events.iter().rev().take(10).rev() {
+            let ago = now_unix().saturating_sub(e.at);
+            let _ = writeln!(out, "  {ago:>5}s ago  {:<8} {}", e.component, e.message);
+        }
+    }
+    out
+}
