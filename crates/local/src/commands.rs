@@ -87,7 +87,10 @@ pub fn up(opts: &UpOptions) -> Result<()> {
     }
     let layout = Layout::new(&opts.state_dir).context(|| "resolving the state directory".into())?;
     let mut progress = Progress::new(10);
-    progress.step("Checking spec, packages, ports and state directory");
+    if !opts.detach {
+        // Detached: the background supervisor prints every step; this process relays them.
+        progress.step("Checking spec, packages, ports and state directory");
+    }
     let (cluster, source) = resolve_cluster(opts, &layout)?;
     let existing = state::load_for(&layout, &cluster.name, cluster.spec.database.instances)?;
     let tools = find_tools()?;
@@ -98,7 +101,11 @@ pub fn up(opts: &UpOptions) -> Result<()> {
         check_ports(&cluster.spec)?;
     }
     if opts.detach {
-        progress.done("ok");
+        create_dir(&layout.root, 0o755)?;
+        if existing.is_none() {
+            // Claim the directory now that every check passed; the supervisor adopts it.
+            State::new(&cluster.name, cluster.spec.database.instances).save(&layout)?;
+        }
         return detach(
             opts,
             &layout,
@@ -121,7 +128,7 @@ pub fn up(opts: &UpOptions) -> Result<()> {
     if existing.is_some() {
         check_ports(&cluster.spec)?;
     }
-    let adopted = existing.is_some();
+    let adopted = existing.as_ref().is_some_and(|s| !s.done.is_empty());
     let state =
         existing.unwrap_or_else(|| State::new(&cluster.name, cluster.spec.database.instances));
     state.save(&layout)?;
@@ -195,7 +202,6 @@ pub fn up(opts: &UpOptions) -> Result<()> {
 
 /// Starts the supervisor as a background process and relays its progress until the site is up.
 fn detach(opts: &UpOptions, layout: &Layout, installed_before: bool) -> Result<()> {
-    create_dir(&layout.root, 0o755)?;
     create_dir(&layout.logs_dir(), 0o750)?;
     let log_path = layout.log("supervisor.log");
     let log = fs::OpenOptions::new()
@@ -235,15 +241,7 @@ fn detach(opts: &UpOptions, layout: &Layout, installed_before: bool) -> Result<(
             let _ = f.seek(SeekFrom::Start(*offset));
             let mut s = String::new();
             if f.read_to_string(&mut s).is_ok() {
-                // The first step line was already printed by this process.
-                print!(
-                    "{}",
-                    s.replace(
-                        "[ 1/10] Checking spec, packages, ports and state directory ... ok",
-                        ""
-                    )
-                    .trim_start_matches(|c| c == '(' || c == ')')
-                );
+                print!("{s}");
                 *offset += s.len() as u64;
             }
         }

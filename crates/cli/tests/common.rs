@@ -1,0 +1,223 @@
+//! Helpers for tests that drive the real `hapress` binary against real MariaDB, php-fpm and
+//! nginx processes on loopback.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn hapress() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hapress"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    hapress()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hapress")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `n` consecutive free TCP ports (probed by binding).
+pub fn free_ports(n: u16) -> u16 {
+    'outer: for _ in 0..200 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 60000 {
+            continue;
+        }
+        for p in base..base + n {
+            if TcpListener::bind(("127.0.0.1", p)).is_err() {
+                continue 'outer;
+            }
+        }
+        return base;
+    }
+    panic!("no free port range");
+}
+
+/// A cluster started with `up --detach` in a temp state dir; stopped on drop.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub http_port: u16,
+    pub db_port: u16,
+    pub spec: PathBuf,
+}
+
+impl Cluster {
+    pub fn state_dir(&self) -> String {
+        self.dir.path().join("state").display().to_string()
+    }
+
+    /// Writes a spec and brings the cluster up detached.
+    pub fn up(spec_body: &str) -> (Cluster, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(5);
+        let spec = dir.path().join("hapress.yaml");
+        std::fs::write(&spec, spec_body).unwrap();
+        let c = Cluster {
+            dir,
+            http_port: ports,
+            db_port: ports + 1,
+            spec,
+        };
+        let out = c.start();
+        (c, out)
+    }
+
+    pub fn start(&self) -> String {
+        let out = run(&[
+            "up",
+            "--detach",
+            "-f",
+            self.spec.to_str().unwrap(),
+            "--state-dir",
+            &self.state_dir(),
+            "--http-port",
+            &self.http_port.to_string(),
+            "--database-port",
+            &self.db_port.to_string(),
+        ]);
+        let t = text(&out);
+        assert!(out.status.success(), "up failed:\n{t}\n{}", self.logs());
+        t
+    }
+
+    pub fn down(&self) -> String {
+        let out = run(&["down", "--state-dir", &self.state_dir()]);
+        assert!(out.status.success(), "down failed: {}", text(&out));
+        text(&out)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = run(&["status", "--json", "--state-dir", &self.state_dir()]);
+        assert!(out.status.success(), "status failed: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn component(&self, name: &str) -> serde_json::Value {
+        self.status()["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        let p = Path::new(&self.state_dir()).join("logs/supervisor.log");
+        std::fs::read_to_string(p).unwrap_or_default()
+    }
+
+    pub fn socket(&self, db: u32) -> String {
+        format!("{}/run/db-{db}.sock", self.state_dir())
+    }
+
+    /// SQL as root over a server's unix socket (tab-separated, no headers).
+    pub fn sql(&self, db: u32, q: &str) -> String {
+        let out = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-uroot",
+                "-N",
+                "-B",
+                &format!("--socket={}", self.socket(db)),
+                "-e",
+                q,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sql on db-{db} failed: {}",
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(self.http_port, "GET", path, None, "")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = run(&["down", "--state-dir", &self.state_dir()]);
+    }
+}
+
+/// One HTTP/1.1 request on loopback; returns status and body (chunked bodies decoded enough
+/// for `contains` checks: chunk-size lines stay in, content is intact).
+pub fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: Basic {}\r\n", base64(a.as_bytes())))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let t = String::from_utf8_lossy(&buf).to_string();
+    let code = t
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        t.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Polls `f` until it returns true or `timeout` passes; returns the time it took.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}

@@ -1,0 +1,241 @@
+//! The embedded runtime end to end: `hapress up` brings up real MariaDB, php-fpm and nginx
+//! processes, survives component deaths, and `down` + `up` keeps every byte of data.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn spec(title: &str) -> String {
+    format!(
+        "apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata:\n  name: lifecycle\nspec:\n  site:\n    title: {title}\n    environment: local\n  web:\n    replicas: 3\n    phpWorkers: 2\n  database:\n    instances: 3\n"
+    )
+}
+
+/// Creates an application password for `admin` through WordPress's own API (PHP CLI).
+fn application_password(c: &Cluster) -> String {
+    let script = c.dir.path().join("app-password.php");
+    std::fs::write(
+        &script,
+        format!(
+            "<?php\n$_SERVER['HTTP_HOST'] = '127.0.0.1:{}';\nrequire 'wp-load.php';\n$u = get_user_by('login', 'admin');\nlist($pw) = WP_Application_Passwords::create_new_application_password($u->ID, array('name' => 'hapress-test'));\necho $pw;\n",
+            c.http_port
+        ),
+    )
+    .unwrap();
+    let out = Command::new("php")
+        .arg(&script)
+        .current_dir(format!("{}/site", c.state_dir()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn pid_of(c: &Cluster, name: &str) -> i64 {
+    c.component(name)["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{name} has no pid: {}", c.status()))
+}
+
+fn alive(pid: i64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+}
+
+#[test]
+fn lifecycle_up_write_replicate_survive_kills_down_up() {
+    let title = format!("Hapress Test {}", std::process::id());
+    let t0 = Instant::now();
+    let (c, out) = Cluster::up(&spec(&title));
+    let cold = t0.elapsed();
+    assert!(out.contains("admin password (shown once):"), "{out}");
+    let password = std::fs::read_to_string(format!("{}/secrets/admin-password", c.state_dir()))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(out.contains(&password));
+
+    // Secrets: 0600 files, not in any log, not on any command line.
+    for entry in std::fs::read_dir(format!("{}/secrets", c.state_dir())).unwrap() {
+        let meta = entry.unwrap().metadata().unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    let db_password =
+        std::fs::read_to_string(format!("{}/secrets/db-wordpress-password", c.state_dir()))
+            .unwrap()
+            .trim()
+            .to_string();
+    for entry in std::fs::read_dir(format!("{}/logs", c.state_dir())).unwrap() {
+        let body = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        assert!(
+            !body.contains(&password) && !body.contains(&db_password),
+            "a secret leaked into a log"
+        );
+    }
+    for proc_dir in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(proc_dir.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(
+            !cmdline.contains(&password) && !cmdline.contains(&db_password),
+            "secret on a command line: {cmdline}"
+        );
+    }
+
+    // 2. The homepage answers through nginx with the site title.
+    let (code, body) = c.get("/");
+    assert_eq!(code, 200);
+    assert!(body.contains(&title), "homepage lacks the title");
+
+    // Status: every component up, one primary, replicas replicating with semi-sync.
+    let st = c.status();
+    let comps = st["components"].as_array().unwrap();
+    assert_eq!(comps.len(), 7, "{st}");
+    assert!(comps.iter().all(|x| x["health"] == "up"), "{st}");
+    assert_eq!(c.component("db-0")["role"], "primary");
+    assert_eq!(c.component("db-0")["replication"]["semiSync"], true);
+    for r in ["db-1", "db-2"] {
+        let rep = &c.component(r)["replication"];
+        assert_eq!(rep["role"], "replica", "{rep}");
+        assert_eq!(rep["ioRunning"], "Yes", "{rep}");
+        assert_eq!(rep["sqlRunning"], "Yes", "{rep}");
+    }
+    let table = text(&run(&["status", "--state-dir", &c.state_dir()]));
+    assert!(
+        table.contains("COMPONENT") && table.contains("io=Yes sql=Yes"),
+        "{table}"
+    );
+    assert_eq!(c.sql(1, "SELECT @@read_only"), "1");
+    assert_eq!(c.sql(0, "SELECT @@read_only"), "0");
+    assert_eq!(
+        c.sql(0, "SELECT @@rpl_semi_sync_master_wait_point"),
+        "AFTER_SYNC"
+    );
+
+    // 3. A post through the REST API (application password) shows on the homepage and is
+    // replicated to both replicas.
+    let app = application_password(&c);
+    let post_title = format!("Replicated post {}", std::process::id());
+    let (code, resp) = http(
+        c.http_port,
+        "POST",
+        "/?rest_route=/wp/v2/posts",
+        Some(&format!("admin:{app}")),
+        &format!("{{\"title\":\"{post_title}\",\"content\":\"hello from the test\",\"status\":\"publish\"}}"),
+    );
+    assert_eq!(code, 201, "{resp}");
+    let (_, home) = c.get("/");
+    assert!(home.contains(&post_title), "post not on the homepage");
+    let q = format!("SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title='{post_title}' AND post_status='publish'");
+    for db in [1, 2] {
+        assert!(
+            wait_for(Duration::from_secs(10), || c.sql(db, &q) == "1").is_some(),
+            "post missing on db-{db}"
+        );
+    }
+
+    // 4. kill -9 of a web replica's whole process group under 100 requests: no failure.
+    let web0 = pid_of(&c, "web-0");
+    let mut failures = 0;
+    for i in 0..100 {
+        if i == 10 {
+            nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(web0 as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+        }
+        if c.get("/").0 != 200 {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 0, "requests failed while web-0 was down");
+    let back = wait_for(Duration::from_secs(10), || {
+        let w = c.component("web-0");
+        w["health"] == "up" && w["pid"].as_i64() != Some(web0) && w["restarts"] == 1
+    });
+    assert!(back.is_some(), "web-0 not back within 10 s: {}", c.status());
+    assert!(
+        c.status()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["component"] == "web-0"),
+        "no event for web-0"
+    );
+
+    // 5. kill -9 of a replica database: restarted, catches up to the primary's GTID.
+    let db2 = pid_of(&c, "db-2");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(db2 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    c.sql(0, "CREATE DATABASE IF NOT EXISTS probe; CREATE TABLE IF NOT EXISTS probe.t (id INT PRIMARY KEY); INSERT INTO probe.t VALUES (1),(2),(3)");
+    let caught_up = wait_for(Duration::from_secs(30), || {
+        let r = c.component("db-2");
+        r["health"] == "up"
+            && r["pid"].as_i64() != Some(db2)
+            && c.sql(2, "SELECT @@gtid_current_pos") == c.sql(0, "SELECT @@gtid_current_pos")
+    });
+    assert!(
+        caught_up.is_some(),
+        "db-2 did not come back and catch up: {}",
+        c.status()
+    );
+    assert_eq!(c.sql(2, "SELECT COUNT(*) FROM probe.t"), "3");
+
+    // 6. down, then up: same data, nothing re-initialised.
+    let data_inode = std::fs::metadata(format!("{}/db-0/data/mysql", c.state_dir()))
+        .unwrap()
+        .ino();
+    let pids: Vec<i64> = c.status()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["pid"].as_i64())
+        .collect();
+    c.down();
+    assert!(pids.iter().all(|p| !alive(*p)), "processes survived down");
+    assert_eq!(c.status()["phase"], "stopped");
+    let t1 = Instant::now();
+    let out = c.start();
+    let warm = t1.elapsed();
+    assert!(
+        out.contains("already initialised, adopted")
+            && out.contains("already set up")
+            && out.contains("already installed"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("shown once"),
+        "a warm start must not print a new password: {out}"
+    );
+    assert_eq!(
+        std::fs::metadata(format!("{}/db-0/data/mysql", c.state_dir()))
+            .unwrap()
+            .ino(),
+        data_inode
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{}/secrets/admin-password", c.state_dir()))
+            .unwrap()
+            .trim(),
+        password
+    );
+    let (code, home) = c.get("/");
+    assert_eq!(code, 200);
+    assert!(home.contains(&post_title), "post lost after down/up");
+    assert_eq!(c.sql(0, &q), "1");
+    eprintln!(
+        "figures: cold up {:.2}s, warm up {:.2}s, web-0 back after {:.2}s",
+        cold.as_secs_f64(),
+        warm.as_secs_f64(),
+        back.unwrap().as_secs_f64()
+    );
+}
