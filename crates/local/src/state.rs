@@ -119,7 +119,7 @@ pub fn load_for(layout: &Layout, cluster: &str, database_instances: u32) -> Resu
 mod tests {
     use super::*;
 
-    fn layout() -> (tempfile::TempDir, Layout) {
+    fn temp_layout() -> (tempfile::TempDir, Layout) {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path()).unwrap();
         (dir, layout)
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn empty_dir_is_new_and_state_round_trips() {
-        let (_d, layout) = layout();
+        let (_d, layout) = temp_layout();
         assert_eq!(load_for(&layout, "blog", 3).unwrap(), None);
         let mut s = State::new("blog", 3);
         s.mark_done(&layout, "replication").unwrap();
@@ -138,12 +138,12 @@ mod tests {
 
     #[test]
     fn foreign_content_other_cluster_and_newer_format_are_refused() {
-        let (_d, layout) = layout();
+        let (_d, layout) = temp_layout();
         fs::write(layout.root.join("precious.txt"), "x").unwrap();
         let e = load_for(&layout, "blog", 3).unwrap_err().to_string();
         assert!(e.contains("has no state.json"), "{e}");
 
-        let (_d, layout) = layout();
+        let (_d, layout) = temp_layout();
         State::new("shop", 3).save(&layout).unwrap();
         let e = load_for(&layout, "blog", 3).unwrap_err().to_string();
         assert!(

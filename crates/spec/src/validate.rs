@@ -241,7 +241,7 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
 
     let db = &spec.database;
     c.range("spec.database.instances", db.instances.into(), 1, 9);
-    if db.mode == DatabaseMode::Galera && (db.instances < 3 || db.instances % 2 == 0) {
+    if db.mode == DatabaseMode::Galera && (db.instances < 3 || db.instances.is_multiple_of(2)) {
         c.fail(
             "spec.database.instances",
             format!(
