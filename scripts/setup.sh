@@ -17,7 +17,7 @@ PKGS=(mariadb-server mariadb-client mariadb-backup php-fpm php-mysql php-cli wor
 for arg in "$@"; do
   case "$arg" in
     --test) PKGS+=(python3 python3-pip) ;;
-    --bench) PKGS+=(wrk sysbench haproxy) ;;
+    --bench) PKGS+=(wrk sysbench haproxy bc) ;;
     *) echo "setup: unknown option $arg" >&2; exit 2 ;;
   esac
 done

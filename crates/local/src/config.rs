@@ -38,6 +38,7 @@ pub fn my_cnf(
         let _ = writeln!(s, "{k} = {v}");
     };
     set("datadir", &layout.db_data(i).display());
+    set("tmpdir", &layout.db_tmp(i).display());
     set("socket", &layout.db_socket(i).display());
     set(
         "pid-file",

@@ -69,6 +69,11 @@ impl Layout {
     pub fn db_data(&self, i: u32) -> PathBuf {
         self.db_dir(i).join("data")
     }
+    /// Private temporary directory of database server `i` (`tmpdir`). Shared `/tmp` makes
+    /// parallel `mariadb-install-db` runs collide on their temporary tables.
+    pub fn db_tmp(&self, i: u32) -> PathBuf {
+        self.db_dir(i).join("tmp")
+    }
     /// `my.cnf` of database server `i`.
     pub fn db_config(&self, i: u32) -> PathBuf {
         self.db_dir(i).join("my.cnf")

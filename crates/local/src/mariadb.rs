@@ -44,10 +44,15 @@ pub fn init_datadir(tools: &Tools, layout: &Layout, i: u32) -> Result<bool> {
         .flatten()
         .map_or_else(|| "root".into(), |u| u.name);
     let log = layout.log(&format!("db-{i}-install.log"));
-    let out = fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .context(|| format!("creating {}", log.display()))?;
     let status = Command::new(&tools.mariadb_install_db)
         .arg("--no-defaults")
         .arg(format!("--datadir={}", tmp.display()))
+        .arg(format!("--tmpdir={}", layout.db_tmp(i).display()))
         .arg(format!("--user={user}"))
         .arg("--auth-root-authentication-method=socket")
         .arg("--skip-test-db")

@@ -34,6 +34,7 @@ impl Runtime {
         let root = nix::unistd::geteuid().is_root();
         for i in 0..spec.database.instances {
             create_dir(&self.layout.db_dir(i), 0o700)?;
+            create_dir(&self.layout.db_tmp(i), 0o700)?;
             let cnf = config::my_cnf(spec, &self.layout, i, i == self.state.primary, root);
             write_if_changed(&self.layout.db_config(i), &cnf, 0o644)?;
         }
