@@ -70,7 +70,7 @@ enum Command {
     /// Creates the state directory on first run (datadirs, secrets, docroot, WordPress install);
     /// later runs adopt it and never re-initialise anything.
     Up(UpArgs),
-    /// Stop a running cluster gracefully (web first, then replicas, then the primary).
+    /// Stop a running cluster gracefully (nginx and web first, then replicas, then the primary).
     Down(StateDirArg),
     /// Show every component: pid, address, health, role, restarts and replication state.
     Status {
