@@ -363,6 +363,9 @@ pub struct IngressSpec {
     pub tls: TlsSpec,
     /// Service type of the web Service.
     pub service_type: ServiceType,
+    /// Namespace of the ingress controller's pods: the only source the web NetworkPolicy admits
+    /// (with `serviceType: LoadBalancer`, web pods accept traffic from anywhere instead).
+    pub controller_namespace: String,
 }
 
 impl Default for IngressSpec {
@@ -373,6 +376,7 @@ impl Default for IngressSpec {
             class_name: "nginx".into(),
             tls: TlsSpec::default(),
             service_type: ServiceType::ClusterIP,
+            controller_namespace: "ingress-nginx".into(),
         }
     }
 }

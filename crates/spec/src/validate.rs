@@ -4,7 +4,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::types::{DatabaseMode, QosClass, Resources, WordPressClusterSpec};
+use crate::types::{
+    AntiAffinity, DatabaseMode, QosClass, Resources, ServiceType, WordPressClusterSpec,
+};
 
 /// One invalid field: where it is and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +240,26 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         c.fail("spec.web.image", "must not be empty");
     }
     validate_resources(&mut c, "spec.web.resources", &web.resources);
+    if web.anti_affinity == AntiAffinity::Hard && web.zones > 0 {
+        if web.replicas > web.zones {
+            c.fail(
+                "spec.web.antiAffinity",
+                format!(
+                    "hard anti-affinity allows at most one web pod per node/zone, but replicas ({}) exceeds zones ({}); use antiAffinity: soft or raise zones",
+                    web.replicas, web.zones
+                ),
+            );
+        }
+        if spec.autoscaling.enabled && spec.autoscaling.max_replicas > web.zones {
+            c.fail(
+                "spec.autoscaling.maxReplicas",
+                format!(
+                    "hard anti-affinity allows at most {} web pods (spec.web.zones), but maxReplicas is {}; pods above that would stay Pending",
+                    web.zones, spec.autoscaling.max_replicas
+                ),
+            );
+        }
+    }
 
     let db = &spec.database;
     c.range("spec.database.instances", db.instances.into(), 1, 9);
@@ -300,6 +322,18 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
             "spec.ingress.tls",
             "needs clusterIssuer (cert-manager) or secretName (an existing certificate)",
         );
+    }
+
+    if ing.enabled || ing.service_type == ServiceType::ClusterIP {
+        if !is_dns_label(&ing.controller_namespace, 63) {
+            c.fail(
+                "spec.ingress.controllerNamespace",
+                format!(
+                    "must be a namespace name, got {:?}",
+                    ing.controller_namespace
+                ),
+            );
+        }
     }
 
     let auto = &spec.autoscaling;

@@ -164,3 +164,24 @@ fn crd_has_the_spec_schema() {
         "schema lacks spec fields"
     );
 }
+
+#[test]
+fn hard_anti_affinity_needs_enough_zones() {
+    let errs = invalid("metadata: {name: b}\nspec:\n  web: {replicas: 4, antiAffinity: hard, zones: 3}\n  autoscaling: {maxReplicas: 6}\n");
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("spec.web.antiAffinity: hard anti-affinity allows at most one web pod per node/zone, but replicas (4) exceeds zones (3)"), "{errs:?}");
+    assert!(
+        errs[1].starts_with(
+            "spec.autoscaling.maxReplicas: hard anti-affinity allows at most 3 web pods"
+        ),
+        "{errs:?}"
+    );
+    // Unknown zone count (0) cannot be checked; soft never contradicts.
+    assert!(parse(
+        &format!(
+            "{HEADER}metadata: {{name: b}}\nspec:\n  web: {{replicas: 4, antiAffinity: hard}}\n"
+        ),
+        "t"
+    )
+    .is_ok());
+}

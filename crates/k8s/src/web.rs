@@ -1,0 +1,270 @@
+//! The web tier: WordPress Deployment (zero-downtime rolling updates), its Service, disruption
+//! budget and autoscaler.
+
+use std::fmt::Write as _;
+
+use hapress_spec::Cluster;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HPAScalingRules, HorizontalPodAutoscaler,
+    HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
+    ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, ExecAction, Lifecycle, LifecycleHandler, PodSpec,
+    PodTemplateSpec, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::database::WORDPRESS_DB;
+use crate::names::{Component, Names};
+use crate::object::Object;
+use crate::pod::{self, container, env, http_probe, mount, tcp_probe};
+use crate::{scheduling, secrets, service_account, WEB_UID};
+
+/// Seconds a terminating web pod keeps serving while endpoints and ingress controllers stop
+/// sending it traffic (seed S2: 20 s gave zero failed requests during an update under load).
+pub const PRE_STOP_SLEEP: i32 = 20;
+/// Where the shared content volume is mounted: uploads, plugins and themes are shared; the
+/// WordPress core comes from the image (so an image update really updates the code).
+pub const CONTENT_PATH: &str = "/var/www/html/wp-content";
+
+/// Every web-tier object.
+pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
+    let mut out = vec![
+        Object::ServiceAccount(service_account(names, &names.web(), Component::Web)),
+        Object::Service(service(c, names)),
+        Object::Deployment(deployment(c, names)),
+    ];
+    if c.spec.autoscaling.enabled {
+        out.push(Object::HorizontalPodAutoscaler(autoscaler(c, names)));
+    }
+    out
+}
+
+fn service(c: &Cluster, names: &Names) -> Service {
+    Service {
+        metadata: pod::meta(names, &names.web(), names.labels(Component::Web)),
+        spec: Some(ServiceSpec {
+            type_: Some(
+                match c.spec.ingress.service_type {
+                    hapress_spec::ServiceType::ClusterIP => "ClusterIP",
+                    hapress_spec::ServiceType::LoadBalancer => "LoadBalancer",
+                }
+                .into(),
+            ),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            selector: Some(names.selector(Component::Web)),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The site URL WordPress should use.
+pub fn site_url(c: &Cluster) -> String {
+    c.spec.site.url.clone().unwrap_or_else(|| {
+        let scheme = if c.spec.ingress.tls.enabled {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", c.spec.ingress.host)
+    })
+}
+
+fn config_extra(c: &Cluster) -> String {
+    let mut s = String::new();
+    let url = site_url(c);
+    let _ = writeln!(s, "define('WP_HOME', '{url}');");
+    let _ = writeln!(s, "define('WP_SITEURL', '{url}');");
+    let _ = writeln!(
+        s,
+        "define('WP_ENVIRONMENT_TYPE', '{}');",
+        c.spec.site.environment
+    );
+    let _ = writeln!(
+        s,
+        "define('WP_MEMORY_LIMIT', '{}');",
+        c.spec.web.php_memory_limit
+    );
+    // Core updates come from the image; plugin/theme installs still work (shared volume).
+    let _ = writeln!(s, "define('WP_AUTO_UPDATE_CORE', false);");
+    s
+}
+
+fn web_env(c: &Cluster, names: &Names) -> Vec<EnvVar> {
+    let mut e = vec![
+        env("WORDPRESS_DB_HOST", &names.db_writer(c.spec.database.mode)),
+        env("WORDPRESS_DB_NAME", WORDPRESS_DB),
+        env("WORDPRESS_DB_USER", WORDPRESS_DB),
+        env(
+            "WORDPRESS_DB_PASSWORD_FILE",
+            &format!("/run/secrets/db/{}", secrets::WORDPRESS_PASSWORD),
+        ),
+    ];
+    for key in secrets::WORDPRESS_KEYS {
+        let var = format!(
+            "WORDPRESS_{}_FILE",
+            key.replace('-', "_").to_ascii_uppercase()
+        );
+        e.push(env(&var, &format!("/run/secrets/keys/{key}")));
+    }
+    e.push(env("WORDPRESS_CONFIG_EXTRA", &config_extra(c)));
+    e
+}
+
+fn deployment(c: &Cluster, names: &Names) -> Deployment {
+    let web = &c.spec.web;
+    let wordpress = Container {
+        env: Some(web_env(c, names)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: 80,
+            ..ContainerPort::default()
+        }]),
+        resources: Some(pod::resources(&web.resources)),
+        // The entrypoint copies WordPress into the (empty) docroot first.
+        startup_probe: Some(tcp_probe("http", 2, 60)),
+        // A real page that needs PHP and the database: a pod that cannot serve it gets no
+        // traffic. 200 once installed, a redirect to the installer before.
+        readiness_probe: Some(http_probe("/wp-login.php", "http", 5, 5, 3)),
+        // Liveness only checks Apache accepts connections: a database outage must not restart
+        // every web pod (a liveness probe on a page would hide the real fault behind restarts).
+        liveness_probe: Some(tcp_probe("http", 10, 6)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec!["sleep".into(), PRE_STOP_SLEEP.to_string()]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("docroot", "/var/www/html", false),
+            mount("content", CONTENT_PATH, false),
+            mount("tmp", "/tmp", false),
+            mount("apache-run", "/var/run/apache2", false),
+            mount("apache-lock", "/var/lock/apache2", false),
+            mount("db-password", "/run/secrets/db", true),
+            mount("keys", "/run/secrets/keys", true),
+        ]),
+        ..container("wordpress", &web.image, WEB_UID)
+    };
+    let mut skips = vec![];
+    if !pod::has_digest(&web.image) {
+        skips.push(("CKV_K8S_43", pod::TAG_NOT_DIGEST));
+    }
+    let mut meta = pod::meta(names, &names.web(), names.labels(Component::Web));
+    if !skips.is_empty() {
+        meta.annotations = Some(pod::checkov_skips(&skips));
+    }
+    Deployment {
+        metadata: meta,
+        spec: Some(DeploymentSpec {
+            // With an autoscaler the HPA owns the replica count; a number here would reset it
+            // on every apply.
+            replicas: (!c.spec.autoscaling.enabled)
+                .then(|| i32::try_from(web.replicas).unwrap_or(i32::MAX)),
+            selector: pod::selector(names.selector(Component::Web)),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(5),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names.labels(Component::Web)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    service_account_name: Some(names.web()),
+                    // Apache binds :80 as a non-root user (a namespaced, safe sysctl).
+                    security_context: Some(pod::pod_security(
+                        WEB_UID,
+                        &[("net.ipv4.ip_unprivileged_port_start", "0")],
+                    )),
+                    affinity: Some(scheduling::anti_affinity(
+                        names,
+                        Component::Web,
+                        web.anti_affinity,
+                    )),
+                    topology_spread_constraints: Some(scheduling::zone_spread(
+                        names,
+                        Component::Web,
+                    )),
+                    // preStop sleep + Apache's graceful stop of in-flight requests.
+                    termination_grace_period_seconds: Some(i64::from(PRE_STOP_SLEEP) + 40),
+                    containers: vec![wordpress],
+                    volumes: Some(vec![
+                        pod::empty_dir("docroot", false, "512Mi"),
+                        pod::pvc_volume("content", &names.content()),
+                        pod::empty_dir("tmp", false, "1Gi"),
+                        pod::empty_dir("apache-run", true, "1Mi"),
+                        pod::empty_dir("apache-lock", true, "1Mi"),
+                        pod::secret_volume(
+                            "db-password",
+                            &names.db_secret(),
+                            &[secrets::WORDPRESS_PASSWORD],
+                        ),
+                        pod::secret_volume("keys", &names.web_secret(), secrets::WORDPRESS_KEYS),
+                    ]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn autoscaler(c: &Cluster, names: &Names) -> HorizontalPodAutoscaler {
+    let a = &c.spec.autoscaling;
+    let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+    HorizontalPodAutoscaler {
+        metadata: pod::meta(names, &names.web(), names.labels(Component::Web)),
+        spec: Some(HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name: names.web(),
+            },
+            min_replicas: Some(to_i32(a.min_replicas)),
+            max_replicas: to_i32(a.max_replicas),
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(to_i32(a.target_cpu_percent)),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]),
+            behavior: Some(HorizontalPodAutoscalerBehavior {
+                scale_down: Some(HPAScalingRules {
+                    stabilization_window_seconds: Some(to_i32(a.scale_down_stabilization_seconds)),
+                    ..HPAScalingRules::default()
+                }),
+                ..HorizontalPodAutoscalerBehavior::default()
+            }),
+        }),
+        ..HorizontalPodAutoscaler::default()
+    }
+}
