@@ -38,7 +38,7 @@ pub struct RenderArgs {
 /// Runs `hapress render`.
 pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     if args.crd {
-        print!("{}", hapress_k8s::crd::yaml()?);
+        write_stdout(&hapress_k8s::crd::yaml()?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cluster = hapress_spec::load(&args.file, false)?;
@@ -49,7 +49,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         },
     );
     if args.check {
-        return Ok(check(&manifest, &cluster));
+        return check(&manifest, &cluster);
     }
     match &args.out_dir {
         Some(dir) => {
@@ -61,33 +61,43 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
             );
         }
         None => {
-            let yaml = manifest.to_yaml()?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(yaml.as_bytes())?;
-            out.flush()?;
+            write_stdout(&manifest.to_yaml()?)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(manifest: &Manifest, cluster: &hapress_spec::Cluster) -> ExitCode {
+fn check(manifest: &Manifest, cluster: &hapress_spec::Cluster) -> anyhow::Result<ExitCode> {
     let findings = lint::lint(manifest, cluster);
+    let mut report = String::new();
     for f in &findings {
-        println!("{f}");
+        report.push_str(&format!("{f}\n"));
     }
     if findings.is_empty() {
-        println!(
-            "ok: {} objects, {} checks passed:",
+        report.push_str(&format!(
+            "ok: {} objects, {} checks passed:\n",
             manifest.objects.len(),
             Check::ALL.len()
-        );
+        ));
         for c in Check::ALL {
-            println!("  {:<19} {}", c.name(), c.description());
+            report.push_str(&format!("  {:<19} {}\n", c.name(), c.description()));
         }
-        ExitCode::SUCCESS
+    }
+    write_stdout(&report)?;
+    if findings.is_empty() {
+        Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{} problem(s) found", findings.len());
-        ExitCode::FAILURE
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
 }
 

@@ -106,7 +106,7 @@ impl Names {
     }
     /// Secret with the WordPress authentication keys and salts.
     pub fn web_secret(&self) -> String {
-        self.of("wordpress-keys")
+        self.of("auth-keys")
     }
     /// The shared content PVC.
     pub fn content(&self) -> String {
