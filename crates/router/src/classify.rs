@@ -1,0 +1,434 @@
+//! What a statement is, from its text alone: where it may run and what it does to the session.
+//!
+//! The classifier is conservative: anything it does not recognise as a plain read runs on the
+//! primary. It never sees inside string literals or ordinary comments, but it does read
+//! MariaDB's executable comments (`/*! ... */`, `/*M! ... */`), because the server runs them.
+
+/// Where a statement may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Where {
+    /// Only on the primary.
+    Primary,
+    /// On any server that is up to date enough (an autocommit read).
+    AnyServer,
+    /// On the server that ran the session's previous statement (`SHOW WARNINGS`, `FOUND_ROWS()`).
+    Previous,
+}
+
+/// What a statement does to the session beyond its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing the router tracks.
+    None,
+    /// Changes session state in a way that is replayed on every other backend the session uses
+    /// (`SET NAMES`, `SET SESSION sql_mode=...`).
+    Replay,
+    /// `USE db`.
+    UseDb(String),
+    /// Ties the session to the primary for good: temporary tables, table locks, SQL-level
+    /// prepared statements, `HANDLER`, multi-statements (reason given).
+    Pin(&'static str),
+    /// Modifies data: later reads of this session must see it (read-your-writes).
+    Write,
+}
+
+/// A classified statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Where it may run.
+    pub place: Where,
+    /// What it does to the session.
+    pub effect: Effect,
+    /// `/* hapress:primary */` was given.
+    pub hint_primary: bool,
+    /// `SQL_CALC_FOUND_ROWS`: the next `FOUND_ROWS()` must run on the same server.
+    pub calc_found_rows: bool,
+}
+
+/// The statement's code, lower-cased, with literals as `?`, comments dropped (executable ones
+/// kept), whitespace collapsed; plus whether a `hapress:primary` hint was seen and whether a
+/// second statement follows a `;`.
+#[derive(Debug, Default)]
+struct Scan {
+    code: String,
+    hint_primary: bool,
+    multi: bool,
+}
+
+fn scan(sql: &[u8]) -> Scan {
+    let mut s = Scan::default();
+    let mut i = 0;
+    let n = sql.len();
+    let mut after_semicolon = false;
+    let push = |s: &mut Scan, c: char| {
+        if c.is_whitespace() {
+            if !s.code.is_empty() && !s.code.ends_with(' ') {
+                s.code.push(' ');
+            }
+        } else {
+            s.code.push(c.to_ascii_lowercase());
+        }
+    };
+    while i < n {
+        let c = sql[i];
+        match c {
+            b'\'' | b'"' => {
+                // String literal ("..." is a string unless ANSI_QUOTES; either way not a keyword).
+                i += 1;
+                while i < n && sql[i] != c {
+                    if sql[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+                if after_semicolon {
+                    s.multi = true;
+                }
+                push(&mut s, '?');
+                continue;
+            }
+            b'`' => {
+                i += 1;
+                while i < n && sql[i] != b'`' {
+                    i += 1;
+                }
+                i += 1;
+                push(&mut s, 'i');
+                continue;
+            }
+            b'#' => {
+                while i < n && sql[i] != b'\n' {
+                    i += 1;
+                }
+                push(&mut s, ' ');
+                continue;
+            }
+            b'-' if sql.get(i + 1) == Some(&b'-')
+                && sql.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
+            {
+                while i < n && sql[i] != b'\n' {
+                    i += 1;
+                }
+                push(&mut s, ' ');
+                continue;
+            }
+            b'/' if sql.get(i + 1) == Some(&b'*') => {
+                let body_start = i + 2;
+                let end = sql[body_start..]
+                    .windows(2)
+                    .position(|w| w == b"*/")
+                    .map_or(n, |p| body_start + p);
+                let body = &sql[body_start..end];
+                let executable = body.starts_with(b"!") || body.starts_with(b"M!");
+                if executable {
+                    // Drop the marker and version digits; the rest is code.
+                    let mut k = if body.starts_with(b"M!") { 2 } else { 1 };
+                    while k < body.len() && body[k].is_ascii_digit() {
+                        k += 1;
+                    }
+                    let inner = scan(&body[k..]);
+                    if after_semicolon && !inner.code.is_empty() {
+                        s.multi = true;
+                    }
+                    s.hint_primary |= inner.hint_primary;
+                    s.multi |= inner.multi;
+                    push(&mut s, ' ');
+                    for ch in inner.code.chars() {
+                        push(&mut s, ch);
+                    }
+                } else if String::from_utf8_lossy(body)
+                    .to_ascii_lowercase()
+                    .contains("hapress:primary")
+                {
+                    s.hint_primary = true;
+                }
+                push(&mut s, ' ');
+                i = (end + 2).min(n.max(end));
+                continue;
+            }
+            b';' => {
+                after_semicolon = true;
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if after_semicolon && !c.is_ascii_whitespace() {
+            s.multi = true;
+        }
+        push(&mut s, char::from(c));
+        i += 1;
+    }
+    while s.code.ends_with(' ') {
+        s.code.pop();
+    }
+    s
+}
+
+/// True if `code` contains `word` as a whole word (or, for words ending in `(`, as a call,
+/// with or without a space before the parenthesis).
+fn has_word(code: &str, word: &str) -> bool {
+    if let Some(name) = word.strip_suffix('(') {
+        return has_word_exact(code, &format!("{name} (")) || has_word_exact(code, word);
+    }
+    has_word_exact(code, word)
+}
+
+fn has_word_exact(code: &str, word: &str) -> bool {
+    let bytes = code.as_bytes();
+    let mut from = 0;
+    while let Some(p) = code[from..].find(word) {
+        let start = from + p;
+        let end = start + word.len();
+        let before_ok = start == 0 || !is_ident(bytes[start - 1]);
+        let after_ok = word.ends_with('(') || end >= bytes.len() || !is_ident(bytes[end]);
+        if before_ok && after_ok {
+            return true;
+        }
+        from = start + 1;
+    }
+    false
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
+}
+
+/// Function calls that make a read unsafe on a replica: locks, session-local values, sequences.
+const PRIMARY_FUNCTIONS: &[&str] = &[
+    "get_lock(",
+    "release_lock(",
+    "release_all_locks(",
+    "is_free_lock(",
+    "is_used_lock(",
+    "last_insert_id(",
+    "row_count(",
+    "connection_id(",
+    "nextval(",
+    "lastval(",
+    "setval(",
+    "master_gtid_wait(",
+    "master_pos_wait(",
+    "last_value(",
+];
+
+/// Classifies one `COM_QUERY` text.
+pub fn classify(sql: &[u8]) -> Statement {
+    let sc = scan(sql);
+    let code = sc.code.trim_start_matches(['(', ' ']);
+    let first = code
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("");
+    let mut st = Statement {
+        place: Where::Primary,
+        effect: Effect::None,
+        hint_primary: sc.hint_primary,
+        calc_found_rows: false,
+    };
+    if sc.multi {
+        st.effect = Effect::Pin("multi-statement query");
+        return st;
+    }
+    match first {
+        "select" | "with" | "values" | "table" => {
+            let c = code;
+            let locking = has_word(c, "for update")
+                || has_word(c, "lock in share mode")
+                || has_word(c, "for share");
+            let into = has_word(c, "into");
+            let functions = PRIMARY_FUNCTIONS.iter().any(|f| has_word(c, f))
+                || has_word(c, "next value for")
+                || has_word(c, "previous value for");
+            // `@var` (user variables) and `@@var` (server variables, many of them per server).
+            let variables = c.contains('@');
+            if has_word(c, "found_rows(") {
+                st.place = Where::Previous;
+            } else if !(locking || into || functions || variables) {
+                st.place = Where::AnyServer;
+                st.calc_found_rows = has_word(c, "sql_calc_found_rows");
+            }
+            if into {
+                st.effect = Effect::Write;
+            }
+        }
+        "show" => {
+            if has_word(code, "warnings") || has_word(code, "errors") {
+                st.place = Where::Previous;
+            }
+        }
+        "set" => st.effect = classify_set(code),
+        "use" => {
+            let name = code[3..].trim().trim_end_matches(';').trim();
+            st.effect = Effect::UseDb(use_name(sql).unwrap_or_else(|| name.to_string()));
+        }
+        "create" if has_word(code, "temporary") => st.effect = Effect::Pin("temporary table"),
+        "lock" => st.effect = Effect::Pin("LOCK TABLES"),
+        "handler" => st.effect = Effect::Pin("HANDLER"),
+        "prepare" | "execute" | "deallocate" => st.effect = Effect::Pin("SQL prepared statement"),
+        "begin" | "start" | "commit" | "rollback" | "savepoint" | "release" | "xa" | "unlock"
+        | "kill" | "help" | "explain" | "describe" | "desc" | "analyze" | "check" | "checksum"
+        | "do" => {}
+        _ => st.effect = Effect::Write,
+    }
+    st
+}
+
+/// `USE` takes the name verbatim (possibly back-quoted); read it from the original text.
+fn use_name(sql: &[u8]) -> Option<String> {
+    let t = String::from_utf8_lossy(sql);
+    let t = t.trim().trim_end_matches(';').trim();
+    let rest = t.get(3..)?.trim();
+    let rest = rest
+        .strip_prefix('`')
+        .and_then(|r| r.strip_suffix('`'))
+        .unwrap_or(rest);
+    Some(rest.replace("``", "`"))
+}
+
+fn classify_set(code: &str) -> Effect {
+    let rest = code[3..].trim_start();
+    let global = has_word(code, "global") || code.contains("@@global.");
+    let word = rest.split([' ', '=']).next().unwrap_or("");
+    match word {
+        "transaction" | "password" | "role" | "default" | "statement" => Effect::None,
+        _ if global => Effect::None,
+        // autocommit is followed through the server's status flags; replaying autocommit=0 on a
+        // replica would hold a read snapshot there.
+        _ if has_word(code, "autocommit") => Effect::None,
+        _ if rest.starts_with('@') && !rest.starts_with("@@") && !rest.contains(',') => {
+            Effect::None
+        }
+        _ => Effect::Replay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(sql: &str) -> Where {
+        classify(sql.as_bytes()).place
+    }
+
+    #[test]
+    fn reads_and_writes() {
+        let table: &[(&str, Where)] = &[
+            ("SELECT * FROM wp_posts WHERE ID = 1", Where::AnyServer),
+            ("  select option_value from wp_options", Where::AnyServer),
+            ("(SELECT 1) UNION (SELECT 2)", Where::AnyServer),
+            ("WITH t AS (SELECT 1) SELECT * FROM t", Where::AnyServer),
+            (
+                "SELECT SQL_CALC_FOUND_ROWS wp_posts.ID FROM wp_posts LIMIT 0, 10",
+                Where::AnyServer,
+            ),
+            ("SELECT FOUND_ROWS()", Where::Previous),
+            ("SHOW WARNINGS", Where::Previous),
+            ("show count(*) errors", Where::Previous),
+            ("SHOW TABLES", Where::Primary),
+            ("SELECT * FROM t FOR UPDATE", Where::Primary),
+            ("select * from t lock in share mode", Where::Primary),
+            ("SELECT GET_LOCK('x', 1)", Where::Primary),
+            ("SELECT get_lock ('x', 1)", Where::Primary),
+            ("SELECT LAST_INSERT_ID()", Where::Primary),
+            ("SELECT NEXTVAL(s)", Where::Primary),
+            ("SELECT NEXT VALUE FOR s", Where::Primary),
+            ("SELECT @@SESSION.sql_mode", Where::Primary),
+            ("SELECT @x", Where::Primary),
+            ("SELECT 1 INTO @x", Where::Primary),
+            ("SELECT * INTO OUTFILE '/tmp/x' FROM t", Where::Primary),
+            ("SELECT CONNECTION_ID()", Where::Primary),
+            ("SELECT 'for update' FROM t", Where::AnyServer),
+            ("SELECT `for update` FROM t", Where::AnyServer),
+            ("SELECT 1 -- FOR UPDATE", Where::AnyServer),
+            ("SELECT 1 /* FOR UPDATE */", Where::AnyServer),
+            ("SELECT 1 /*!50000 FOR UPDATE */", Where::Primary),
+            ("SELECT 1 # for update", Where::AnyServer),
+            ("SELECT 'it''s', \"a\\\"b\" FROM t", Where::AnyServer),
+            ("SELECT last_insert_id_x FROM t", Where::AnyServer),
+            ("INSERT INTO wp_posts VALUES (1)", Where::Primary),
+            ("UPDATE t SET a = 1", Where::Primary),
+            ("DELETE FROM t", Where::Primary),
+            ("REPLACE INTO t VALUES (1)", Where::Primary),
+            ("CREATE TABLE t (a int)", Where::Primary),
+            ("CALL p()", Where::Primary),
+            ("BEGIN", Where::Primary),
+            ("SET NAMES utf8mb4", Where::Primary),
+            ("/* hapress:primary */ SELECT 1", Where::AnyServer),
+        ];
+        for (sql, want) in table {
+            assert_eq!(place(sql), *want, "{sql}");
+        }
+        assert!(classify(b"/* hapress:primary */ SELECT 1").hint_primary);
+        assert!(classify(b"SELECT 1 /* HAPRESS:PRIMARY */").hint_primary);
+        assert!(!classify(b"SELECT 'hapress:primary'").hint_primary);
+        assert!(classify(b"SELECT SQL_CALC_FOUND_ROWS a FROM t").calc_found_rows);
+    }
+
+    #[test]
+    fn session_effects() {
+        let table: &[(&str, Effect)] = &[
+            (
+                "SET NAMES utf8mb4 COLLATE utf8mb4_unicode_520_ci",
+                Effect::Replay,
+            ),
+            ("SET SESSION sql_mode='NO_ZERO_DATE'", Effect::Replay),
+            ("SET sql_mode = ''", Effect::Replay),
+            ("SET @@session.time_zone = '+00:00'", Effect::Replay),
+            ("SET @@time_zone = '+00:00'", Effect::Replay),
+            ("SET CHARACTER SET utf8", Effect::Replay),
+            ("SET GLOBAL read_only = 1", Effect::None),
+            ("SET @@global.x = 1", Effect::None),
+            ("SET autocommit = 0", Effect::None),
+            (
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                Effect::None,
+            ),
+            ("SET @x = 1", Effect::None),
+            ("SET @x = 1, sql_mode = ''", Effect::Replay),
+            ("USE wordpress", Effect::UseDb("wordpress".into())),
+            ("use `my db`", Effect::UseDb("my db".into())),
+            (
+                "CREATE TEMPORARY TABLE t (a int)",
+                Effect::Pin("temporary table"),
+            ),
+            ("LOCK TABLES t WRITE", Effect::Pin("LOCK TABLES")),
+            (
+                "PREPARE s FROM 'SELECT 1'",
+                Effect::Pin("SQL prepared statement"),
+            ),
+            ("SELECT 1; SELECT 2", Effect::Pin("multi-statement query")),
+            ("SELECT 1;", Effect::None),
+            ("SELECT ';'", Effect::None),
+            ("SELECT 1; -- trailing comment", Effect::None),
+            ("INSERT INTO t VALUES (1)", Effect::Write),
+            ("SELECT 1 INTO @x", Effect::Write),
+            ("BEGIN", Effect::None),
+        ];
+        for (sql, want) in table {
+            assert_eq!(classify(sql.as_bytes()).effect, *want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for s in [
+            &b""[..],
+            b"/*",
+            b"'",
+            b"`",
+            b"--",
+            b"/*!",
+            b"/*M!123",
+            b"\xff\xfe",
+            b"set",
+            b"use",
+            b";;;",
+            b"(",
+            b"select '\\",
+        ] {
+            let _ = classify(s);
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! Server responses: OK, ERR and EOF packets, and [`ResponseTracker`], which follows the packets
+//! a server sends for one command and says when the answer is complete, so a proxy can forward
+//! bytes without decoding rows.
+
+use crate::codec::Reader;
+use crate::consts::{cmd, status};
+use crate::packet::MAX_CHUNK;
+use crate::{err, Result};
+
+/// An OK packet's fields a proxy cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ok {
+    /// Affected rows.
+    pub affected_rows: u64,
+    /// Last insert id.
+    pub last_insert_id: u64,
+    /// Server status flags.
+    pub status: u16,
+    /// Warning count.
+    pub warnings: u16,
+}
+
+/// Parses an OK packet (`0x00`, or `0xfe` as the end of a result set with `DEPRECATE_EOF`).
+pub fn parse_ok(p: &[u8]) -> Result<Ok> {
+    let mut r = Reader::new(p);
+    let h = r.u8()?;
+    if h != 0x00 && h != 0xfe {
+        return err(format!("expected an OK packet, got header {h:#04x}"));
+    }
+    Ok(Ok {
+        affected_rows: r.lenenc_int()?,
+        last_insert_id: r.lenenc_int()?,
+        status: r.u16()?,
+        warnings: r.u16()?,
+    })
+}
+
+/// A server error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// Error code, e.g. 1045.
+    pub code: u16,
+    /// SQLSTATE, e.g. `28000`.
+    pub state: String,
+    /// Message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ERROR {} ({}): {}", self.code, self.state, self.message)
+    }
+}
+
+/// Parses an ERR packet.
+pub fn parse_err(p: &[u8]) -> Result<ServerError> {
+    let mut r = Reader::new(p);
+    if r.u8()? != 0xff {
+        return err("expected an ERR packet");
+    }
+    let code = r.u16()?;
+    let mut state = String::from("HY000");
+    let rest = r.rest();
+    let msg = if let Some(s) = rest.strip_prefix(b"#") {
+        if s.len() >= 5 {
+            state = String::from_utf8_lossy(&s[..5]).into_owned();
+            &s[5..]
+        } else {
+            s
+        }
+    } else {
+        rest
+    };
+    Ok(ServerError {
+        code,
+        state,
+        message: String::from_utf8_lossy(msg).into_owned(),
+    })
+}
+
+/// Encodes an ERR packet payload.
+pub fn err_packet(code: u16, state: &str, message: &str) -> Vec<u8> {
+    let mut o = vec![0xff];
+    o.extend_from_slice(&code.to_le_bytes());
+    o.push(b'#');
+    let mut st = state.as_bytes().to_vec();
+    st.resize(5, b'0');
+    o.extend_from_slice(&st);
+    o.extend_from_slice(message.as_bytes());
+    o
+}
+
+/// Encodes a minimal OK packet payload.
+pub fn ok_packet(status: u16) -> Vec<u8> {
+    let mut o = vec![0, 0, 0];
+    o.extend_from_slice(&status.to_le_bytes());
+    o.extend_from_slice(&[0, 0]);
+    o
+}
+
+/// Status flags of an EOF packet, or of the OK packet that replaces it with `DEPRECATE_EOF`.
+fn terminator_status(p: &[u8]) -> Result<u16> {
+    if p.len() < 9 {
+        // EOF: 0xfe, warnings, status.
+        let mut r = Reader::new(p);
+        r.u8()?;
+        if r.is_empty() {
+            return Ok(0); // pre-4.1 EOF
+        }
+        r.u16()?;
+        r.u16()
+    } else {
+        Ok(parse_ok(p)?.status)
+    }
+}
+
+/// What the tracker learned from one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The answer goes on.
+    More,
+    /// The server asked for a local file: the client now sends it (packets ending with an empty
+    /// one), then the server answers with OK or ERR.
+    LocalInfile,
+    /// The answer is complete.
+    Done(Outcome),
+}
+
+/// How a complete answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success, with the server status of the last OK/EOF (`None` when the answer has none).
+    Ok(Option<u16>),
+    /// An ERR packet.
+    Err,
+    /// A prepared statement: its id and parameter count.
+    Prepared {
+        /// Statement id.
+        id: u32,
+        /// Number of parameters.
+        params: u16,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for the first packet of a (possibly further) result.
+    Start,
+    /// Column definitions left to read.
+    Columns(u64),
+    /// After the column definitions (EOF expected, or rows / terminator).
+    AfterColumns,
+    /// Rows until a terminator.
+    Rows,
+    /// COM_STMT_PREPARE: metadata packets left (definitions and their EOFs).
+    Prep(u64),
+    /// COM_FIELD_LIST: column definitions until a terminator.
+    FieldList,
+    /// COM_STATISTICS: one string.
+    Statistics,
+    Finished,
+}
+
+/// Follows the server's answer to one command.
+#[derive(Debug, Clone)]
+pub struct ResponseTracker {
+    state: State,
+    deprecate_eof: bool,
+    binary: bool,
+    local_infile_allowed: bool,
+    prepared: Option<(u32, u16)>,
+}
+
+impl ResponseTracker {
+    /// A tracker for the answer to the command packet `command` (its first payload bytes), on a
+    /// connection where `deprecate_eof` was negotiated. Returns `None` for commands the server
+    /// does not answer (`COM_QUIT`, `COM_STMT_CLOSE`, `COM_STMT_SEND_LONG_DATA`).
+    pub fn new(command: &[u8], deprecate_eof: bool) -> Option<Self> {
+        let c = *command.first()?;
+        let state = match c {
+            cmd::QUIT | cmd::STMT_CLOSE | cmd::STMT_SEND_LONG_DATA => return None,
+            cmd::STMT_PREPARE => State::Start,
+            cmd::STMT_FETCH => State::Rows,
+            cmd::FIELD_LIST => State::FieldList,
+            cmd::STATISTICS => State::Statistics,
+            _ => State::Start,
+        };
+        Some(Self {
+            state,
+            deprecate_eof,
+            binary: c == cmd::STMT_EXECUTE || c == cmd::STMT_FETCH,
+            local_infile_allowed: c == cmd::QUERY,
+            prepared: (c == cmd::STMT_PREPARE).then_some((0, 0)),
+        })
+    }
+
+    /// True once the answer is complete.
+    pub fn finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// Feeds the first chunk of the next logical packet (`whole` is false when the packet is
+    /// split into more chunks, i.e. at least 16 MB).
+    pub fn feed(&mut self, p: &[u8], whole: bool) -> Result<Step> {
+        let head = p.first().copied();
+        let terminator = whole && head == Some(0xfe) && p.len() < MAX_CHUNK;
+        let is_err = head == Some(0xff);
+        let step = match self.state {
+            State::Finished => return err("packet after the end of the answer"),
+            State::Statistics => self.done(Outcome::Ok(None)),
+            State::Start => match head {
+                None => return err("empty packet"),
+                Some(0xff) => self.done(Outcome::Err),
+                Some(0x00) if self.prepared.is_some() => {
+                    let mut r = Reader::new(p);
+                    r.u8()?;
+                    let id = r.u32()?;
+                    let cols = u64::from(r.u16()?);
+                    let params = r.u16()?;
+                    self.prepared = Some((id, params));
+                    let eofs = |n: u64| u64::from(n > 0 && !self.deprecate_eof);
+                    let left = u64::from(params) + eofs(u64::from(params)) + cols + eofs(cols);
+                    self.state = State::Prep(left);
+                    if left == 0 {
+                        self.prep_done()
+                    } else {
+                        Step::More
+                    }
+                }
+                Some(0x00) => {
+                    let st = parse_ok(p)?.status;
+                    self.end_result(st)
+                }
+                Some(0xfb) if self.local_infile_allowed => {
+                    self.state = State::Start;
+                    Step::LocalInfile
+                }
+                Some(_) => {
+                    let n = Reader::new(p).lenenc_int()?;
+                    if n == 0 {
+                        return err("result set with zero columns");
+                    }
+                    self.state = State::Columns(n);
+                    Step::More
+                }
+            },
+            State::Columns(n) => {
+                if is_err {
+                    self.done(Outcome::Err)
+                } else {
+                    self.state = if n > 1 {
+                        State::Columns(n - 1)
+                    } else {
+                        State::AfterColumns
+                    };
+                    Step::More
+                }
+            }
+            State::AfterColumns => {
+                if is_err {
+                    self.done(Outcome::Err)
+                } else if terminator {
+                    let st = terminator_status(p)?;
+                    if !self.deprecate_eof && st & status::CURSOR_EXISTS == 0 {
+                        // The EOF closing the column definitions.
+                        self.state = State::Rows;
+                        Step::More
+                    } else if st & status::CURSOR_EXISTS != 0 {
+                        self.done(Outcome::Ok(Some(st)))
+                    } else {
+                        self.end_result(st)
+                    }
+                } else if !self.deprecate_eof {
+                    return err("expected EOF after column definitions");
+                } else {
+                    self.state = State::Rows;
+                    Step::More
+                }
+            }
+            State::Rows => {
+                if is_err {
+                    self.done(Outcome::Err)
+                } else if terminator {
+                    let st = terminator_status(p)?;
+                    self.end_result(st)
+                } else if self.binary && head != Some(0x00) && whole {
+                    return err(format!("binary row with header {head:?}"));
+                } else {
+                    Step::More
+                }
+            }
+            State::Prep(n) => {
+                if is_err {
+                    return err("ERR inside a prepared statement's metadata");
+                }
+                if n > 1 {
+                    self.state = State::Prep(n - 1);
+                    Step::More
+                } else {
+                    self.prep_done()
+                }
+            }
+            State::FieldList => {
+                if is_err {
+                    self.done(Outcome::Err)
+                } else if terminator {
+                    let st = terminator_status(p)?;
+                    self.done(Outcome::Ok(Some(st)))
+                } else {
+                    Step::More
+                }
+            }
+        };
+        Ok(step)
+    }
+
+    fn done(&mut self, o: Outcome) -> Step {
+        self.state = State::Finished;
+        Step::Done(o)
+    }
+
+    fn end_result(&mut self, st: u16) -> Step {
+        if st & status::MORE_RESULTS_EXISTS != 0 {
+            self.state = State::Start;
+            Step::More
+        } else {
+            self.done(Outcome::Ok(Some(st)))
+        }
+    }
+
+    fn prep_done(&mut self) -> Step {
+        let (id, params) = self.prepared.unwrap_or((0, 0));
+        self.done(Outcome::Prepared { id, params })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eof(st: u16) -> Vec<u8> {
+        let mut v = vec![0xfe, 0, 0];
+        v.extend_from_slice(&st.to_le_bytes());
+        v
+    }
+    fn ok_fe(st: u16) -> Vec<u8> {
+        // DEPRECATE_EOF terminator: an OK packet with the 0xfe header (>= 9 bytes with info).
+        let mut v = vec![0xfe, 0, 0];
+        v.extend_from_slice(&st.to_le_bytes());
+        v.extend_from_slice(&[0, 0, 0, 0, 0]);
+        v
+    }
+    fn ok(st: u16) -> Vec<u8> {
+        ok_packet(st)
+    }
+    const COL: &[u8] = b"\x03def\x00\x00\x00\x01a\x00\x0c";
+    const ERR: &[u8] = b"\xff\x15\x04#28000Access denied";
+
+    /// Feeds packets; returns the index at which the answer completed and how.
+    fn run(command: &[u8], deprecate_eof: bool, packets: &[Vec<u8>]) -> (usize, Step) {
+        let mut t = ResponseTracker::new(command, deprecate_eof).unwrap();
+        for (i, p) in packets.iter().enumerate() {
+            let s = t.feed(p, true).unwrap();
+            if s != Step::More {
+                return (i, s);
+            }
+        }
+        panic!("answer did not complete: {t:?}");
+    }
+
+    #[test]
+    fn answers_end_where_the_server_ends_them() {
+        let q = [cmd::QUERY, b'x'];
+        let ac = status::AUTOCOMMIT;
+        let more = status::MORE_RESULTS_EXISTS | ac;
+        let row = b"\x01a".to_vec();
+        let fe_row = {
+            // A text row starting with 0xfe is only possible for a >= 16 MB value: not whole.
+            vec![0xfe; 20]
+        };
+        type Case<'a> = (&'a str, &'a [u8], bool, Vec<Vec<u8>>, (usize, Step));
+        let table: Vec<Case> = vec![
+            (
+                "ok",
+                &q,
+                false,
+                vec![ok(ac)],
+                (0, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "err",
+                &q,
+                false,
+                vec![ERR.to_vec()],
+                (0, Step::Done(Outcome::Err)),
+            ),
+            (
+                "result set",
+                &q,
+                false,
+                vec![
+                    vec![1],
+                    COL.to_vec(),
+                    eof(ac),
+                    row.clone(),
+                    row.clone(),
+                    eof(ac),
+                ],
+                (5, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "result set, deprecate eof",
+                &q,
+                true,
+                vec![vec![1], COL.to_vec(), row.clone(), ok_fe(ac)],
+                (3, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "empty result set, deprecate eof",
+                &q,
+                true,
+                vec![vec![2], COL.to_vec(), COL.to_vec(), ok_fe(ac)],
+                (3, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "error mid rows",
+                &q,
+                false,
+                vec![vec![1], COL.to_vec(), eof(ac), row.clone(), ERR.to_vec()],
+                (4, Step::Done(Outcome::Err)),
+            ),
+            (
+                "multi results",
+                &q,
+                false,
+                vec![
+                    ok(more),
+                    vec![1],
+                    COL.to_vec(),
+                    eof(ac),
+                    row.clone(),
+                    eof(more),
+                    ok(ac),
+                ],
+                (6, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "local infile",
+                &q,
+                false,
+                vec![b"\xfb/tmp/x".to_vec()],
+                (0, Step::LocalInfile),
+            ),
+            (
+                "ping",
+                &[cmd::PING],
+                false,
+                vec![ok(ac)],
+                (0, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "statistics",
+                &[cmd::STATISTICS],
+                false,
+                vec![b"Uptime: 5".to_vec()],
+                (0, Step::Done(Outcome::Ok(None))),
+            ),
+            (
+                "field list",
+                &[cmd::FIELD_LIST],
+                false,
+                vec![COL.to_vec(), COL.to_vec(), eof(ac)],
+                (2, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "prepare 2 params 1 col",
+                &[cmd::STMT_PREPARE],
+                false,
+                vec![
+                    b"\x00\x07\x00\x00\x00\x01\x00\x02\x00\x00\x00\x00".to_vec(),
+                    COL.to_vec(),
+                    COL.to_vec(),
+                    eof(ac),
+                    COL.to_vec(),
+                    eof(ac),
+                ],
+                (5, Step::Done(Outcome::Prepared { id: 7, params: 2 })),
+            ),
+            (
+                "prepare no params no cols",
+                &[cmd::STMT_PREPARE],
+                false,
+                vec![b"\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec()],
+                (0, Step::Done(Outcome::Prepared { id: 8, params: 0 })),
+            ),
+            (
+                "prepare 1 param, deprecate eof",
+                &[cmd::STMT_PREPARE],
+                true,
+                vec![
+                    b"\x00\x09\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00".to_vec(),
+                    COL.to_vec(),
+                ],
+                (1, Step::Done(Outcome::Prepared { id: 9, params: 1 })),
+            ),
+            (
+                "execute binary rows",
+                &[cmd::STMT_EXECUTE],
+                false,
+                vec![vec![1], COL.to_vec(), eof(ac), vec![0, 0, 1], eof(ac)],
+                (4, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "execute with cursor",
+                &[cmd::STMT_EXECUTE],
+                false,
+                vec![vec![1], COL.to_vec(), eof(ac | status::CURSOR_EXISTS)],
+                (2, Step::Done(Outcome::Ok(Some(ac | status::CURSOR_EXISTS)))),
+            ),
+            (
+                "execute with cursor, deprecate eof",
+                &[cmd::STMT_EXECUTE],
+                true,
+                vec![vec![1], COL.to_vec(), eof(ac | status::CURSOR_EXISTS)],
+                (2, Step::Done(Outcome::Ok(Some(ac | status::CURSOR_EXISTS)))),
+            ),
+            (
+                "fetch",
+                &[cmd::STMT_FETCH],
+                false,
+                vec![vec![0, 0, 1], eof(ac | status::LAST_ROW_SENT)],
+                (1, Step::Done(Outcome::Ok(Some(ac | status::LAST_ROW_SENT)))),
+            ),
+        ];
+        for (name, c, de, packets, want) in table {
+            assert_eq!(run(c, de, &packets), want, "{name}");
+        }
+        // A huge row starting with 0xfe is a row, not a terminator.
+        let mut t = ResponseTracker::new(&q, false).unwrap();
+        for p in [vec![1], COL.to_vec(), eof(ac)] {
+            assert_eq!(t.feed(&p, true).unwrap(), Step::More);
+        }
+        assert_eq!(t.feed(&fe_row, false).unwrap(), Step::More);
+        assert_eq!(
+            t.feed(&eof(ac), true).unwrap(),
+            Step::Done(Outcome::Ok(Some(ac)))
+        );
+    }
+
+    #[test]
+    fn commands_without_answer_and_garbage() {
+        for c in [cmd::QUIT, cmd::STMT_CLOSE, cmd::STMT_SEND_LONG_DATA] {
+            assert!(ResponseTracker::new(&[c], false).is_none());
+        }
+        let mut t = ResponseTracker::new(&[cmd::QUERY], false).unwrap();
+        assert!(t.feed(&[], true).is_err());
+        let mut t = ResponseTracker::new(&[cmd::QUERY], false).unwrap();
+        assert!(t.feed(&[0xfc, 1], true).is_err());
+        let mut t = ResponseTracker::new(&[cmd::PING], false).unwrap();
+        t.feed(&ok(2), true).unwrap();
+        assert!(t.feed(&ok(2), true).is_err());
+    }
+
+    #[test]
+    fn err_packets_round_trip() {
+        let e = parse_err(&err_packet(
+            1045,
+            "28000",
+            "Access denied for user 'x'@'localhost' (using password: YES)",
+        ))
+        .unwrap();
+        assert_eq!((e.code, e.state.as_str()), (1045, "28000"));
+        assert!(e.message.starts_with("Access denied"));
+        assert_eq!(parse_ok(&ok_packet(3)).unwrap().status, 3);
+    }
+}
