@@ -34,15 +34,14 @@ fn compare(golden: &Path, actual: &str) {
         fs::write(golden, actual).unwrap();
         return;
     }
-    let expected = fs::read_to_string(golden).unwrap_or_else(|e| {
-        panic!("{}: {e}; create it with UPDATE_GOLDEN=1", golden.display())
-    });
+    let expected = fs::read_to_string(golden)
+        .unwrap_or_else(|e| panic!("{}: {e}; create it with UPDATE_GOLDEN=1", golden.display()));
     if expected != actual {
         let line = expected
             .lines()
             .zip(actual.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(|| expected.lines().count().min(actual.lines().count()), |i| i);
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
         panic!(
             "{} is stale (first difference at line {}: expected {:?}, got {:?}); if the change is intended, run UPDATE_GOLDEN=1 cargo test -p hapress-k8s --test golden and review the diff",
             golden.display(),
@@ -61,7 +60,10 @@ fn examples_match_their_golden_files_and_lint_clean() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     for required in ["galera", "minimal", "production", "seeds"] {
-        assert!(names.iter().any(|n| n == required), "examples/{required}.yaml is missing");
+        assert!(
+            names.iter().any(|n| n == required),
+            "examples/{required}.yaml is missing"
+        );
     }
     for path in examples {
         let cluster = hapress_spec::load(&path, false).unwrap();
@@ -69,8 +71,15 @@ fn examples_match_their_golden_files_and_lint_clean() {
         let findings = lint::lint(&manifest, &cluster);
         assert!(findings.is_empty(), "{}: {findings:#?}", path.display());
         let yaml = manifest.to_yaml().unwrap();
-        let again = render(&cluster, &RenderOptions::default()).to_yaml().unwrap();
-        assert_eq!(yaml, again, "{}: rendering is not deterministic", path.display());
+        let again = render(&cluster, &RenderOptions::default())
+            .to_yaml()
+            .unwrap();
+        assert_eq!(
+            yaml,
+            again,
+            "{}: rendering is not deterministic",
+            path.display()
+        );
         compare(&path.with_extension("rendered.yaml"), &yaml);
     }
 }

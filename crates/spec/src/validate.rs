@@ -324,16 +324,15 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         );
     }
 
-    if ing.enabled || ing.service_type == ServiceType::ClusterIP {
-        if !is_dns_label(&ing.controller_namespace, 63) {
-            c.fail(
-                "spec.ingress.controllerNamespace",
-                format!(
-                    "must be a namespace name, got {:?}",
-                    ing.controller_namespace
-                ),
-            );
-        }
+    // The controller namespace is only used by the web NetworkPolicy behind an Ingress.
+    if ing.service_type == ServiceType::ClusterIP && !is_dns_label(&ing.controller_namespace, 63) {
+        c.fail(
+            "spec.ingress.controllerNamespace",
+            format!(
+                "must be a namespace name, got {:?}",
+                ing.controller_namespace
+            ),
+        );
     }
 
     let auto = &spec.autoscaling;
