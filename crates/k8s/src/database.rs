@@ -242,10 +242,14 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
             env: Some(vec![
                 env_field("POD_NAME", "metadata.name"),
                 env_field("POD_NAMESPACE", "metadata.namespace"),
+                // kubectl keeps its discovery cache under $HOME; the root filesystem is
+                // read-only.
+                env("HOME", "/tmp"),
             ]),
             resources: Some(helper_resources("50m", "64Mi")),
             volume_mounts: Some(vec![
                 mount("run-hapress", "/run/hapress", true),
+                mount("tmp", "/tmp", false),
                 mount("kube-api-access", TOKEN_DIR, true),
             ]),
             ..container("label", KUBECTL_IMAGE, DB_UID)
