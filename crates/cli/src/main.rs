@@ -86,6 +86,17 @@ enum Command {
         #[arg(short = 'f', long = "file", default_value = "hapress.yaml")]
         file: PathBuf,
     },
+    /// Run the SQL router: a MySQL-protocol proxy that sends writes to the primary and
+    /// autocommit reads to healthy replicas, and follows the primary when it moves.
+    ///
+    /// Clients log in with their own MariaDB accounts; the handshake is relayed to the primary.
+    /// The config file (YAML) names the listen address, the backends and a monitor account
+    /// (see README: "The SQL router").
+    Router {
+        /// Router config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Render Kubernetes manifests (or the CRD) from a spec.
     Render(render::RenderArgs),
 }
@@ -135,6 +146,11 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Render(args) => render::run(args),
+        Command::Router { config } => {
+            let c = hapress_router::config::Config::load(config).map_err(anyhow::Error::msg)?;
+            hapress_router::server::run_blocking(c).map_err(anyhow::Error::msg)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

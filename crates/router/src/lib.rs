@@ -4,6 +4,16 @@
 //! # Layout
 //! - [`classify`]: statement text -> where it may run and what it does to the session (pure).
 //! - [`route`]: statement x session state x backend health -> target (pure).
+//! - [`config`]: the router's settings file.
+//! - [`conn`]: the only owner of sockets: buffered chunk I/O, the router's own logins.
+//! - [`topology`]: probes of every backend, the primary election, user password hashes.
+//! - [`session`]: one client session: relayed handshake, routing, forwarding.
+//! - [`server`]: listener, connection limit, `/metrics` and `/status`.
 
 pub mod classify;
+pub mod config;
+pub mod conn;
 pub mod route;
+pub mod server;
+pub mod session;
+pub mod topology;

@@ -1,0 +1,303 @@
+//! The SQL router against a real cluster: three MariaDB servers from `hapress up`, real
+//! clients (the `mariadb` CLI, `mariadb-dump`, PHP mysqli and PDO) through `hapress router`.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+struct Router {
+    child: Child,
+    port: u16,
+    status_port: u16,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_router(c: &Cluster, max_lag: u64) -> Router {
+    let pw: String = {
+        let mut b = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut b)
+            .unwrap();
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    };
+    c.sql(
+        0,
+        &format!(
+            "CREATE USER IF NOT EXISTS 'hapress_router'@'127.0.0.1' IDENTIFIED BY '{pw}';
+             GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.* TO 'hapress_router'@'127.0.0.1';
+             GRANT SELECT ON mysql.global_priv TO 'hapress_router'@'127.0.0.1';"
+        ),
+    );
+    let dir = c.dir.path();
+    let pwf = dir.join("router.pw");
+    std::fs::write(&pwf, &pw).unwrap();
+    let ports = free_ports(2);
+    let cfg = dir.join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{}\nbackends: [127.0.0.1:{}, 127.0.0.1:{}, 127.0.0.1:{}]\nmonitorUser: hapress_router\nmonitorPasswordFile: {}\nstatusListen: 127.0.0.1:{}\nmaxReplicationLag: {max_lag}\nprobeIntervalMs: 200\n",
+            ports,
+            c.db_port,
+            c.db_port + 1,
+            c.db_port + 2,
+            pwf.display(),
+            ports + 1
+        ),
+    )
+    .unwrap();
+    let child = hapress()
+        .args(["router", "--config", cfg.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = Router {
+        child,
+        port: ports,
+        status_port: ports + 1,
+    };
+    let ready = wait_for(Duration::from_secs(10), || {
+        let s = r.status();
+        s["primary"].is_string()
+            && s["backends"]
+                .as_array()
+                .is_some_and(|b| b.iter().filter(|b| b["replicating"] == true).count() == 2)
+    });
+    assert!(
+        ready.is_some(),
+        "router never saw the topology: {}",
+        r.status()
+    );
+    r
+}
+
+impl Router {
+    fn status(&self) -> serde_json::Value {
+        // The router may not listen yet: no panic, just Null.
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.status_port)) else {
+            return serde_json::Value::Null;
+        };
+        use std::io::Write;
+        let _ = s.write_all(b"GET /status HTTP/1.0\r\n\r\n");
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+        serde_json::from_str(body).unwrap_or_default()
+    }
+    fn routed_to_replicas(&self) -> u64 {
+        self.status()["routedToReplicas"].as_u64().unwrap()
+    }
+}
+
+fn wp_password(c: &Cluster) -> String {
+    std::fs::read_to_string(format!("{}/secrets/db-wordpress-password", c.state_dir()))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// `mariadb` as the WordPress user on `port` (password through the environment, never argv).
+fn client(port: u16, password: &str, db: &str, sql: &str) -> (bool, String, String) {
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-uwordpress",
+            "-N",
+            "-B",
+            db,
+            "-e",
+            sql,
+        ])
+        .env("MYSQL_PWD", password)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+#[test]
+fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
+    let (c, _) = Cluster::up("apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: rt}\nspec:\n  web: {replicas: 1}\n");
+    let r = start_router(&c, 3600);
+    let pw = wp_password(&c);
+
+    // Errors are MariaDB's own: wrong password, unknown database.
+    for (password, db) in [("wrong", "wordpress"), (pw.as_str(), "no_such_db")] {
+        let direct = client(c.db_port, password, db, "SELECT 1");
+        let routed = client(r.port, password, db, "SELECT 1");
+        assert!(!direct.0 && !routed.0);
+        assert_eq!(routed.2, direct.2, "error differs from MariaDB's");
+    }
+
+    // Plain reads go to replicas; writes and session-bound statements to the primary.
+    let before = r.routed_to_replicas();
+    let (ok, out, err) = client(
+        r.port,
+        &pw,
+        "wordpress",
+        "SELECT COUNT(*) FROM wp_options WHERE option_name = 'blogname'",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "1");
+    assert!(
+        r.routed_to_replicas() > before,
+        "the read did not reach a replica: {}",
+        r.status()
+    );
+
+    // Session state follows the session to the replica (SET NAMES / sql_mode replayed).
+    let (ok, out, err) = client(
+        r.port,
+        &pw,
+        "wordpress",
+        "SET NAMES latin1; SET SESSION sql_mode = 'ANSI_QUOTES'; SELECT @@character_set_client, @@sql_mode; SELECT \"option_name\" FROM wp_options WHERE option_name = 'siteurl'; SELECT CHARSET('x')",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out, "latin1\tANSI_QUOTES\nsiteurl\nlatin1",
+        "session state was not replayed on the replica"
+    );
+
+    // Read-your-writes while the replicas are held 60 s behind (MASTER_DELAY): a session that
+    // wrote reads its write; a session that did not reads the (stale) replica.
+    for db in [1, 2] {
+        c.sql(
+            db,
+            "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 60; START SLAVE",
+        );
+    }
+    let (ok, out, err) = client(
+        r.port,
+        &pw,
+        "wordpress",
+        "CREATE TABLE ryw (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT); INSERT INTO ryw (v) VALUES ('fresh'); SELECT v FROM ryw; SELECT LAST_INSERT_ID()",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "fresh\n1", "a session did not read its own write");
+    // Another session never wrote: its read goes to a replica, which is behind, so it must
+    // not see the table yet (proves the read was not silently sent to the primary).
+    let (_, _, err) = client(r.port, &pw, "wordpress", "SELECT v FROM ryw");
+    assert!(
+        err.contains("1146"),
+        "expected the lagging replica's 'doesn't exist', got: {err}"
+    );
+    for db in [1, 2] {
+        c.sql(
+            db,
+            "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE",
+        );
+    }
+    let caught_up = wait_for(Duration::from_secs(20), || {
+        client(r.port, &pw, "wordpress", "SELECT v FROM ryw").1 == "fresh"
+    });
+    assert!(caught_up.is_some(), "replicas never caught up");
+
+    // mariadb-dump through the router equals mariadb-dump direct.
+    let dump = |port: u16| {
+        let out = Command::new("mariadb-dump")
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                "-uwordpress",
+                "--skip-dump-date",
+                "--single-transaction",
+                "wordpress",
+            ])
+            .env("MYSQL_PWD", &pw)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (d1, d2) = (dump(c.db_port), dump(r.port));
+    assert!(d1.contains("INSERT INTO `wp_options`"));
+    assert!(
+        d1 == d2,
+        "mariadb-dump through the router differs from direct"
+    );
+
+    // PHP mysqli and PDO (what WordPress uses) through the router.
+    let php = format!(
+        r#"$m = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
+$m->set_charset('utf8mb4');
+$m->query("SET SESSION sql_mode='NO_ENGINE_SUBSTITUTION'");
+$r = $m->query("SELECT SQL_CALC_FOUND_ROWS option_name FROM wp_options LIMIT 1");
+$f = $m->query("SELECT FOUND_ROWS()")->fetch_row()[0];
+$m->query("INSERT INTO ryw (v) VALUES ('php')");
+$id = $m->insert_id;
+$p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false]);
+$s = $p->prepare('SELECT v FROM ryw WHERE id = ?');
+$s->execute([$id]);
+echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColumn(), "\n";"#,
+        port = r.port
+    );
+    let out = Command::new("php")
+        .args(["-r", &php])
+        .env("PW", &pw)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 found 2 php",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Failover by hand (FIELD-NOTES): db-1 becomes the primary; new sessions write there
+    // without restarting the router, and nothing is sent to the now read-only db-0.
+    c.sql(0, "SET GLOBAL read_only = ON");
+    c.sql(1, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF");
+    c.sql(
+        2,
+        &format!(
+            "STOP SLAVE; CHANGE MASTER TO MASTER_PORT = {}; START SLAVE",
+            c.db_port + 1
+        ),
+    );
+    let moved = wait_for(Duration::from_secs(5), || {
+        r.status()["primary"] == format!("127.0.0.1:{}", c.db_port + 1)
+    });
+    assert!(
+        moved.is_some(),
+        "router did not follow the new primary: {}",
+        r.status()
+    );
+    let (ok, out, err) = client(
+        r.port,
+        &pw,
+        "wordpress",
+        "INSERT INTO ryw (v) VALUES ('after failover'); SELECT @@server_id",
+    );
+    assert!(ok, "write after failover failed: {err}");
+    assert_eq!(out, "2");
+    assert_eq!(
+        c.sql(
+            1,
+            "SELECT COUNT(*) FROM wordpress.ryw WHERE v = 'after failover'"
+        ),
+        "1"
+    );
+}

@@ -1,0 +1,349 @@
+//! One owner per socket: a buffered MySQL-protocol connection over TCP or a unix socket, with
+//! chunk-level reads (for forwarding) and logical-packet reads (for small exchanges), plus the
+//! backend login the router performs itself (monitor connections, replica connections).
+
+use std::io;
+use std::time::Duration;
+
+use hapress_wire::consts::cap;
+use hapress_wire::handshake::{self, Greeting, HandshakeResponse, NATIVE_PASSWORD};
+use hapress_wire::packet::{self, Chunk, Framer, HEADER};
+use hapress_wire::response::{parse_err, ResponseTracker, Step};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+/// A stream the router speaks MySQL over.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Logical packets the router reassembles itself (handshakes, probe results) stay below this.
+pub const SMALL_PACKET_LIMIT: usize = 1 << 20;
+
+/// A buffered connection.
+pub struct Conn {
+    stream: Box<dyn Stream>,
+    buf: Vec<u8>,
+    start: usize,
+    framer: Framer,
+}
+
+impl Conn {
+    /// Wraps a stream.
+    pub fn new(stream: Box<dyn Stream>) -> Self {
+        Self {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+            start: 0,
+            framer: Framer::new(),
+        }
+    }
+
+    /// Connects to `addr` (`host:port`, or a path for a unix socket) within `timeout`.
+    pub async fn connect(addr: &str, timeout: Duration) -> io::Result<Self> {
+        let fut = async {
+            if addr.starts_with('/') {
+                Ok::<Box<dyn Stream>, io::Error>(Box::new(UnixStream::connect(addr).await?))
+            } else {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Ok::<Box<dyn Stream>, io::Error>(Box::new(s))
+            }
+        };
+        let stream = tokio::time::timeout(timeout, fut).await.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {addr} timed out"),
+            )
+        })??;
+        Ok(Self::new(stream))
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 64 * 1024 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        if self.buf.capacity() - len < 8192 {
+            self.buf.reserve(16 * 1024);
+        }
+        let cap = self.buf.capacity();
+        self.buf.resize(cap, 0);
+        let n = self.stream.read(&mut self.buf[len..]).await;
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(len);
+                return Err(e);
+            }
+        };
+        self.buf.truncate(len + n);
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next physical chunk: header and payload stay in the buffer until [`Conn::consume`].
+    pub async fn next_chunk(&mut self) -> io::Result<Chunk> {
+        loop {
+            if let Some((_, len)) = packet::peek_header(self.buffered()) {
+                // Make room for the whole chunk at once (at most 16 MB + 4).
+                let need = HEADER + len;
+                if self.buf.capacity() - self.start < need {
+                    self.buf.drain(..self.start);
+                    self.start = 0;
+                    self.buf.reserve(need);
+                }
+            }
+            let mut f = self.framer.clone();
+            if let Some(c) = f.next(self.buffered()) {
+                self.framer = f;
+                return Ok(c);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// The bytes of the chunk returned by the last [`Conn::next_chunk`] (header included).
+    pub fn chunk_bytes(&self, c: &Chunk) -> &[u8] {
+        &self.buf[self.start..self.start + c.size()]
+    }
+
+    /// Drops the chunk returned by the last [`Conn::next_chunk`].
+    pub fn consume(&mut self, c: &Chunk) {
+        self.start += c.size();
+    }
+
+    /// True when nothing is buffered (so a reply can be flushed before reading more).
+    pub fn nothing_buffered(&self) -> bool {
+        self.buffered().is_empty()
+    }
+
+    /// Reads one whole logical packet of at most `SMALL_PACKET_LIMIT` bytes.
+    pub async fn read_packet(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        let mut payload = Vec::new();
+        loop {
+            let c = self.next_chunk().await?;
+            if payload.len() + c.len > SMALL_PACKET_LIMIT {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "packet too large",
+                ));
+            }
+            payload.extend_from_slice(&self.chunk_bytes(&c)[HEADER..]);
+            self.consume(&c);
+            if c.last {
+                return Ok((c.seq, payload));
+            }
+        }
+    }
+
+    /// Writes raw bytes.
+    pub async fn write_raw(&mut self, b: &[u8]) -> io::Result<()> {
+        self.stream.write_all(b).await
+    }
+
+    /// Writes one logical packet.
+    pub async fn write_packet(&mut self, seq: u8, payload: &[u8]) -> io::Result<u8> {
+        let mut out = Vec::with_capacity(payload.len() + HEADER);
+        let next = packet::write_packet(&mut out, seq, payload);
+        self.stream.write_all(&out).await?;
+        Ok(next)
+    }
+
+    /// Flushes.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush().await
+    }
+}
+
+/// How the router logs in to a backend on its own.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A clear-text password (the router's monitor account).
+    Password(Vec<u8>),
+    /// `SHA1(password)` recovered from a client's login: enough to log in anywhere as that user.
+    Stage1([u8; 20]),
+    /// An empty password.
+    Empty,
+}
+
+/// Why a login failed.
+#[derive(Debug)]
+pub enum LoginError {
+    /// The socket failed.
+    Io(io::Error),
+    /// The server said no (code, message).
+    Refused(u16, String),
+    /// The server wants an auth method the router cannot answer for this user.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "{e}"),
+            Self::Refused(c, m) => write!(f, "refused ({c}): {m}"),
+            Self::Unsupported(p) => write!(f, "unsupported auth plugin {p}"),
+        }
+    }
+}
+
+impl From<io::Error> for LoginError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+fn token(cred: &Credential, nonce: &[u8]) -> Vec<u8> {
+    match cred {
+        Credential::Password(p) => handshake::native_token(p, nonce),
+        Credential::Stage1(s1) => handshake::native_token_from_stage1(s1, nonce).to_vec(),
+        Credential::Empty => Vec::new(),
+    }
+}
+
+/// Logs in on a fresh connection. `template` supplies the capabilities, collation and
+/// database (a client's own handshake response when logging in on its behalf).
+pub async fn login(
+    conn: &mut Conn,
+    user: &[u8],
+    cred: &Credential,
+    template: &HandshakeResponse,
+) -> Result<Greeting, LoginError> {
+    let (_, g) = conn.read_packet().await?;
+    if g.first() == Some(&0xff) {
+        let e = parse_err(&g).map_err(|e| LoginError::Refused(0, e.to_string()))?;
+        return Err(LoginError::Refused(e.code, e.message));
+    }
+    let greeting = Greeting::parse(&g).map_err(|e| LoginError::Refused(0, e.to_string()))?;
+    let mut r = template.clone();
+    r.capabilities &= greeting.capabilities | cap::MYSQL;
+    r.capabilities &= !(cap::SSL | cap::CONNECT_ATTRS | 1 << 5);
+    r.capabilities |= cap::PLUGIN_AUTH | cap::SECURE_CONNECTION | cap::PROTOCOL_41;
+    r.user = user.to_vec();
+    r.auth = token(cred, &greeting.nonce);
+    r.auth_plugin = Some(NATIVE_PASSWORD.into());
+    r.attrs = None;
+    if r.database.is_some() {
+        r.capabilities |= cap::CONNECT_WITH_DB;
+    } else {
+        r.capabilities &= !cap::CONNECT_WITH_DB;
+    }
+    conn.write_packet(1, &r.encode()).await?;
+    loop {
+        let (s, p) = conn.read_packet().await?;
+        match p.first() {
+            Some(0x00) => return Ok(greeting),
+            Some(0xff) => {
+                let e = parse_err(&p).map_err(|e| LoginError::Refused(0, e.to_string()))?;
+                return Err(LoginError::Refused(e.code, e.message));
+            }
+            Some(0xfe) => {
+                let sw = handshake::AuthSwitch::parse(&p)
+                    .map_err(|e| LoginError::Refused(0, e.to_string()))?;
+                if sw.plugin != NATIVE_PASSWORD {
+                    return Err(LoginError::Unsupported(sw.plugin));
+                }
+                conn.write_packet(s.wrapping_add(1), &token(cred, &sw.data))
+                    .await?;
+            }
+            _ => return Err(LoginError::Unsupported("unknown auth exchange".into())),
+        }
+    }
+}
+
+/// A text result: column names and rows.
+#[derive(Debug, Default, Clone)]
+pub struct Rows {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows (NULL is `None`).
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl Rows {
+    /// The value of column `name` in row `i`.
+    pub fn get(&self, i: usize, name: &str) -> Option<&str> {
+        let c = self
+            .columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))?;
+        self.rows.get(i)?.get(c)?.as_deref()
+    }
+}
+
+/// Runs one query on a connection logged in by [`login`] (no `DEPRECATE_EOF` negotiated), and
+/// decodes a text result set. Errors from the server come back as `Err((code, message))`.
+pub async fn query(conn: &mut Conn, sql: &str) -> io::Result<Result<Rows, (u16, String)>> {
+    conn.write_packet(
+        0,
+        &[&[hapress_wire::consts::cmd::QUERY][..], sql.as_bytes()].concat(),
+    )
+    .await?;
+    let mut t = ResponseTracker::new(&[hapress_wire::consts::cmd::QUERY], false)
+        .ok_or_else(|| io::Error::other("no tracker"))?;
+    let mut out = Rows::default();
+    let mut phase = 0; // 0 start, 1 columns, 2 rows
+    loop {
+        let (_, p) = conn.read_packet().await?;
+        let step = t
+            .feed(&p, true)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let head = p.first().copied();
+        match (phase, head) {
+            (_, Some(0xff)) => {
+                let e = parse_err(&p)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                return Ok(Err((e.code, e.message)));
+            }
+            (0, Some(0x00)) => {}
+            (0, _) => phase = 1,
+            (1, Some(0xfe)) if p.len() < 9 => phase = 2,
+            (1, _) => {
+                let mut r = hapress_wire::codec::Reader::new(&p);
+                let mut name = Vec::new();
+                for _ in 0..5 {
+                    name = r
+                        .lenenc_bytes()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+                        .to_vec();
+                }
+                out.columns
+                    .push(String::from_utf8_lossy(&name).into_owned());
+            }
+            (2, Some(0xfe)) if p.len() < 9 => {}
+            (2, _) => {
+                let mut r = hapress_wire::codec::Reader::new(&p);
+                let mut row = Vec::with_capacity(out.columns.len());
+                for _ in 0..out.columns.len() {
+                    if r.remaining() > 0 && p[p.len() - r.remaining()] == 0xfb {
+                        r.u8().ok();
+                        row.push(None);
+                    } else {
+                        let v = r.lenenc_bytes().map_err(|e| {
+                            io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+                        })?;
+                        row.push(Some(String::from_utf8_lossy(v).into_owned()));
+                    }
+                }
+                out.rows.push(row);
+            }
+            _ => {}
+        }
+        if let Step::Done(_) = step {
+            return Ok(Ok(out));
+        }
+    }
+}

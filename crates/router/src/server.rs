@@ -1,0 +1,192 @@
+//! The listener: accepts clients (TCP or unix socket) under a connection limit, starts the
+//! probes, and serves `/metrics` and `/status` over HTTP when configured.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hapress_wire::response::err_packet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::conn::{Conn, Stream};
+use crate::topology::{probe_loop, Topology};
+
+/// Runs the router until the process is stopped.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let password = config.monitor_password()?;
+    let config = Arc::new(config);
+    let topo = Arc::new(Topology::new(&config));
+    for i in 0..topo.backends.len() {
+        tokio::spawn(probe_loop(
+            topo.clone(),
+            config.clone(),
+            i,
+            password.clone(),
+        ));
+    }
+    if let Some(addr) = &config.status_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("status listener {addr}: {e}"))?;
+        tokio::spawn(status_server(l, topo.clone()));
+    }
+    let limit = Arc::new(Semaphore::new(config.max_client_connections));
+    if config.listen.starts_with('/') {
+        let _ = std::fs::remove_file(&config.listen);
+        let l = UnixListener::bind(&config.listen)
+            .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+        eprintln!("hapress router: listening on {}", config.listen);
+        loop {
+            let (s, _) = l.accept().await.map_err(|e| format!("accept: {e}"))?;
+            accept(Box::new(s), &topo, &config, &limit);
+        }
+    } else {
+        let l = TcpListener::bind(&config.listen).await.map_err(|e| {
+            format!(
+                "listen on {}: {e} (is another process using the port?)",
+                config.listen
+            )
+        })?;
+        eprintln!("hapress router: listening on {}", config.listen);
+        loop {
+            let (s, _) = l.accept().await.map_err(|e| format!("accept: {e}"))?;
+            let _ = s.set_nodelay(true);
+            accept(Box::new(s), &topo, &config, &limit);
+        }
+    }
+}
+
+fn accept(
+    stream: Box<dyn Stream>,
+    topo: &Arc<Topology>,
+    config: &Arc<Config>,
+    limit: &Arc<Semaphore>,
+) {
+    let topo = topo.clone();
+    let config = config.clone();
+    let permit = limit.clone().try_acquire_owned();
+    tokio::spawn(async move {
+        let mut client = Conn::new(stream);
+        let Ok(_permit) = permit else {
+            topo.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = client
+                .write_packet(
+                    0,
+                    &err_packet(
+                        1040,
+                        "08004",
+                        "Too many connections (hapress router: maxClientConnections reached)",
+                    ),
+                )
+                .await;
+            return;
+        };
+        topo.clients.fetch_add(1, Ordering::Relaxed);
+        let _ = crate::session::run(topo.clone(), config, client).await;
+        topo.clients.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// Prometheus text for the current state.
+pub fn metrics(topo: &Topology) -> String {
+    let mut m = String::new();
+    let snap = topo.snapshot();
+    let _ = writeln!(
+        m,
+        "# TYPE hapress_router_clients gauge\nhapress_router_clients {}",
+        topo.clients.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        m,
+        "# TYPE hapress_router_refused_total counter\nhapress_router_refused_total {}",
+        topo.refused.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(m, "# TYPE hapress_router_routed_total counter");
+    let _ = writeln!(
+        m,
+        "hapress_router_routed_total{{target=\"primary\"}} {}",
+        topo.routed_primary.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        m,
+        "hapress_router_routed_total{{target=\"replica\"}} {}",
+        topo.routed_replica.load(Ordering::Relaxed)
+    );
+    for (name, kind) in [
+        ("up", "gauge"),
+        ("primary", "gauge"),
+        ("lag_seconds", "gauge"),
+        ("sessions", "gauge"),
+        ("statements_total", "counter"),
+        ("errors_total", "counter"),
+    ] {
+        let _ = writeln!(m, "# TYPE hapress_router_backend_{name} {kind}");
+        for b in snap["backends"].as_array().into_iter().flatten() {
+            let v = match name {
+                "up" => u64::from(b["up"].as_bool().unwrap_or(false)),
+                "primary" => u64::from(b["role"] == "primary"),
+                "lag_seconds" => match b["lagSeconds"].as_u64() {
+                    Some(v) => v,
+                    None => continue,
+                },
+                "sessions" => b["sessions"].as_u64().unwrap_or(0),
+                "statements_total" => b["statements"].as_u64().unwrap_or(0),
+                _ => b["errors"].as_u64().unwrap_or(0),
+            };
+            let _ = writeln!(
+                m,
+                "hapress_router_backend_{name}{{backend=\"{}\"}} {v}",
+                b["address"].as_str().unwrap_or("")
+            );
+        }
+    }
+    m
+}
+
+async fn status_server(l: TcpListener, topo: Arc<Topology>) {
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            continue;
+        };
+        let topo = topo.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+                .await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let (code, ctype, body) = match path {
+                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&topo)),
+                "/status" => ("200 OK", "application/json", topo.snapshot().to_string()),
+                _ => (
+                    "404 Not Found",
+                    "text/plain",
+                    "try /metrics or /status\n".to_string(),
+                ),
+            };
+            let resp = format!("HTTP/1.1 {code}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ = s.write_all(resp.as_bytes()).await;
+        });
+    }
+}
+
+/// Runs the router on its own tokio runtime (for the `hapress router` command).
+pub fn run_blocking(config: Config) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    rt.block_on(async {
+        tokio::select! {
+            r = serve(config) => r,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}

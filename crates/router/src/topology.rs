@@ -1,0 +1,332 @@
+//! What the router knows about its backends, refreshed by one probe task per backend: up or
+//! down, `read_only`, replication threads and lag, GTID position; which one is the primary;
+//! and the password hashes it needs to log in to replicas on a client's behalf.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hapress_wire::consts::cap;
+use hapress_wire::handshake::{parse_stage2_hex, HandshakeResponse};
+
+use crate::config::Config;
+use crate::conn::{login, query, Conn, Credential};
+
+/// One backend's last probe.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Probe {
+    /// Answered the last probe.
+    pub up: bool,
+    /// `@@read_only`.
+    pub read_only: bool,
+    /// Replica IO and SQL threads both running.
+    pub replicating: bool,
+    /// `Seconds_Behind_Master`.
+    pub lag_seconds: Option<u64>,
+    /// `@@gtid_current_pos`.
+    pub gtid: String,
+    /// Last probe error.
+    pub error: Option<String>,
+}
+
+/// Counters of one backend.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Client sessions currently using it.
+    pub sessions: AtomicUsize,
+    /// Statements routed to it.
+    pub statements: AtomicU64,
+    /// Connection or login failures.
+    pub errors: AtomicU64,
+}
+
+/// A backend.
+#[derive(Debug)]
+pub struct Backend {
+    /// Address.
+    pub addr: String,
+    /// Last probe.
+    pub probe: RwLock<Probe>,
+    /// Counters.
+    pub counters: Counters,
+}
+
+/// Shared router state.
+#[derive(Debug)]
+pub struct Topology {
+    /// Backends, in config order.
+    pub backends: Vec<Backend>,
+    primary: RwLock<Option<usize>>,
+    users: RwLock<HashMap<Vec<u8>, Vec<[u8; 20]>>>,
+    /// Reads routed to replicas / to the primary; writes.
+    pub routed_replica: AtomicU64,
+    /// Statements routed to the primary.
+    pub routed_primary: AtomicU64,
+    /// Client sessions open.
+    pub clients: AtomicUsize,
+    /// Client sessions refused (limit reached or no primary).
+    pub refused: AtomicU64,
+    /// Probe generation (bumped after every full round).
+    pub generation: AtomicU64,
+    max_lag: u64,
+}
+
+impl Topology {
+    /// State for `config`'s backends, nothing probed yet.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            backends: config
+                .backends
+                .iter()
+                .map(|a| Backend {
+                    addr: a.clone(),
+                    probe: RwLock::new(Probe::default()),
+                    counters: Counters::default(),
+                })
+                .collect(),
+            primary: RwLock::new(None),
+            users: RwLock::new(HashMap::new()),
+            routed_replica: AtomicU64::new(0),
+            routed_primary: AtomicU64::new(0),
+            clients: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            max_lag: config.max_replication_lag,
+        }
+    }
+
+    /// The current primary.
+    pub fn primary(&self) -> Option<usize> {
+        *self.primary.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn probe_of(&self, i: usize) -> Probe {
+        self.backends[i]
+            .probe
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-derives the primary: the one live server with `read_only=OFF` (the current one wins a
+    /// tie, so two writable servers never make the router flap).
+    fn elect(&self) {
+        let writable: Vec<usize> = (0..self.backends.len())
+            .filter(|&i| {
+                let p = self.probe_of(i);
+                p.up && !p.read_only
+            })
+            .collect();
+        let mut cur = self.primary.write().unwrap_or_else(|e| e.into_inner());
+        *cur = match *cur {
+            Some(c) if writable.contains(&c) => Some(c),
+            _ => writable.first().copied(),
+        };
+    }
+
+    /// A replica fit for reads: up, read-only, replicating, within the lag limit; the one with
+    /// the fewest sessions first.
+    pub fn pick_replica(&self) -> Option<usize> {
+        let primary = self.primary();
+        (0..self.backends.len())
+            .filter(|&i| Some(i) != primary)
+            .filter(|&i| {
+                let p = self.probe_of(i);
+                p.up && p.read_only
+                    && p.replicating
+                    && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
+            })
+            .min_by_key(|&i| self.backends[i].counters.sessions.load(Ordering::Relaxed))
+    }
+
+    /// True while backend `i` is fit for reads.
+    pub fn replica_fit(&self, i: usize) -> bool {
+        let p = self.probe_of(i);
+        Some(i) != self.primary()
+            && p.up
+            && p.read_only
+            && p.replicating
+            && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
+    }
+
+    /// Password hashes (`SHA1(SHA1(password))`) known for `user`.
+    pub fn stage2s(&self, user: &[u8]) -> Vec<[u8; 20]> {
+        self.users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A JSON snapshot for `/status` and `hapress status`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let primary = self.primary();
+        serde_json::json!({
+            "primary": primary.map(|i| self.backends[i].addr.clone()),
+            "clients": self.clients.load(Ordering::Relaxed),
+            "routedToPrimary": self.routed_primary.load(Ordering::Relaxed),
+            "routedToReplicas": self.routed_replica.load(Ordering::Relaxed),
+            "backends": self.backends.iter().enumerate().map(|(i, b)| {
+                let p = self.probe_of(i);
+                serde_json::json!({
+                    "address": b.addr,
+                    "role": if Some(i) == primary { "primary" } else if p.up { "replica" } else { "down" },
+                    "up": p.up,
+                    "readOnly": p.read_only,
+                    "replicating": p.replicating,
+                    "lagSeconds": p.lag_seconds,
+                    "gtid": p.gtid,
+                    "error": p.error,
+                    "sessions": b.counters.sessions.load(Ordering::Relaxed),
+                    "statements": b.counters.statements.load(Ordering::Relaxed),
+                    "errors": b.counters.errors.load(Ordering::Relaxed),
+                })
+            }).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The handshake template the router uses for its own logins.
+pub fn monitor_template() -> HandshakeResponse {
+    HandshakeResponse {
+        capabilities: cap::LONG_PASSWORD
+            | cap::PROTOCOL_41
+            | cap::TRANSACTIONS
+            | cap::SECURE_CONNECTION
+            | cap::MULTI_RESULTS
+            | cap::PLUGIN_AUTH,
+        max_packet: 16 << 20,
+        charset: 45,
+        ..HandshakeResponse::default()
+    }
+}
+
+/// Probes backend `i` forever.
+pub async fn probe_loop(topo: Arc<Topology>, config: Arc<Config>, i: usize, password: Vec<u8>) {
+    let interval = Duration::from_millis(config.probe_interval_ms);
+    let timeout = Duration::from_millis(config.connect_timeout_ms);
+    let mut conn: Option<Conn> = None;
+    let mut ticks: u64 = 0;
+    loop {
+        let result = probe_once(
+            &topo,
+            &config,
+            i,
+            &password,
+            &mut conn,
+            timeout,
+            ticks.is_multiple_of(10),
+        )
+        .await;
+        if let Err(e) = &result {
+            conn = None;
+            let mut p = topo.backends[i]
+                .probe
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            *p = Probe {
+                error: Some(e.clone()),
+                ..Probe::default()
+            };
+        }
+        topo.elect();
+        if i == 0 {
+            topo.generation.fetch_add(1, Ordering::Relaxed);
+        }
+        ticks += 1;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn probe_once(
+    topo: &Topology,
+    config: &Config,
+    i: usize,
+    password: &[u8],
+    conn: &mut Option<Conn>,
+    timeout: Duration,
+    refresh_users: bool,
+) -> Result<(), String> {
+    let addr = &topo.backends[i].addr;
+    if conn.is_none() {
+        let mut c = Conn::connect(addr, timeout)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        tokio::time::timeout(
+            timeout,
+            login(
+                &mut c,
+                config.monitor_user.as_bytes(),
+                &Credential::Password(password.to_vec()),
+                &monitor_template(),
+            ),
+        )
+        .await
+        .map_err(|_| format!("login to {addr} timed out"))?
+        .map_err(|e| format!("login to {addr} as {}: {e}", config.monitor_user))?;
+        *conn = Some(c);
+    }
+    let c = conn.as_mut().ok_or("no connection")?;
+    let vars = tokio::time::timeout(
+        timeout,
+        query(c, "SELECT @@read_only AS ro, @@gtid_current_pos AS gtid"),
+    )
+    .await
+    .map_err(|_| "probe timed out".to_string())?
+    .map_err(|e| e.to_string())?
+    .map_err(|(code, m)| format!("probe query: {code} {m}"))?;
+    let slave = tokio::time::timeout(timeout, query(c, "SHOW SLAVE STATUS"))
+        .await
+        .map_err(|_| "probe timed out".to_string())?
+        .map_err(|e| e.to_string())?
+        .map_err(|(code, m)| format!("SHOW SLAVE STATUS: {code} {m}"))?;
+    let replicating = slave.get(0, "Slave_IO_Running") == Some("Yes")
+        && slave.get(0, "Slave_SQL_Running") == Some("Yes");
+    let probe = Probe {
+        up: true,
+        read_only: vars.get(0, "ro") == Some("1"),
+        replicating,
+        lag_seconds: slave
+            .get(0, "Seconds_Behind_Master")
+            .and_then(|s| s.parse().ok()),
+        gtid: vars.get(0, "gtid").unwrap_or("").to_string(),
+        error: None,
+    };
+    let is_writable = !probe.read_only;
+    *topo.backends[i]
+        .probe
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = probe;
+    if is_writable && (refresh_users || topo.users.read().map(|u| u.is_empty()).unwrap_or(true)) {
+        refresh_user_hashes(topo, c, timeout).await?;
+    }
+    Ok(())
+}
+
+/// Reads `mysql_native_password` hashes from the primary.
+async fn refresh_user_hashes(
+    topo: &Topology,
+    c: &mut Conn,
+    timeout: Duration,
+) -> Result<(), String> {
+    let rows = tokio::time::timeout(
+        timeout,
+        query(c, "SELECT User AS u, JSON_VALUE(Priv, '$.authentication_string') AS h FROM mysql.global_priv"),
+    )
+    .await
+    .map_err(|_| "reading users timed out".to_string())?
+    .map_err(|e| e.to_string())?
+    .map_err(|(code, m)| format!("reading mysql.global_priv (grant SELECT ON mysql.global_priv to the monitor user): {code} {m}"))?;
+    let mut users: HashMap<Vec<u8>, Vec<[u8; 20]>> = HashMap::new();
+    for i in 0..rows.rows.len() {
+        if let (Some(u), Some(h)) = (rows.get(i, "u"), rows.get(i, "h")) {
+            if let Some(s2) = parse_stage2_hex(h) {
+                users.entry(u.as_bytes().to_vec()).or_default().push(s2);
+            }
+        }
+    }
+    *topo.users.write().unwrap_or_else(|e| e.into_inner()) = users;
+    Ok(())
+}
