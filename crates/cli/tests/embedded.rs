@@ -95,7 +95,7 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
     // Status: every component up, one primary, replicas replicating with semi-sync.
     let st = c.status();
     let comps = st["components"].as_array().unwrap();
-    assert_eq!(comps.len(), 7, "{st}");
+    assert_eq!(comps.len(), 8, "{st}");
     assert!(comps.iter().all(|x| x["health"] == "up"), "{st}");
     assert_eq!(c.component("db-0")["role"], "primary");
     assert_eq!(c.component("db-0")["replication"]["semiSync"], true);
@@ -189,6 +189,33 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
         c.status()
     );
     assert_eq!(c.sql(2, "SELECT COUNT(*) FROM probe.t"), "3");
+
+    // WordPress talks only to the SQL router, which sent its plain reads to the replicas.
+    let router = c.component("router");
+    assert_eq!(router["role"], "sql-router");
+    assert!(
+        router["router"]["routedToReplicas"].as_u64().unwrap() > 0,
+        "no WordPress read reached a replica: {router}"
+    );
+    let wp_config =
+        std::fs::read_to_string(format!("{}/site/wp-config.php", c.state_dir())).unwrap();
+    assert!(
+        wp_config.contains("run/router.sock"),
+        "WordPress does not connect through the router"
+    );
+
+    // kill -9 of the router: restarted, and the site answers again.
+    let rpid = pid_of(&c, "router");
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(rpid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let back = wait_for(Duration::from_secs(10), || {
+        let r = c.component("router");
+        r["health"] == "up" && r["pid"].as_i64() != Some(rpid) && c.get("/").0 == 200
+    });
+    assert!(back.is_some(), "router did not come back: {}", c.status());
 
     // 6. down, then up: same data, nothing re-initialised.
     let data_inode = std::fs::metadata(format!("{}/db-0/data/mysql", c.state_dir()))

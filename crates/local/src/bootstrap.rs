@@ -100,3 +100,28 @@ pub fn wait_for_gtid(
         ),
     ))
 }
+
+/// The SQL router's monitor account on the primary: it probes every server and reads password
+/// hashes (to log in to replicas on a client's behalf). Idempotent; the password comes from the
+/// secret file and travels on the client's stdin.
+pub fn router_user(
+    tools: &Tools,
+    layout: &Layout,
+    spec: &WordPressClusterSpec,
+    secrets: &Secrets,
+    primary: u32,
+) -> Result<()> {
+    let host = quote(&account_host(spec));
+    let pw = quote(&secrets.router_password);
+    sql(
+        tools,
+        &layout.db_socket(primary),
+        &format!(
+            "CREATE USER IF NOT EXISTS 'hapress_router'@{host} IDENTIFIED BY {pw};\n\
+             ALTER USER 'hapress_router'@{host} IDENTIFIED BY {pw};\n\
+             GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.* TO 'hapress_router'@{host};\n\
+             GRANT SELECT ON mysql.global_priv TO 'hapress_router'@{host};\n"
+        ),
+    )?;
+    Ok(())
+}

@@ -86,7 +86,7 @@ pub fn up(opts: &UpOptions) -> Result<()> {
             .context(|| "installing signal handlers".into())?;
     }
     let layout = Layout::new(&opts.state_dir).context(|| "resolving the state directory".into())?;
-    let mut progress = Progress::new(10);
+    let mut progress = Progress::new(11);
     if !opts.detach {
         // Detached: the background supervisor prints every step; this process relays them.
         progress.step("Checking spec, packages, ports and state directory");
@@ -360,6 +360,9 @@ pub fn status(state_dir: &Path, json: bool) -> Result<String> {
         {
             let i: u32 = c.name.trim_start_matches("db-").parse().unwrap_or(0);
             c.replication = mariadb::replication_state(&tools, &layout.db_socket(i)).ok();
+        }
+        for c in st.components.iter_mut().filter(|c| c.kind == "router") {
+            c.router = crate::status::router_status(&layout);
         }
     }
     if json {

@@ -52,6 +52,21 @@ pub fn nginx(tools: &Tools, layout: &Layout) -> Process {
     Process::new(layout, "nginx", Kind::Nginx, launch)
 }
 
+/// The SQL router: this same `hapress` binary, `hapress router --config <state>/router.yaml`.
+pub fn router(layout: &Layout) -> Process {
+    let program = std::env::current_exe().unwrap_or_else(|_| "hapress".into());
+    let launch = Launch {
+        program,
+        args: vec![
+            "router".into(),
+            "--config".into(),
+            layout.router_config().display().to_string(),
+        ],
+        log: layout.log("router.log"),
+    };
+    Process::new(layout, "router", Kind::Router, launch)
+}
+
 /// Address a component serves on, for `status`.
 pub fn address(spec: &WordPressClusterSpec, layout: &Layout, p: &Process) -> String {
     let bind = &spec.embedded.bind_address;
@@ -68,5 +83,12 @@ pub fn address(spec: &WordPressClusterSpec, layout: &Layout, p: &Process) -> Str
             )
         }
         Kind::Nginx => format!("{bind}:{}", spec.embedded.http_port),
+        Kind::Router => layout
+            .router_socket()
+            .strip_prefix(&layout.root)
+            .map_or_else(
+                |_| layout.router_socket().display().to_string(),
+                |r| r.display().to_string(),
+            ),
     }
 }

@@ -61,6 +61,18 @@ impl Layout {
     pub fn pid_file(&self, component: &str) -> PathBuf {
         self.run_dir().join(format!("{component}.pgid"))
     }
+    /// The SQL router's config.
+    pub fn router_config(&self) -> PathBuf {
+        self.root.join("router.yaml")
+    }
+    /// Where WordPress connects: the router's unix socket.
+    pub fn router_socket(&self) -> PathBuf {
+        self.run_dir().join("router.sock")
+    }
+    /// The router's `/status` and `/metrics` (HTTP over a unix socket).
+    pub fn router_status_socket(&self) -> PathBuf {
+        self.run_dir().join("router-http.sock")
+    }
     /// Directory of database server `i`.
     pub fn db_dir(&self, i: u32) -> PathBuf {
         self.root.join(format!("db-{i}"))

@@ -205,7 +205,8 @@ pub fn check_state_path(layout: &Layout, user: Option<&WorkerUser>) -> Result<()
         .db_socket(9)
         .as_os_str()
         .len()
-        .max(layout.web_socket(64).as_os_str().len());
+        .max(layout.web_socket(64).as_os_str().len())
+        .max(layout.router_status_socket().as_os_str().len());
     if longest >= 100 {
         return Err(Error::StateDir {
             dir: layout.root.clone(),

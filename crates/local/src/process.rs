@@ -25,13 +25,15 @@ pub enum Kind {
     Web,
     /// nginx, the load balancer.
     Nginx,
+    /// The hapress SQL router.
+    Router,
 }
 
 impl Kind {
     /// The signal that asks for a clean shutdown.
     fn stop_signal(self) -> Signal {
         match self {
-            Kind::Database => Signal::SIGTERM,
+            Kind::Database | Kind::Router => Signal::SIGTERM,
             // Graceful for both: finish in-flight requests, then exit.
             Kind::Web | Kind::Nginx => Signal::SIGQUIT,
         }
@@ -42,7 +44,7 @@ impl Kind {
     fn stop_timeout(self) -> Duration {
         match self {
             Kind::Database => Duration::from_secs(120),
-            Kind::Web | Kind::Nginx => Duration::from_secs(20),
+            Kind::Web | Kind::Nginx | Kind::Router => Duration::from_secs(20),
         }
     }
 }
@@ -242,6 +244,8 @@ pub fn stop_strays(layout: &Layout) -> Vec<String> {
             Kind::Database
         } else if stem.starts_with("web-") {
             Kind::Web
+        } else if stem == "router" {
+            Kind::Router
         } else {
             Kind::Nginx
         }

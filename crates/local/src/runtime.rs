@@ -37,6 +37,7 @@ pub struct Runtime {
     pub(crate) dbs: Vec<Process>,
     pub(crate) webs: Vec<Process>,
     pub(crate) nginx: Process,
+    pub(crate) router: Process,
     events: VecDeque<Event>,
     pub(crate) stop: Arc<AtomicBool>,
     phase: &'static str,
@@ -88,6 +89,7 @@ impl Runtime {
             .map(|i| components::web(&tools, &layout, i))
             .collect();
         let nginx = components::nginx(&tools, &layout);
+        let router = components::router(&layout);
         Self {
             layout,
             cluster,
@@ -98,6 +100,7 @@ impl Runtime {
             dbs,
             webs,
             nginx,
+            router,
             events: VecDeque::new(),
             stop,
             phase: "starting",
@@ -130,6 +133,7 @@ impl Runtime {
         self.dbs
             .iter_mut()
             .chain(self.webs.iter_mut())
+            .chain(std::iter::once(&mut self.router))
             .chain(std::iter::once(&mut self.nginx))
     }
 
@@ -144,6 +148,7 @@ impl Runtime {
                 let i: u32 = p.name.trim_start_matches("web-").parse().unwrap_or(0);
                 UnixStream::connect(self.layout.web_socket(i)).is_ok()
             }
+            Kind::Router => UnixStream::connect(self.layout.router_socket()).is_ok(),
             Kind::Nginx => format!("{}:{}", spec.embedded.bind_address, spec.embedded.http_port)
                 .parse()
                 .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()),
@@ -165,6 +170,7 @@ impl Runtime {
             Kind::Database => "replica",
             Kind::Web => "web",
             Kind::Nginx => "load-balancer",
+            Kind::Router => "sql-router",
         };
         ComponentStatus {
             name: p.name.clone(),
@@ -178,6 +184,7 @@ impl Runtime {
             role: role.into(),
             restarts: p.restarts,
             replication: None,
+            router: None,
         }
     }
 
@@ -191,6 +198,7 @@ impl Runtime {
             .dbs
             .iter()
             .chain(self.webs.iter())
+            .chain(std::iter::once(&self.router))
             .chain(std::iter::once(&self.nginx))
             .collect();
         let components = procs
@@ -278,6 +286,7 @@ impl Runtime {
         for w in &mut self.webs {
             w.stop();
         }
+        self.router.stop();
         let primary = self.state.primary as usize;
         for (i, d) in self.dbs.iter_mut().enumerate() {
             if i != primary {

@@ -17,6 +17,8 @@ pub const DB_PASSWORD: &str = "db-wordpress-password";
 pub const REPL_PASSWORD: &str = "db-replication-password";
 /// The WordPress administrator's password.
 pub const ADMIN_PASSWORD: &str = "admin-password";
+/// Password of the SQL router's monitor account (`hapress_router`).
+pub const ROUTER_PASSWORD: &str = "db-router-password";
 /// The eight WordPress keys and salts, one per line.
 pub const WP_SALTS: &str = "wordpress-salts";
 
@@ -41,6 +43,8 @@ pub struct Secrets {
     pub repl_password: String,
     /// Password of the WordPress administrator.
     pub admin_password: String,
+    /// Password of the router's monitor account.
+    pub router_password: String,
     /// Values for [`SALT_NAMES`].
     pub salts: Vec<String>,
 }
@@ -111,6 +115,7 @@ pub fn ensure_all(layout: &Layout) -> Result<Secrets> {
         db_password: ensure(layout, DB_PASSWORD, password)?,
         repl_password: ensure(layout, REPL_PASSWORD, password)?,
         admin_password: ensure(layout, ADMIN_PASSWORD, password)?,
+        router_password: ensure(layout, ROUTER_PASSWORD, password)?,
         salts: salts.lines().map(str::to_string).collect(),
     })
 }
@@ -134,7 +139,13 @@ mod tests {
             .salts
             .iter()
             .all(|s| s.len() == 64 && !s.contains(['\'', '\\'])));
-        for name in [DB_PASSWORD, REPL_PASSWORD, ADMIN_PASSWORD, WP_SALTS] {
+        for name in [
+            DB_PASSWORD,
+            REPL_PASSWORD,
+            ADMIN_PASSWORD,
+            ROUTER_PASSWORD,
+            WP_SALTS,
+        ] {
             let mode = fs::metadata(layout.secret(name))
                 .unwrap()
                 .permissions()

@@ -46,6 +46,11 @@ impl Runtime {
                 0o644,
             )?;
         }
+        write_if_changed(
+            &self.layout.router_config(),
+            &config::router_yaml(spec, &self.layout),
+            0o644,
+        )?;
         let nginx = self.layout.nginx_dir();
         create_dir(&nginx.join("tmp"), 0o755)?;
         write_if_changed(
@@ -133,12 +138,35 @@ impl Runtime {
         }
         self.check_stop()?;
 
+        progress.step("Starting the SQL router");
+        if !self.state.is_done("router-user") {
+            bootstrap::router_user(
+                &self.tools,
+                &self.layout,
+                &spec,
+                &self.secrets,
+                self.state.primary,
+            )?;
+            self.state.mark_done(&self.layout, "router-user")?;
+        }
+        self.router.spawn()?;
+        let layout = self.layout.clone();
+        let log = self.layout.log("router.log").display().to_string();
+        self.wait_until(
+            "starting the SQL router",
+            Duration::from_secs(20),
+            &log,
+            || crate::status::router_status(&layout).is_some_and(|s| s["primary"].is_string()),
+        )?;
+        progress.done("ready, reads split across replicas");
+        self.check_stop()?;
+
         progress.step("Preparing the shared docroot");
         site::build_docroot(&self.tools, &self.layout, self.user.as_ref())?;
         let php = config::wp_config(
             &spec,
             &self.cluster.embedded_url(),
-            config::db_port(&spec, self.state.primary),
+            &config::wp_db_host(&self.layout),
             &self.secrets,
         );
         site::write_wp_config(&self.layout, &php, self.user.as_ref())?;

@@ -35,6 +35,9 @@ pub struct ComponentStatus {
     /// Live replication state (filled in by `hapress status`, not stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationState>,
+    /// The SQL router's live view of its backends (filled in by `hapress status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<serde_json::Value>,
 }
 
 /// Something that happened: a death, a restart, a state change.
@@ -134,9 +137,10 @@ pub fn render_table(st: &ClusterStatus) -> String {
                 c.health.clone(),
                 c.role.clone(),
                 c.restarts.to_string(),
-                c.replication
-                    .as_ref()
-                    .map_or(String::new(), replication_cell),
+                c.replication.as_ref().map_or_else(
+                    || c.router.as_ref().map_or(String::new(), router_cell),
+                    replication_cell,
+                ),
             ]
         })
         .collect();
@@ -167,4 +171,33 @@ pub fn render_table(st: &ClusterStatus) -> String {
         }
     }
     out
+}
+
+/// The SQL router's own view (`/status` on its HTTP unix socket), if it answers within 500 ms.
+pub fn router_status(layout: &crate::layout::Layout) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(layout.router_status_socket()).ok()?;
+    let t = Some(std::time::Duration::from_millis(500));
+    s.set_read_timeout(t).ok()?;
+    s.set_write_timeout(t).ok()?;
+    s.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let body = resp.split("\r\n\r\n").nth(1)?;
+    serde_json::from_str(body).ok()
+}
+
+/// `primary=127.0.0.1:13306 readers=2 routed primary=721 replicas=120`.
+fn router_cell(r: &serde_json::Value) -> String {
+    let readers = r["backends"].as_array().map_or(0, |b| {
+        b.iter()
+            .filter(|b| b["role"] == "replica" && b["replicating"] == true)
+            .count()
+    });
+    format!(
+        "primary={} readers={readers} routed primary={} replicas={}",
+        r["primary"].as_str().unwrap_or("none"),
+        r["routedToPrimary"],
+        r["routedToReplicas"],
+    )
 }

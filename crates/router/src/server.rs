@@ -28,16 +28,43 @@ pub async fn serve(config: Config) -> Result<(), String> {
         ));
     }
     if let Some(addr) = &config.status_listen {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("status listener {addr}: {e}"))?;
-        tokio::spawn(status_server(l, topo.clone()));
+        if addr.starts_with('/') {
+            let _ = std::fs::remove_file(addr);
+            let l = UnixListener::bind(addr).map_err(|e| format!("status listener {addr}: {e}"))?;
+            let topo = topo.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Ok((s, _)) = l.accept().await {
+                        tokio::spawn(status_reply(Box::new(s), topo.clone()));
+                    }
+                }
+            });
+        } else {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("status listener {addr}: {e}"))?;
+            let topo = topo.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Ok((s, _)) = l.accept().await {
+                        tokio::spawn(status_reply(Box::new(s), topo.clone()));
+                    }
+                }
+            });
+        }
     }
     let limit = Arc::new(Semaphore::new(config.max_client_connections));
     if config.listen.starts_with('/') {
         let _ = std::fs::remove_file(&config.listen);
         let l = UnixListener::bind(&config.listen)
             .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+        // Any local user may connect, as to MariaDB's own socket: the database still checks
+        // every login (PHP workers run as another user than the router).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config.listen, std::fs::Permissions::from_mode(0o666))
+                .map_err(|e| format!("chmod {}: {e}", config.listen))?;
+        }
         eprintln!("hapress router: listening on {}", config.listen);
         loop {
             let (s, _) = l.accept().await.map_err(|e| format!("accept: {e}"))?;
@@ -146,35 +173,28 @@ pub fn metrics(topo: &Topology) -> String {
     m
 }
 
-async fn status_server(l: TcpListener, topo: Arc<Topology>) {
-    loop {
-        let Ok((mut s, _)) = l.accept().await else {
-            continue;
-        };
-        let topo = topo.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
-                .await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let (code, ctype, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&topo)),
-                "/status" => ("200 OK", "application/json", topo.snapshot().to_string()),
-                _ => (
-                    "404 Not Found",
-                    "text/plain",
-                    "try /metrics or /status\n".to_string(),
-                ),
-            };
-            let resp = format!("HTTP/1.1 {code}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
-            let _ = s.write_all(resp.as_bytes()).await;
-        });
-    }
+async fn status_reply(mut s: Box<dyn Stream>, topo: Arc<Topology>) {
+    let mut buf = [0u8; 1024];
+    let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    let req = String::from_utf8_lossy(&buf[..n]);
+    let path = req.split_whitespace().nth(1).unwrap_or("/");
+    let (code, ctype, body) = match path {
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&topo)),
+        "/status" => ("200 OK", "application/json", topo.snapshot().to_string()),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /status\n".to_string(),
+        ),
+    };
+    let resp = format!(
+        "HTTP/1.1 {code}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(resp.as_bytes()).await;
 }
 
 /// Runs the router on its own tokio runtime (for the `hapress router` command).
