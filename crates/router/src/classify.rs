@@ -213,6 +213,64 @@ const PRIMARY_FUNCTIONS: &[&str] = &[
     "last_value(",
 ];
 
+/// What a `SELECT` contains that matters for routing, found in one pass over its words.
+#[derive(Debug, Default)]
+struct SelectFlags {
+    locking: bool,
+    into: bool,
+    functions: bool,
+    variables: bool,
+    found_rows: bool,
+    calc_found_rows: bool,
+}
+
+fn select_flags(code: &str) -> SelectFlags {
+    let mut f = SelectFlags {
+        // `@var` (user variables) and `@@var` (server variables, many of them per server).
+        variables: code.contains('@'),
+        ..SelectFlags::default()
+    };
+    let b = code.as_bytes();
+    let mut words: [&str; 3] = ["", "", ""]; // the last three words, newest last
+    let mut i = 0;
+    while i < b.len() {
+        if !is_ident(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && is_ident(b[i]) {
+            i += 1;
+        }
+        let w = &code[start..i];
+        let mut j = i;
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        let call = b.get(j) == Some(&b'(');
+        if call
+            && PRIMARY_FUNCTIONS
+                .iter()
+                .any(|p| p.strip_suffix('(') == Some(w))
+        {
+            f.functions = true;
+        }
+        if call && w == "found_rows" {
+            f.found_rows = true;
+        }
+        match (words[1], words[2], w) {
+            (_, "for", "update" | "share") => f.locking = true,
+            ("in", "share", "mode") => f.locking = true,
+            ("next" | "previous", "value", "for") => f.functions = true,
+            (_, _, "into") => f.into = true,
+            (_, _, "sql_calc_found_rows") => f.calc_found_rows = true,
+            _ => {}
+        }
+        words = [words[1], words[2], w];
+    }
+    f
+}
+
 /// Classifies one `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> Statement {
     let sc = scan(sql);
@@ -233,23 +291,14 @@ pub fn classify(sql: &[u8]) -> Statement {
     }
     match first {
         "select" | "with" | "values" | "table" => {
-            let c = code;
-            let locking = has_word(c, "for update")
-                || has_word(c, "lock in share mode")
-                || has_word(c, "for share");
-            let into = has_word(c, "into");
-            let functions = PRIMARY_FUNCTIONS.iter().any(|f| has_word(c, f))
-                || has_word(c, "next value for")
-                || has_word(c, "previous value for");
-            // `@var` (user variables) and `@@var` (server variables, many of them per server).
-            let variables = c.contains('@');
-            if has_word(c, "found_rows(") {
+            let f = select_flags(code);
+            if f.found_rows {
                 st.place = Where::Previous;
-            } else if !(locking || into || functions || variables) {
+            } else if !(f.locking || f.into || f.functions || f.variables) {
                 st.place = Where::AnyServer;
-                st.calc_found_rows = has_word(c, "sql_calc_found_rows");
+                st.calc_found_rows = f.calc_found_rows;
             }
-            if into {
+            if f.into {
                 st.effect = Effect::Write;
             }
         }

@@ -70,21 +70,11 @@ impl Conn {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let len = self.buf.len();
-        if self.buf.capacity() - len < 8192 {
+        if self.buf.capacity() - self.buf.len() < 8192 {
             self.buf.reserve(16 * 1024);
         }
-        let cap = self.buf.capacity();
-        self.buf.resize(cap, 0);
-        let n = self.stream.read(&mut self.buf[len..]).await;
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(len);
-                return Err(e);
-            }
-        };
-        self.buf.truncate(len + n);
+        // Reads into the spare capacity: no zeroing of the buffer on every read.
+        let n = self.stream.read_buf(&mut self.buf).await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

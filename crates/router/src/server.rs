@@ -199,7 +199,7 @@ async fn status_reply(mut s: Box<dyn Stream>, topo: Arc<Topology>) {
 
 /// Runs the router on its own tokio runtime (for the `hapress router` command).
 pub fn run_blocking(config: Config) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;

@@ -128,26 +128,21 @@ impl Topology {
     /// A replica fit for reads: up, read-only, replicating, within the lag limit; the one with
     /// the fewest sessions first.
     pub fn pick_replica(&self) -> Option<usize> {
-        let primary = self.primary();
         (0..self.backends.len())
-            .filter(|&i| Some(i) != primary)
-            .filter(|&i| {
-                let p = self.probe_of(i);
-                p.up && p.read_only
-                    && p.replicating
-                    && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
-            })
+            .filter(|&i| self.replica_fit(i))
             .min_by_key(|&i| self.backends[i].counters.sessions.load(Ordering::Relaxed))
     }
 
-    /// True while backend `i` is fit for reads.
+    /// True while backend `i` is fit for reads (called per statement: no allocation).
     pub fn replica_fit(&self, i: usize) -> bool {
-        let p = self.probe_of(i);
-        Some(i) != self.primary()
-            && p.up
-            && p.read_only
-            && p.replicating
-            && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
+        if Some(i) == self.primary() {
+            return false;
+        }
+        let p = self.backends[i]
+            .probe
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        p.up && p.read_only && p.replicating && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
     }
 
     /// Password hashes (`SHA1(SHA1(password))`) known for `user`.

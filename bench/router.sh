@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# SQL router benchmark: sysbench against the primary directly, through HAProxy (TCP mode, the
+# usual alternative) and through `hapress router` (read/write splitting on), in one run, so the
+# ratios compare like with like on this machine.
+# Usage: sudo bench/router.sh [--seconds S] [--threads N]
+#        PERF=1 bench/router.sh   also profiles the router (perf) into bench/router-profile.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=30; THREADS=8
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) SECS=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    *) echo "usage: $0 [--seconds S] [--threads N]" >&2; exit 2 ;;
+  esac
+done
+scripts/setup.sh --bench >/dev/null
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --quiet -p hapress
+H=$PWD/target/release/hapress
+WORK=$(mktemp -d /tmp/hapress-rbench.XXXXXX); chmod 755 "$WORK"
+HTTP=18780; DB=18706; HAP=18790; RT=18791
+cleanup() {
+  [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
+  [ -n "${HPID:-}" ] && kill "$HPID" 2>/dev/null || true
+  "$H" down --state-dir "$WORK/state" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+printf 'apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: rbench}\nspec:\n  web: {replicas: 1}\n' > "$WORK/hapress.yaml"
+"$H" up --detach -f "$WORK/hapress.yaml" --state-dir "$WORK/state" --http-port $HTTP --database-port $DB >/dev/null
+S=$WORK/state
+export MYSQL_PWD; MYSQL_PWD=$(cat "$S/secrets/db-wordpress-password")
+
+# A second router on TCP (the cluster's own listens on a unix socket), same monitor account.
+cat > "$WORK/router.yaml" <<YAML
+listen: 127.0.0.1:$RT
+backends: [127.0.0.1:$DB, 127.0.0.1:$((DB+1)), 127.0.0.1:$((DB+2))]
+monitorUser: hapress_router
+monitorPasswordFile: $S/secrets/db-router-password
+YAML
+"$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
+cat > "$WORK/haproxy.cfg" <<CFG
+global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+listen mariadb
+  bind 127.0.0.1:$HAP
+  server db0 127.0.0.1:$DB
+CFG
+haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & HPID=$!
+sleep 1
+
+SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=wordpress --mysql-db=wordpress --tables=4 --table-size=10000 --db-ps-mode=disable)
+sysbench oltp_read_only "${SB[@]}" --mysql-port=$DB --mysql-password="$MYSQL_PWD" prepare >/dev/null
+# Let the replicas apply the load before measuring.
+for i in 1 2; do
+  mariadb --no-defaults -uroot -S "$S/run/db-$i.sock" -N -e "SELECT MASTER_GTID_WAIT('$(mariadb --no-defaults -uroot -S "$S/run/db-0.sock" -N -e 'SELECT @@gtid_binlog_pos')', 30)" >/dev/null
+done
+
+run() { # test port -> "qps p95"
+  sysbench "$1" "${SB[@]}" --mysql-port="$2" --mysql-password="$MYSQL_PWD" --threads="$THREADS" --time="$SECS" --percentile=95 run \
+    | awk '/queries:/ {gsub(/[(]/,"",$3); q=$3} /95th percentile:/ {p=$3} END {print q, p}'
+}
+echo "sysbench, $THREADS threads, ${SECS}s each, text protocol (--db-ps-mode=disable)"
+printf '%-18s %-10s %12s %10s\n' test path qps p95_ms
+declare -A R
+for t in oltp_point_select oltp_read_only; do
+  for path in direct haproxy router; do
+    port=$([ $path = direct ] && echo $DB || ([ $path = haproxy ] && echo $HAP || echo $RT))
+    if [ -n "${PERF:-}" ] && [ $path = router ] && [ $t = oltp_point_select ]; then
+      perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
+    fi
+    read -r q p < <(run $t "$port")
+    R[$t.$path]=$q
+    printf '%-18s %-10s %12.0f %10s\n' "$t" "$path" "$q" "$p"
+  done
+  printf '%-18s router/haproxy %.2f   router/direct %.2f\n' "$t" \
+    "$(echo "${R[$t.router]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.direct]}" | bc -l)"
+done
+if [ -n "${PERF:-}" ]; then
+  sleep 1; perf report -i "$WORK/perf.data" --no-children --stdio --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | head -40 > bench/router-profile.txt
+  echo "profile of the router under oltp_point_select: bench/router-profile.txt"
+fi
+curl -s --unix-socket "$S/run/router-http.sock" http://router/status | python3 -c 'import json,sys; s=json.load(sys.stdin); print("cluster router:", s["routedToPrimary"], "to primary,", s["routedToReplicas"], "to replicas")' || true
