@@ -9,6 +9,17 @@ use std::time::Duration;
 
 use common::*;
 
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 struct Router {
     child: Child,
     port: u16,
@@ -23,25 +34,9 @@ impl Drop for Router {
 }
 
 fn start_router(c: &Cluster, max_lag: u64) -> Router {
-    let pw: String = {
-        let mut b = [0u8; 16];
-        std::fs::File::open("/dev/urandom")
-            .unwrap()
-            .read_exact(&mut b)
-            .unwrap();
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    };
-    c.sql(
-        0,
-        &format!(
-            "CREATE USER IF NOT EXISTS 'hapress_router'@'127.0.0.1' IDENTIFIED BY '{pw}';
-             GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.* TO 'hapress_router'@'127.0.0.1';
-             GRANT SELECT ON mysql.global_priv TO 'hapress_router'@'127.0.0.1';"
-        ),
-    );
+    // `hapress up` created the monitor account; a second router uses the same one.
     let dir = c.dir.path();
-    let pwf = dir.join("router.pw");
-    std::fs::write(&pwf, &pw).unwrap();
+    let pwf = format!("{}/secrets/db-router-password", c.state_dir());
     let ports = free_ports(2);
     let cfg = dir.join("router.yaml");
     std::fs::write(
@@ -52,7 +47,7 @@ fn start_router(c: &Cluster, max_lag: u64) -> Router {
             c.db_port,
             c.db_port + 1,
             c.db_port + 2,
-            pwf.display(),
+            pwf,
             ports + 1
         ),
     )
@@ -266,6 +261,29 @@ echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColum
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A session opened before the failover: it will try to write afterwards.
+    let go = c.dir.path().join("go");
+    let old_session = format!(
+        r#"mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
+$m = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
+$m->query("SELECT 1");
+while (!file_exists('{go}')) {{ usleep(50000); }}
+try {{ $m->query("INSERT INTO ryw (v) VALUES ('old session')"); echo "written"; }}
+catch (mysqli_sql_exception $e) {{ echo $e->getCode(); }}"#,
+        port = r.port,
+        go = go.display()
+    );
+    let old = Command::new("php")
+        .args(["-r", &old_session])
+        .env("PW", &pw)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed if the test fails before it lets the script finish.
+    let mut old = KillOnDrop(Some(old));
+    std::thread::sleep(Duration::from_millis(500));
+
     // Failover by hand (FIELD-NOTES): db-1 becomes the primary; new sessions write there
     // without restarting the router, and nothing is sent to the now read-only db-0.
     c.sql(0, "SET GLOBAL read_only = ON");
@@ -300,4 +318,19 @@ echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColum
         ),
         "1"
     );
+
+    // The old session's write is not sent to the ex-primary: its connection is closed and the
+    // client sees "server has gone away" (2006) and may reconnect; nothing was written.
+    std::fs::write(&go, "").unwrap();
+    let out = old.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2006");
+    for db in [0, 1] {
+        assert_eq!(
+            c.sql(
+                db,
+                "SELECT COUNT(*) FROM wordpress.ryw WHERE v = 'old session'"
+            ),
+            "0"
+        );
+    }
 }
