@@ -37,7 +37,8 @@ pub struct Runtime {
     pub(crate) dbs: Vec<Process>,
     pub(crate) webs: Vec<Process>,
     pub(crate) nginx: Process,
-    pub(crate) router: Process,
+    /// The SQL router, unless `spec.router.enabled` is false.
+    pub(crate) router: Option<Process>,
     events: VecDeque<Event>,
     pub(crate) stop: Arc<AtomicBool>,
     phase: &'static str,
@@ -89,7 +90,11 @@ impl Runtime {
             .map(|i| components::web(&tools, &layout, i))
             .collect();
         let nginx = components::nginx(&tools, &layout);
-        let router = components::router(&layout);
+        let router = cluster
+            .spec
+            .router
+            .enabled
+            .then(|| components::router(&layout));
         Self {
             layout,
             cluster,
@@ -133,7 +138,7 @@ impl Runtime {
         self.dbs
             .iter_mut()
             .chain(self.webs.iter_mut())
-            .chain(std::iter::once(&mut self.router))
+            .chain(self.router.iter_mut())
             .chain(std::iter::once(&mut self.nginx))
     }
 
@@ -198,7 +203,7 @@ impl Runtime {
             .dbs
             .iter()
             .chain(self.webs.iter())
-            .chain(std::iter::once(&self.router))
+            .chain(self.router.iter())
             .chain(std::iter::once(&self.nginx))
             .collect();
         let components = procs
@@ -286,7 +291,9 @@ impl Runtime {
         for w in &mut self.webs {
             w.stop();
         }
-        self.router.stop();
+        if let Some(r) = &mut self.router {
+            r.stop();
+        }
         let primary = self.state.primary as usize;
         for (i, d) in self.dbs.iter_mut().enumerate() {
             if i != primary {

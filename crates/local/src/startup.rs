@@ -139,26 +139,32 @@ impl Runtime {
         self.check_stop()?;
 
         progress.step("Starting the SQL router");
-        if !self.state.is_done("router-user") {
-            bootstrap::router_user(
-                &self.tools,
-                &self.layout,
-                &spec,
-                &self.secrets,
-                self.state.primary,
+        if spec.router.enabled {
+            if !self.state.is_done("router-user") {
+                bootstrap::router_user(
+                    &self.tools,
+                    &self.layout,
+                    &spec,
+                    &self.secrets,
+                    self.state.primary,
+                )?;
+                self.state.mark_done(&self.layout, "router-user")?;
+            }
+            if let Some(r) = &mut self.router {
+                r.spawn()?;
+            }
+            let layout = self.layout.clone();
+            let log = self.layout.log("router.log").display().to_string();
+            self.wait_until(
+                "starting the SQL router",
+                Duration::from_secs(20),
+                &log,
+                || crate::status::router_status(&layout).is_some_and(|s| s["primary"].is_string()),
             )?;
-            self.state.mark_done(&self.layout, "router-user")?;
+            progress.done("ready, reads split across replicas");
+        } else {
+            progress.done("skipped (spec.router.enabled: false; WordPress uses the primary)");
         }
-        self.router.spawn()?;
-        let layout = self.layout.clone();
-        let log = self.layout.log("router.log").display().to_string();
-        self.wait_until(
-            "starting the SQL router",
-            Duration::from_secs(20),
-            &log,
-            || crate::status::router_status(&layout).is_some_and(|s| s["primary"].is_string()),
-        )?;
-        progress.done("ready, reads split across replicas");
         self.check_stop()?;
 
         progress.step("Preparing the shared docroot");
@@ -166,7 +172,7 @@ impl Runtime {
         let php = config::wp_config(
             &spec,
             &self.cluster.embedded_url(),
-            &config::wp_db_host(&self.layout),
+            &config::wp_db_host(&spec, &self.layout, self.state.primary),
             &self.secrets,
         );
         site::write_wp_config(&self.layout, &php, self.user.as_ref())?;

@@ -29,6 +29,8 @@ pub struct WordPressClusterSpec {
     pub web: WebSpec,
     /// The MariaDB tier.
     pub database: DatabaseSpec,
+    /// The hapress SQL router between WordPress and MariaDB (read/write splitting).
+    pub router: RouterSpec,
     /// The shared content volume (`wp-content/uploads`).
     pub storage: StorageSpec,
     /// How the site is exposed in Kubernetes (Ingress, TLS).
@@ -187,6 +189,46 @@ impl Default for WebSpec {
             resources: Resources::default(),
             anti_affinity: AntiAffinity::Soft,
             zones: 0,
+        }
+    }
+}
+
+/// What a session reads after it writes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadYourWrites {
+    /// Reads may lag behind the session's own writes (replication delay).
+    None,
+    /// After a session writes, its reads see the write.
+    #[default]
+    Session,
+}
+
+/// The SQL router: WordPress connects to it as to one MariaDB server; it sends writes to the
+/// primary and plain reads to healthy replicas.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RouterSpec {
+    /// Route WordPress through the router (false: WordPress talks to the primary directly).
+    pub enabled: bool,
+    /// Replicas further behind than this (seconds) get no reads (0..=3600).
+    pub max_replication_lag_seconds: u32,
+    /// `none` or `session`.
+    pub read_your_writes: ReadYourWrites,
+    /// Image of the router sidecar (Kubernetes): the hapress image (`deploy/Dockerfile`).
+    pub image: String,
+    /// Requests/limits of the router sidecar (Kubernetes).
+    pub resources: Resources,
+}
+
+impl Default for RouterSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_replication_lag_seconds: 5,
+            read_your_writes: ReadYourWrites::Session,
+            image: "ghcr.io/hapress/hapress:0.1.0".into(),
+            resources: Resources::with_requests("100m", "64Mi"),
         }
     }
 }

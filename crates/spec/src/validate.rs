@@ -301,6 +301,17 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         }
     }
     validate_resources(&mut c, "spec.database.resources", &db.resources);
+    let router = &spec.router;
+    c.range(
+        "spec.router.maxReplicationLagSeconds",
+        u64::from(router.max_replication_lag_seconds),
+        0,
+        3600,
+    );
+    if router.image.trim().is_empty() {
+        c.fail("spec.router.image", "must name a container image");
+    }
+    validate_resources(&mut c, "spec.router.resources", &router.resources);
 
     c.quantity("spec.storage.size", &spec.storage.size);
     if spec.storage.nfs.enabled && spec.storage.storage_class.is_some() {
