@@ -357,3 +357,46 @@ fn generate_secrets_renders_random_secrets() {
     assert_ne!(a, b, "passwords must be random");
     assert!(!a.contains("create secret generic"));
 }
+
+/// The router sidecar's config is one `hapress router` accepts: parsed and checked by the
+/// router's own `Config`, one backend per database server, the password only as a file path.
+#[test]
+fn router_config_is_accepted_by_the_router() {
+    for example in examples() {
+        let cluster = hapress_spec::load(&example, false).unwrap();
+        let m = hapress_k8s::render(&cluster, &hapress_k8s::RenderOptions::default());
+        let text = m.objects.iter().find_map(|o| match o {
+            hapress_k8s::Object::ConfigMap(c) if o.name().ends_with("-router-config") => {
+                c.data.as_ref()?.get("router.yaml").cloned()
+            }
+            _ => None,
+        });
+        let Some(text) = text else {
+            assert!(
+                !hapress_k8s::router::enabled(&cluster),
+                "{}: router enabled but no config",
+                example.display()
+            );
+            continue;
+        };
+        let config: hapress_router::config::Config = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{text}", example.display()));
+        config.check().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:3306");
+        assert_eq!(
+            config.backends.len(),
+            cluster.spec.database.instances as usize,
+            "{}",
+            example.display()
+        );
+        assert_eq!(config.monitor_user, "hapress_router");
+        assert_eq!(
+            config.max_replication_lag,
+            u64::from(cluster.spec.router.max_replication_lag_seconds)
+        );
+        assert_eq!(config.status_listen.as_deref(), Some("0.0.0.0:9104"));
+        assert!(config
+            .monitor_password_file
+            .starts_with("/run/secrets/router"));
+    }
+}

@@ -24,7 +24,7 @@ use crate::db_config::{self, DATA_MOUNT};
 use crate::names::{Component, Names, ROLE_LABEL, RUNTIME_LABELS_ANNOTATION};
 use crate::object::Object;
 use crate::pod::{self, container, env, env_field, exec_probe, helper_resources, mount, tcp_probe};
-use crate::{scheduling, secrets, service_account, DB_UID};
+use crate::{router, scheduling, secrets, service_account, DB_UID};
 
 /// Image of the `label` init container (kubectl, no shell needed: it applies a patch file).
 pub const KUBECTL_IMAGE: &str = "registry.k8s.io/kubectl:v1.33.0";
@@ -324,6 +324,11 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
             env("PRIMARY_HOST", &names.db_primary()),
             env("REPLICATION_USER", REPLICATION_USER),
         ]);
+        if router::enabled(c) {
+            // The primary's agent (re)creates the router's monitor account on every start;
+            // replicas get it through replication.
+            agent_env.push(env("ROUTER_USER", router::MONITOR_USER));
+        }
         containers.push(Container {
             command: script("agent.sh"),
             env: Some(agent_env),
@@ -346,15 +351,7 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
         pod::empty_dir("run-hapress", true, "1Mi"),
         pod::empty_dir("tmp", false, "2Gi"),
         pod::config_map_volume("config", &names.db_config(), 0o444),
-        pod::secret_volume(
-            "secrets",
-            &names.db_secret(),
-            &[
-                secrets::ROOT_PASSWORD,
-                secrets::WORDPRESS_PASSWORD,
-                secrets::REPLICATION_PASSWORD,
-            ],
-        ),
+        pod::secret_volume("secrets", &names.db_secret(), &secrets::db_keys(c)),
     ];
     if !galera {
         volumes.push(api_access_volume());

@@ -13,6 +13,7 @@
 //! - [`db_config`] and `scripts/`: MariaDB option files and pod scripts (ConfigMap data).
 //! - [`database`]: the MariaDB StatefulSet (replication or galera) and its Services.
 //! - [`web`]: the WordPress Deployment, Service and autoscaler.
+//! - [`router`]: the SQL router sidecar of the web pods and its config.
 //! - [`storage`]: the shared content volume (RWX claim or in-cluster NFS server).
 //! - [`edge`]: the Ingress.
 //! - [`policy`]: disruption budgets and network policies.
@@ -28,6 +29,7 @@ pub mod names;
 pub mod object;
 pub mod pod;
 pub mod policy;
+pub mod router;
 pub mod scheduling;
 pub mod secrets;
 pub mod storage;
@@ -48,6 +50,9 @@ pub use object::Object;
 pub const DB_UID: i64 = 10_999;
 /// User and group of the WordPress containers (the image's `www-data` 33, moved likewise).
 pub const WEB_UID: i64 = 10_033;
+/// User and group of the SQL router sidecar: the `USER` of `deploy/Dockerfile`, and not the
+/// WordPress user, so PHP code cannot signal or inspect the router.
+pub const ROUTER_UID: i64 = 10_306;
 
 /// Why rendering failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +87,8 @@ pub struct External {
     pub name: String,
     /// Who provides it.
     pub provider: String,
+    /// The keys the output reads from it (Secrets the user creates); empty when not known.
+    pub keys: Vec<String>,
 }
 
 /// The rendered site.
@@ -95,6 +102,9 @@ pub struct Manifest {
     pub external: Vec<External>,
     /// Commands creating the Secrets the user must provide (empty with `generate_secrets`).
     pub secret_commands: Vec<String>,
+    /// With the router and user-provided Secrets: the command adding `router-password` to an
+    /// existing database Secret (sites created before the router).
+    pub router_key_command: Option<String>,
 }
 
 /// A ServiceAccount that never gets an API token automatically.
@@ -142,17 +152,23 @@ pub fn render(cluster: &Cluster, options: &RenderOptions) -> Manifest {
         kind: "ConfigMap",
         name: "kube-root-ca.crt".into(),
         provider: "Kubernetes (in every namespace)".into(),
+        keys: vec!["ca.crt".into()],
     }];
-    let refs = secrets::required(&names);
+    let refs = secrets::required(cluster, &names);
     let mut secret_commands = vec![];
+    let mut router_key_command = None;
     if options.generate_secrets {
         objects.extend(secrets::generate(&names, &refs));
     } else {
         secret_commands = secrets::create_commands(&names, &refs);
+        if router::enabled(cluster) {
+            router_key_command = Some(secrets::add_router_key_command(&names));
+        }
         external.extend(refs.iter().map(|r| External {
             kind: "Secret",
             name: r.name.clone(),
             provider: "you (see the commands in the header)".into(),
+            keys: r.keys.iter().map(|k| (*k).to_string()).collect(),
         }));
     }
     let ing = &cluster.spec.ingress;
@@ -165,6 +181,7 @@ pub fn render(cluster: &Cluster, options: &RenderOptions) -> Manifest {
             } else {
                 format!("cert-manager (ClusterIssuer {})", ing.tls.cluster_issuer)
             },
+            keys: vec![],
         });
     }
     objects.extend(storage::objects(cluster, &names));
@@ -179,6 +196,7 @@ pub fn render(cluster: &Cluster, options: &RenderOptions) -> Manifest {
         objects,
         external,
         secret_commands,
+        router_key_command,
     }
 }
 
@@ -199,6 +217,13 @@ impl Manifest {
             );
             for c in &self.secret_commands {
                 let _ = writeln!(h, "#   {c}");
+            }
+            if let Some(cmd) = &self.router_key_command {
+                let _ = writeln!(
+                    h,
+                    "# A database Secret created before the SQL router needs its key added:"
+                );
+                let _ = writeln!(h, "#   {cmd}");
             }
         }
         for e in &self.external {

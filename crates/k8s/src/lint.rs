@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use hapress_spec::{Cluster, QosClass};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, KeyToPath, PodSpec, PodTemplateSpec};
 
 use crate::names::{Component, RUNTIME_LABELS_ANNOTATION};
 use crate::object::Object;
@@ -21,9 +21,11 @@ pub enum Check {
     /// Every HorizontalPodAutoscaler targets a rendered workload.
     Autoscalers,
     /// Every referenced Secret, ConfigMap, PVC, PV, ServiceAccount, Role and Service (and every
-    /// mounted volume) is rendered or declared external.
+    /// mounted volume) is rendered or declared external, and every Secret or ConfigMap key a
+    /// pod reads is one the object (or the documented command creating it) provides.
     References,
-    /// Every container that serves a port has readiness and liveness probes.
+    /// Every container that serves a port (native sidecars included) has readiness and
+    /// liveness probes.
     Probes,
     /// The QoS class computed from the pods' resources is the one the spec asks for.
     QosClasses,
@@ -68,7 +70,7 @@ impl Check {
             Check::ServiceSelectors => "every Service selector matches a pod template and its named target ports",
             Check::DisruptionBudgets => "every PodDisruptionBudget selects a pod template",
             Check::Autoscalers => "every HorizontalPodAutoscaler targets a rendered workload",
-            Check::References => "every referenced Secret, ConfigMap, PVC, PV, ServiceAccount, Role, Service and volume is rendered or declared external",
+            Check::References => "every referenced Secret, ConfigMap, PVC, PV, ServiceAccount, Role, Service and volume is rendered or declared external, with every key a pod reads",
             Check::Probes => "every container serving a port has readiness and liveness probes",
             Check::QosClasses => "the computed QoS class of each workload matches the spec",
             Check::Security => "non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp, read-only root filesystem, no automounted token (exceptions need a checkov skip reason)",
@@ -168,6 +170,16 @@ fn containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
         .chain(spec.containers.iter())
 }
 
+/// Containers that run for the pod's lifetime: the regular ones and native sidecars (init
+/// containers with `restartPolicy: Always`), which serve ports like any other.
+fn long_running(spec: &PodSpec) -> impl Iterator<Item = &Container> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .chain(spec.containers.iter())
+}
+
 fn service_selectors(cx: &mut Ctx) {
     let m = cx.manifest;
     for o in &m.objects {
@@ -196,7 +208,7 @@ fn service_selectors(cx: &mut Ctx) {
                 continue;
             };
             let served = matching.iter().any(|t| {
-                t.spec.iter().flat_map(|s| s.containers.iter()).any(|c| {
+                t.spec.iter().flat_map(long_running).any(|c| {
                     c.ports
                         .iter()
                         .flatten()
@@ -263,32 +275,44 @@ fn autoscalers(cx: &mut Ctx) {
     }
 }
 
-fn pod_references(
-    spec: &PodSpec,
-    claim_templates: &BTreeSet<String>,
-) -> Vec<(&'static str, String)> {
+/// A reference from one object to another: `(kind, name, key)`; `key` when only one key of
+/// a Secret or ConfigMap is read.
+type Ref = (&'static str, String, Option<String>);
+
+fn named(kind: &'static str, name: String) -> Ref {
+    (kind, name, None)
+}
+
+fn pod_references(spec: &PodSpec, claim_templates: &BTreeSet<String>) -> Vec<Ref> {
     let mut refs = vec![];
     if let Some(sa) = &spec.service_account_name {
-        refs.push(("ServiceAccount", sa.clone()));
+        refs.push(named("ServiceAccount", sa.clone()));
     }
+    let keyed = |refs: &mut Vec<Ref>, kind, name: &str, items: Option<&Vec<KeyToPath>>| {
+        refs.push(named(kind, name.to_string()));
+        for item in items.into_iter().flatten() {
+            refs.push((kind, name.to_string(), Some(item.key.clone())));
+        }
+    };
     let mut volumes: BTreeSet<String> = claim_templates.clone();
     for v in spec.volumes.iter().flatten() {
         volumes.insert(v.name.clone());
         if let Some(s) = &v.secret {
-            refs.push(("Secret", s.secret_name.clone().unwrap_or_default()));
+            let name = s.secret_name.clone().unwrap_or_default();
+            keyed(&mut refs, "Secret", &name, s.items.as_ref());
         }
         if let Some(c) = &v.config_map {
-            refs.push(("ConfigMap", c.name.clone()));
+            keyed(&mut refs, "ConfigMap", &c.name, c.items.as_ref());
         }
         if let Some(p) = &v.persistent_volume_claim {
-            refs.push(("PersistentVolumeClaim", p.claim_name.clone()));
+            refs.push(named("PersistentVolumeClaim", p.claim_name.clone()));
         }
         for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
             if let Some(s) = &src.secret {
-                refs.push(("Secret", s.name.clone()));
+                keyed(&mut refs, "Secret", &s.name, s.items.as_ref());
             }
             if let Some(c) = &src.config_map {
-                refs.push(("ConfigMap", c.name.clone()));
+                keyed(&mut refs, "ConfigMap", &c.name, c.items.as_ref());
             }
         }
     }
@@ -296,32 +320,64 @@ fn pod_references(
         for e in c.env.iter().flatten() {
             if let Some(from) = &e.value_from {
                 if let Some(s) = &from.secret_key_ref {
-                    refs.push(("Secret", s.name.clone()));
+                    refs.push(("Secret", s.name.clone(), Some(s.key.clone())));
                 }
                 if let Some(m) = &from.config_map_key_ref {
-                    refs.push(("ConfigMap", m.name.clone()));
+                    refs.push(("ConfigMap", m.name.clone(), Some(m.key.clone())));
                 }
             }
         }
         for m in c.volume_mounts.iter().flatten() {
             if !volumes.contains(&m.name) {
-                refs.push(("volume", m.name.clone()));
+                refs.push(named("volume", m.name.clone()));
             }
         }
     }
     refs
 }
 
+/// The keys a Secret or ConfigMap holds: the rendered data, or what an external one is
+/// declared to hold; `None` when unknown (then any key is accepted).
+fn known_keys(m: &Manifest, kind: &str, name: &str) -> Option<BTreeSet<String>> {
+    for o in &m.objects {
+        if o.kind() != kind || o.name() != name {
+            continue;
+        }
+        let keys: BTreeSet<String> = match o {
+            Object::Secret(s) => s
+                .string_data
+                .iter()
+                .flat_map(|d| d.keys())
+                .chain(s.data.iter().flat_map(|d| d.keys()))
+                .cloned()
+                .collect(),
+            Object::ConfigMap(c) => c
+                .data
+                .iter()
+                .flat_map(|d| d.keys())
+                .chain(c.binary_data.iter().flat_map(|d| d.keys()))
+                .cloned()
+                .collect(),
+            _ => return None,
+        };
+        return Some(keys);
+    }
+    m.external
+        .iter()
+        .find(|e| e.kind == kind && e.name == name && !e.keys.is_empty())
+        .map(|e| e.keys.iter().cloned().collect())
+}
+
 fn references(cx: &mut Ctx) {
     let mut missing: Vec<(&Object, String)> = vec![];
     let m = cx.manifest;
     for o in &m.objects {
-        let mut refs: Vec<(&'static str, String)> = vec![];
+        let mut refs: Vec<Ref> = vec![];
         match o {
             Object::StatefulSet(s) => {
                 if let Some(spec) = &s.spec {
                     if let Some(svc) = &spec.service_name {
-                        refs.push(("Service", svc.clone()));
+                        refs.push(named("Service", svc.clone()));
                     }
                     let templates = spec
                         .volume_claim_templates
@@ -340,19 +396,19 @@ fn references(cx: &mut Ctx) {
                 }
             }
             Object::RoleBinding(b) => {
-                refs.push(("Role", b.role_ref.name.clone()));
+                refs.push(named("Role", b.role_ref.name.clone()));
                 for s in b.subjects.iter().flatten() {
-                    refs.push(("ServiceAccount", s.name.clone()));
+                    refs.push(named("ServiceAccount", s.name.clone()));
                 }
             }
             Object::PersistentVolumeClaim(p) => {
                 if let Some(pv) = p.spec.as_ref().and_then(|s| s.volume_name.clone()) {
-                    refs.push(("PersistentVolume", pv));
+                    refs.push(named("PersistentVolume", pv));
                 }
             }
             Object::PersistentVolume(p) => {
                 if let Some(claim) = p.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
-                    refs.push((
+                    refs.push(named(
                         "PersistentVolumeClaim",
                         claim.name.clone().unwrap_or_default(),
                     ));
@@ -362,20 +418,20 @@ fn references(cx: &mut Ctx) {
                 let spec = i.spec.iter();
                 for tls in spec.clone().flat_map(|s| s.tls.iter().flatten()) {
                     if let Some(name) = &tls.secret_name {
-                        refs.push(("Secret", name.clone()));
+                        refs.push(named("Secret", name.clone()));
                     }
                 }
                 for rule in spec.flat_map(|s| s.rules.iter().flatten()) {
                     for path in rule.http.iter().flat_map(|h| h.paths.iter()) {
                         if let Some(svc) = &path.backend.service {
-                            refs.push(("Service", svc.name.clone()));
+                            refs.push(named("Service", svc.name.clone()));
                         }
                     }
                 }
             }
             _ => {}
         }
-        for (kind, name) in refs {
+        for (kind, name, key) in refs {
             if kind == "volume" {
                 missing.push((
                     o,
@@ -388,6 +444,15 @@ fn references(cx: &mut Ctx) {
                         "refers to {kind}/{name}, which is neither rendered nor declared external"
                     ),
                 ));
+            } else if let Some(key) = key {
+                if known_keys(cx.manifest, kind, &name).is_some_and(|k| !k.contains(&key)) {
+                    missing.push((
+                        o,
+                        format!(
+                            "reads key {key:?} of {kind}/{name}, which neither the rendered object nor the documented `kubectl create` command provides"
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -399,7 +464,7 @@ fn references(cx: &mut Ctx) {
 fn probes(cx: &mut Ctx) {
     let mut bad = vec![];
     for (o, t) in workloads(cx.manifest) {
-        for c in t.spec.iter().flat_map(|s| s.containers.iter()) {
+        for c in t.spec.iter().flat_map(long_running) {
             if c.ports.as_ref().is_some_and(|p| !p.is_empty())
                 && (c.readiness_probe.is_none() || c.liveness_probe.is_none())
             {
@@ -465,9 +530,18 @@ fn qos_classes(cx: &mut Ctx, cluster: &Cluster) {
         if let Some(spec) = &t.spec {
             let got = qos_class(spec);
             if got != want {
+                let sidecar = component == Some(Component::Web.as_str())
+                    && crate::router::enabled(cluster)
+                    && cluster.spec.router.resources.qos_class
+                        != cluster.spec.web.resources.qos_class;
+                let hint = if sidecar {
+                    " (the router sidecar shares the pod: give spec.router.resources the same qosClass as spec.web.resources)"
+                } else {
+                    ""
+                };
                 bad.push((
                     o,
-                    format!("pods get QoS class {got}, the spec asks for {want}"),
+                    format!("pods get QoS class {got}, the spec asks for {want}{hint}"),
                 ));
             }
         }

@@ -16,6 +16,9 @@ pub const RUNTIME_LABELS_ANNOTATION: &str = "hapress.dev/runtime-labels";
 pub const MANAGER: &str = "hapress";
 /// Label value the operator's pods carry (`app.kubernetes.io/name`); the database admits them.
 pub const OPERATOR_NAME: &str = "hapress-operator";
+/// Label value Prometheus server pods carry (`app.kubernetes.io/name`, as the Prometheus
+/// Operator and the community chart set it); they may scrape the router's metrics port.
+pub const PROMETHEUS_NAME: &str = "prometheus";
 
 /// One tier of the site; becomes `app.kubernetes.io/component`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +131,20 @@ impl Names {
     /// DNS name of database pod `ordinal` through the headless Service.
     pub fn db_pod_host(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}.{}", self.db(), self.db())
+    }
+    /// Fully qualified DNS name of database pod `ordinal` (the router resolves it on every
+    /// backend connection: a full name costs one lookup, a short one walks the search list).
+    /// Assumes the default cluster domain `cluster.local`.
+    pub fn db_pod_fqdn(&self, ordinal: u32) -> String {
+        format!(
+            "{}.{}.svc.cluster.local",
+            self.db_pod_host(ordinal),
+            self.namespace
+        )
+    }
+    /// ConfigMap with the SQL router sidecar's `router.yaml`.
+    pub fn router_config(&self) -> String {
+        self.of("router-config")
     }
 
     /// Labels every object of the cluster carries.

@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::database::peer_port_numbers;
-use crate::names::{Component, Names, OPERATOR_NAME};
+use crate::names::{Component, Names, OPERATOR_NAME, PROMETHEUS_NAME};
 use crate::object::Object;
-use crate::pod;
 use crate::storage::NFS_PORTS;
+use crate::{pod, router};
 
 /// Disruption budgets and network policies.
 pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
@@ -98,7 +98,8 @@ fn pods(names: &Names, component: Component) -> NetworkPolicyPeer {
 }
 
 /// Web pods: HTTP from the ingress controller's namespace (or from anywhere behind a cloud
-/// load balancer, whose source addresses are not known in advance).
+/// load balancer, whose source addresses are not known in advance); the router sidecar's
+/// metrics from Prometheus.
 fn web_policy(c: &Cluster, names: &Names) -> NetworkPolicy {
     let from = match c.spec.ingress.service_type {
         ServiceType::LoadBalancer => None,
@@ -110,18 +111,30 @@ fn web_policy(c: &Cluster, names: &Names) -> NetworkPolicy {
             ..NetworkPolicyPeer::default()
         }]),
     };
-    policy(
-        names,
-        &names.web(),
-        names.selector(Component::Web),
-        vec![NetworkPolicyIngressRule {
-            from,
-            ports: tcp([80]),
-        }],
-    )
+    let mut rules = vec![NetworkPolicyIngressRule {
+        from,
+        ports: tcp([80]),
+    }];
+    if router::enabled(c) {
+        // The router's metrics: only Prometheus server pods, from any namespace. The SQL port
+        // listens on loopback and needs no rule.
+        rules.push(NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector::default()),
+                pod_selector: Some(pod::selector(BTreeMap::from([(
+                    "app.kubernetes.io/name".into(),
+                    PROMETHEUS_NAME.into(),
+                )]))),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: tcp([router::METRICS_PORT]),
+        });
+    }
+    policy(names, &names.web(), names.selector(Component::Web), rules)
 }
 
-/// Database pods: SQL from the web pods and the operator; replication, cloning and galera
+/// Database pods: SQL from the web pods (WordPress, or its router sidecar, which reaches every
+/// database pod directly by its headless-Service name) and the operator; replication, cloning and galera
 /// traffic only between database pods.
 fn db_policy(c: &Cluster, names: &Names) -> NetworkPolicy {
     let operator = NetworkPolicyPeer {

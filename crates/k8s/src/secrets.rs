@@ -7,9 +7,11 @@ use k8s_openapi::api::core::v1::Secret;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
+use hapress_spec::Cluster;
+
 use crate::names::Names;
 use crate::object::Object;
-use crate::pod;
+use crate::{pod, router};
 
 /// Key of the MariaDB root password (also used by probes and backups, locally).
 pub const ROOT_PASSWORD: &str = "root-password";
@@ -17,6 +19,8 @@ pub const ROOT_PASSWORD: &str = "root-password";
 pub const WORDPRESS_PASSWORD: &str = "wordpress-password";
 /// Key of the replication account's password.
 pub const REPLICATION_PASSWORD: &str = "replication-password";
+/// Key of the SQL router's monitor account password (`hapress_router`); only with the router.
+pub const ROUTER_PASSWORD: &str = "router-password";
 /// Keys of the WordPress authentication keys and salts (shared by every web pod, so a login
 /// cookie issued by one pod is valid on all).
 pub const WORDPRESS_KEYS: &[&str] = &[
@@ -41,12 +45,21 @@ pub struct SecretRef {
     pub length: usize,
 }
 
-/// The Secrets every site needs.
-pub fn required(names: &Names) -> Vec<SecretRef> {
+/// The database passwords the pods read: the router's only when the router is rendered.
+pub fn db_keys(c: &Cluster) -> Vec<&'static str> {
+    let mut keys = vec![ROOT_PASSWORD, WORDPRESS_PASSWORD, REPLICATION_PASSWORD];
+    if router::enabled(c) {
+        keys.push(ROUTER_PASSWORD);
+    }
+    keys
+}
+
+/// The Secrets the site needs.
+pub fn required(c: &Cluster, names: &Names) -> Vec<SecretRef> {
     vec![
         SecretRef {
             name: names.db_secret(),
-            keys: vec![ROOT_PASSWORD, WORDPRESS_PASSWORD, REPLICATION_PASSWORD],
+            keys: db_keys(c),
             length: 32,
         },
         SecretRef {
@@ -81,6 +94,15 @@ pub fn create_commands(names: &Names, refs: &[SecretRef]) -> Vec<String> {
         .collect()
 }
 
+/// `kubectl patch` adding a random `router-password` to an existing database Secret.
+pub fn add_router_key_command(names: &Names) -> String {
+    format!(
+        "kubectl -n {} patch secret {} --type=merge -p \"{{\\\"stringData\\\":{{\\\"{ROUTER_PASSWORD}\\\":\\\"$(openssl rand -hex 16)\\\"}}}}\"",
+        names.namespace,
+        names.db_secret()
+    )
+}
+
 /// Secret objects with fresh random alphanumeric values.
 pub fn generate(names: &Names, refs: &[SecretRef]) -> Vec<Object> {
     let mut rng = rand::thread_rng();
@@ -111,18 +133,19 @@ pub fn generate(names: &Names, refs: &[SecretRef]) -> Vec<Object> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hapress_spec::Cluster;
 
     #[test]
     fn generated_values_are_random_and_long() {
-        let names = Names::new(&Cluster::default());
-        let refs = required(&names);
+        let c = Cluster::default();
+        let names = Names::new(&c);
+        let refs = required(&c, &names);
         let a = generate(&names, &refs);
         let b = generate(&names, &refs);
         assert_ne!(a, b);
         let Object::Secret(s) = &a[0] else { panic!() };
         let data = s.string_data.as_ref().unwrap();
-        assert_eq!(data.len(), 3);
+        assert_eq!(data.len(), 4, "{data:?}");
+        assert!(data.contains_key(ROUTER_PASSWORD));
         assert!(data.values().all(|v| v.len() == 32));
     }
 }

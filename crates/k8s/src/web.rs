@@ -23,7 +23,7 @@ use crate::database::WORDPRESS_DB;
 use crate::names::{Component, Names};
 use crate::object::Object;
 use crate::pod::{self, container, env, http_probe, mount, tcp_probe};
-use crate::{scheduling, secrets, service_account, WEB_UID};
+use crate::{router, scheduling, secrets, service_account, WEB_UID};
 
 /// Seconds a terminating web pod keeps serving while endpoints and ingress controllers stop
 /// sending it traffic (seed S2: 20 s gave zero failed requests during an update under load).
@@ -39,6 +39,9 @@ pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
         Object::Service(service(c, names)),
         Object::Deployment(deployment(c, names)),
     ];
+    if router::enabled(c) {
+        out.push(Object::ConfigMap(router::config_map(c, names)));
+    }
     if c.spec.autoscaling.enabled {
         out.push(Object::HorizontalPodAutoscaler(autoscaler(c, names)));
     }
@@ -102,9 +105,19 @@ fn config_extra(c: &Cluster) -> String {
     s
 }
 
+/// Where WordPress sends its queries: the router sidecar on loopback, or (router off, or
+/// galera) the primary / any-node Service.
+pub fn db_host(c: &Cluster, names: &Names) -> String {
+    if router::enabled(c) {
+        router::LISTEN.into()
+    } else {
+        names.db_writer(c.spec.database.mode)
+    }
+}
+
 fn web_env(c: &Cluster, names: &Names) -> Vec<EnvVar> {
     let mut e = vec![
-        env("WORDPRESS_DB_HOST", &names.db_writer(c.spec.database.mode)),
+        env("WORDPRESS_DB_HOST", &db_host(c, names)),
         env("WORDPRESS_DB_NAME", WORDPRESS_DB),
         env("WORDPRESS_DB_USER", WORDPRESS_DB),
         env(
@@ -161,9 +174,26 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
         ]),
         ..container("wordpress", &web.image, WEB_UID)
     };
+    let with_router = router::enabled(c);
     let mut skips = vec![];
-    if !pod::has_digest(&web.image) {
+    if !pod::has_digest(&web.image) || (with_router && !pod::has_digest(&c.spec.router.image)) {
         skips.push(("CKV_K8S_43", pod::TAG_NOT_DIGEST));
+    }
+    let mut volumes = vec![
+        pod::empty_dir("docroot", false, "512Mi"),
+        pod::pvc_volume("content", &names.content()),
+        pod::empty_dir("tmp", false, "1Gi"),
+        pod::empty_dir("apache-run", true, "1Mi"),
+        pod::empty_dir("apache-lock", true, "1Mi"),
+        pod::secret_volume(
+            "db-password",
+            &names.db_secret(),
+            &[secrets::WORDPRESS_PASSWORD],
+        ),
+        pod::secret_volume("keys", &names.web_secret(), secrets::WORDPRESS_KEYS),
+    ];
+    if with_router {
+        volumes.extend(router::volumes(names));
     }
     let mut meta = pod::meta(names, &names.web(), names.labels(Component::Web));
     if !skips.is_empty() {
@@ -188,6 +218,7 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(names.labels(Component::Web)),
+                    annotations: with_router.then(|| router::pod_annotations(c, names)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -209,20 +240,9 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
                     )),
                     // preStop sleep + Apache's graceful stop of in-flight requests.
                     termination_grace_period_seconds: Some(i64::from(PRE_STOP_SLEEP) + 40),
+                    init_containers: with_router.then(|| vec![router::sidecar(c)]),
                     containers: vec![wordpress],
-                    volumes: Some(vec![
-                        pod::empty_dir("docroot", false, "512Mi"),
-                        pod::pvc_volume("content", &names.content()),
-                        pod::empty_dir("tmp", false, "1Gi"),
-                        pod::empty_dir("apache-run", true, "1Mi"),
-                        pod::empty_dir("apache-lock", true, "1Mi"),
-                        pod::secret_volume(
-                            "db-password",
-                            &names.db_secret(),
-                            &[secrets::WORDPRESS_PASSWORD],
-                        ),
-                        pod::secret_volume("keys", &names.web_secret(), secrets::WORDPRESS_KEYS),
-                    ]),
+                    volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },

@@ -113,3 +113,55 @@ fn object_outside_the_namespace() {
     }
     assert_eq!(checks(&m, &c), vec![Check::Namespaces]);
 }
+
+#[test]
+fn secret_key_nobody_creates() {
+    let (c, mut m) = clean();
+    for e in &mut m.external {
+        if e.name == "wordpress-db-credentials" {
+            e.keys.retain(|k| k != "router-password");
+        }
+    }
+    let findings = lint(&m, &c);
+    assert!(!findings.is_empty());
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.check == Check::References && f.message.contains("\"router-password\"")),
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn config_map_key_that_is_not_rendered() {
+    let (c, mut m) = clean();
+    if let Object::ConfigMap(cm) = find(&mut m, "ConfigMap", "wordpress-router-config") {
+        cm.data = Some(Default::default());
+    }
+    assert_eq!(checks(&m, &c), vec![Check::References]);
+}
+
+#[test]
+fn sidecar_without_probes() {
+    let (c, mut m) = clean();
+    if let Object::Deployment(d) = find(&mut m, "Deployment", "wordpress-web") {
+        let pod = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        pod.init_containers.as_mut().unwrap()[0].liveness_probe = None;
+    }
+    assert_eq!(checks(&m, &c), vec![Check::Probes]);
+}
+
+#[test]
+fn router_qos_class_must_agree_with_the_web_pods() {
+    let mut c = Cluster::default();
+    c.spec.router.resources.qos_class = QosClass::Burstable;
+    c.spec.router.resources.limits = Some(hapress_spec::ComputeResources {
+        cpu: "1".into(),
+        memory: "64Mi".into(),
+    });
+    let m = render(&c, &RenderOptions::default());
+    let findings = lint(&m, &c);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].check, Check::QosClasses);
+    assert!(findings[0].message.contains("spec.router.resources"));
+}

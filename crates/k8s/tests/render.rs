@@ -121,3 +121,133 @@ fn nfs_mode_renders_server_volume_and_claim() {
         assert!(out.contains(needle), "missing {needle:?}");
     }
 }
+
+fn web_pod(m: &hapress_k8s::Manifest) -> k8s_openapi::api::core::v1::PodSpec {
+    let d = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Deployment(d) => Some(d),
+            _ => None,
+        })
+        .expect("web Deployment");
+    d.spec.clone().unwrap().template.spec.unwrap()
+}
+
+fn env_value(pod: &k8s_openapi::api::core::v1::PodSpec, name: &str) -> String {
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+fn config_map<'a>(m: &'a hapress_k8s::Manifest, name: &str) -> Option<&'a String> {
+    m.objects.iter().find_map(|o| match o {
+        Object::ConfigMap(c) if o.name() == name => c.data.as_ref()?.get("router.yaml"),
+        _ => None,
+    })
+}
+
+#[test]
+fn router_sidecar_fronts_every_database_pod() {
+    let mut c = Cluster::default();
+    c.spec.database.instances = 5;
+    c.spec.router.image = "example.org/hapress:9.9".into();
+    let m = render(
+        &c,
+        &RenderOptions {
+            generate_secrets: true,
+        },
+    );
+    let pod = web_pod(&m);
+    let init = pod.init_containers.as_ref().expect("init containers");
+    assert_eq!(init.len(), 1);
+    let router = &init[0];
+    assert_eq!(router.name, "router");
+    assert_eq!(router.image.as_deref(), Some("example.org/hapress:9.9"));
+    assert_eq!(router.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        router.args.as_deref(),
+        Some(&["router", "--config", "/etc/hapress/router.yaml"].map(String::from)[..])
+    );
+    assert!(router.readiness_probe.is_some() && router.liveness_probe.is_some());
+    assert!(router.startup_probe.is_some());
+    let sc = router.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.run_as_user, Some(hapress_k8s::ROUTER_UID));
+    assert_eq!(env_value(&pod, "WORDPRESS_DB_HOST"), "127.0.0.1:3306");
+
+    let config = config_map(&m, "wordpress-router-config").expect("router ConfigMap");
+    let backends: Vec<&str> = config
+        .lines()
+        .filter_map(|l| l.strip_prefix("- "))
+        .collect();
+    assert_eq!(
+        backends,
+        (0..5)
+            .map(|i| format!("wordpress-db-{i}.wordpress-db.wordpress.svc.cluster.local:3306"))
+            .collect::<Vec<_>>()
+    );
+    // The generated password is in the Secret only, never in the ConfigMap.
+    let password = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Secret(s) if o.name() == "wordpress-db-credentials" => {
+                s.string_data.as_ref()?.get("router-password").cloned()
+            }
+            _ => None,
+        })
+        .expect("generated router-password");
+    assert!(!config.contains(&password));
+    assert!(config.contains("monitorPasswordFile: /run/secrets/router/router-password"));
+
+    // The database pods get the key and the primary's agent creates the account.
+    let out = m.to_yaml().unwrap();
+    assert!(out.contains("name: ROUTER_USER\n          value: hapress_router"));
+    assert!(out.contains("- key: router-password"));
+}
+
+#[test]
+fn router_disabled_or_galera_means_no_sidecar() {
+    let mut c = Cluster::default();
+    c.spec.router.enabled = false;
+    let m = render(&c, &RenderOptions::default());
+    let pod = web_pod(&m);
+    assert!(pod.init_containers.is_none());
+    assert_eq!(env_value(&pod, "WORDPRESS_DB_HOST"), "wordpress-db-primary");
+    assert!(config_map(&m, "wordpress-router-config").is_none());
+    let out = m.to_yaml().unwrap();
+    // No key nobody reads (the agent script mentions it, but runs that part only with
+    // ROUTER_USER set).
+    assert!(!out.contains("--from-literal=router-password"));
+    assert!(!out.contains("key: router-password"));
+    assert!(!out.contains("name: ROUTER_USER"));
+    assert!(!out.contains("9104"));
+
+    let mut g = Cluster::default();
+    g.spec.database.mode = DatabaseMode::Galera;
+    let m = render(&g, &RenderOptions::default());
+    let pod = web_pod(&m);
+    assert!(pod.init_containers.is_none());
+    assert_eq!(env_value(&pod, "WORDPRESS_DB_HOST"), "wordpress-db-nodes");
+    assert!(!m.to_yaml().unwrap().contains("key: router-password"));
+}
+
+#[test]
+fn router_metrics_are_open_to_prometheus_only() {
+    let out = yaml("");
+    assert!(out.contains("prometheus.io/port: '9104'"));
+    let web_policy = out
+        .split("---\n")
+        .find(|d| d.contains("kind: NetworkPolicy") && d.contains("name: site-web\n"))
+        .expect("web NetworkPolicy");
+    assert!(web_policy.contains("port: 9104"), "{web_policy}");
+    assert!(
+        web_policy.contains("app.kubernetes.io/name: prometheus"),
+        "{web_policy}"
+    );
+}

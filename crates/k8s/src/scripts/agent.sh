@@ -1,25 +1,45 @@
 #!/bin/bash
 # Sidecar of every replication-mode database pod. Once MariaDB answers: a replica points
-# itself at the primary Service (GTID, slave_pos; from the cloned position on first start),
-# then every pod serves `mariadb-backup --stream` on port 3307 so the next replica can clone it.
-# Port 3307 is reachable only from the site's database pods (NetworkPolicy).
+# itself at the primary Service (GTID, slave_pos; from the cloned position on first start);
+# the primary (re)creates the SQL router's monitor account when the router is rendered
+# (replicas get it through replication); then every pod serves `mariadb-backup --stream` on
+# port 3307 so the next replica can clone it.
+# Port 3307 is reachable only from the site's database pods (NetworkPolicy). Passwords travel
+# on the client's stdin, never on a command line.
 set -euo pipefail
 cnf=/run/hapress/client.cnf
 sql() { mariadb --defaults-extra-file="$cnf" -Nse "$1"; }
+sql_stdin() { mariadb --defaults-extra-file="$cnf" -N; }
 until mariadb-admin --defaults-extra-file="$cnf" --silent ping 2>/dev/null && sql 'SELECT 1' >/dev/null 2>&1; do
   sleep 2
 done
-if [[ $(</run/hapress/role) == replica ]]; then
+role=$(</run/hapress/role)
+if [[ $role == replica ]]; then
   pending=/var/lib/mysql/hapress-clone-gtid
   if [[ -s $pending ]]; then
     sql "SET GLOBAL gtid_slave_pos = '$(<"$pending")'"
   fi
   if [[ -z $(sql 'SHOW SLAVE STATUS') ]]; then
     password=$(</secrets/replication-password)
-    sql "CHANGE MASTER TO MASTER_HOST='$PRIMARY_HOST', MASTER_PORT=3306, MASTER_USER='$REPLICATION_USER', MASTER_PASSWORD='$password', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=10; START SLAVE"
+    sql_stdin <<SQL
+CHANGE MASTER TO MASTER_HOST='$PRIMARY_HOST', MASTER_PORT=3306, MASTER_USER='$REPLICATION_USER', MASTER_PASSWORD='$password', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=10;
+START SLAVE;
+SQL
     echo "agent: replicating from $PRIMARY_HOST"
   fi
   rm -f "$pending"
+fi
+if [[ $role == primary && -n ${ROUTER_USER:-} ]]; then
+  # Probes every server (SLAVE MONITOR, REPLICATION CLIENT) and reads password hashes to log
+  # in to replicas on a client's behalf (mysql.global_priv). ALTER picks up a rotated Secret.
+  password=$(</secrets/router-password)
+  sql_stdin <<SQL
+CREATE USER IF NOT EXISTS '$ROUTER_USER'@'%' IDENTIFIED BY '$password';
+ALTER USER '$ROUTER_USER'@'%' IDENTIFIED BY '$password';
+GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.* TO '$ROUTER_USER'@'%';
+GRANT SELECT ON mysql.global_priv TO '$ROUTER_USER'@'%';
+SQL
+  echo "agent: monitor account $ROUTER_USER is current"
 fi
 exec socat "TCP-LISTEN:3307,reuseaddr,fork,max-children=1" \
   "SYSTEM:mariadb-backup --defaults-extra-file=$cnf --backup --stream=mbstream --target-dir=/tmp --slave-info"
