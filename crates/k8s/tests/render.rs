@@ -251,3 +251,17 @@ fn router_metrics_are_open_to_prometheus_only() {
         "{web_policy}"
     );
 }
+
+#[test]
+fn image_user_is_the_sidecars_user() {
+    let dockerfile = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/Dockerfile"),
+    )
+    .unwrap();
+    let uid = hapress_k8s::ROUTER_UID;
+    assert!(
+        dockerfile.contains(&format!("\nUSER {uid}:{uid}\n")),
+        "deploy/Dockerfile must run as the router sidecar's user {uid}"
+    );
+    assert!(dockerfile.contains("cargo build --release --locked -p hapress"));
+}
