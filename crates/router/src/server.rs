@@ -204,9 +204,14 @@ pub fn run_blocking(config: Config) -> Result<(), String> {
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;
     rt.block_on(async {
+        // SIGTERM (supervisors, Kubernetes; also as PID 1, where the default action is ignored)
+        // and SIGINT stop the router at once: it holds no state worth a drain.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
         tokio::select! {
             r = serve(config) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),
+            _ = term.recv() => Ok(()),
         }
     })
 }

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Transparency check of the SQL router with MariaDB's own test suite: runs the same
+# mariadb-test-run cases against a fresh cluster's primary directly and against another fresh
+# cluster through `hapress router`, then compares the verdicts case by case.
+# Usage: sudo bench/conformance.sh [--suite main] [--limit N] [--tests "main.a main.b"]
+# Writes bench/conformance-<suite>.txt (verdicts side by side) and prints identical/total.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUITE=main; LIMIT=0; TESTS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --suite) SUITE=$2; shift 2 ;;
+    --limit) LIMIT=$2; shift 2 ;;
+    --tests) TESTS=$2; shift 2 ;;
+    *) echo "usage: $0 [--suite S] [--limit N] [--tests LIST]" >&2; exit 2 ;;
+  esac
+done
+scripts/setup.sh >/dev/null
+dpkg-query -W -f='${Status}' mariadb-test 2>/dev/null | grep -q "install ok installed" \
+  || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-test >/dev/null
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --quiet -p hapress
+H=$PWD/target/release/hapress
+MTR=/usr/share/mysql/mysql-test
+WORK=$(mktemp -d /tmp/hapress-conf.XXXXXX); chmod 755 "$WORK"
+cleanup() { for d in "$WORK"/*/state; do "$H" down --state-dir "$d" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+if [ -z "$TESTS" ]; then
+  TESTS=$(cd "$MTR/$SUITE" 2>/dev/null && ls *.test | sed "s/\.test$//; s/^/$SUITE./" | sort)
+  [ -n "$TESTS" ] || TESTS=$(cd "$MTR/suite/$SUITE/t" && ls *.test | sed "s/\.test$//; s/^/$SUITE./" | sort)
+  [ "$LIMIT" -gt 0 ] && TESTS=$(echo "$TESTS" | head -n "$LIMIT")
+fi
+N=$(echo "$TESTS" | wc -w)
+
+# The servers get mtr's own defaults where tests depend on them (latin1, MyISAM, local infile).
+# Both runs use the account mtr@localhost over unix sockets, so user names and hosts printed by
+# tests agree; the second run's router reaches the servers over their unix sockets.
+cluster() { # name httpport dbport -> prints the mtr user's password
+  mkdir -p "$WORK/$1"
+  cat > "$WORK/$1/hapress.yaml" <<YAML
+apiVersion: hapress.dev/v1alpha1
+kind: WordPressCluster
+metadata: {name: $1}
+spec:
+  web: {replicas: 1}
+  database:
+    config:
+      character_set_server: latin1
+      collation_server: latin1_swedish_ci
+      default_storage_engine: MyISAM
+      local_infile: "ON"
+      log_bin_trust_function_creators: "ON"
+YAML
+  "$H" up --detach -f "$WORK/$1/hapress.yaml" --state-dir "$WORK/$1/state" --http-port "$2" --database-port "$3" >/dev/null
+  local pw rpw; pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  rpw=$(cat "$WORK/$1/state/secrets/db-router-password")
+  mariadb --no-defaults -uroot -S "$WORK/$1/state/run/db-0.sock" <<SQL
+CREATE USER 'mtr'@'localhost' IDENTIFIED BY '$pw';
+GRANT ALL ON *.* TO 'mtr'@'localhost' WITH GRANT OPTION;
+CREATE USER 'hapress_router'@'localhost' IDENTIFIED BY '$rpw';
+GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.* TO 'hapress_router'@'localhost';
+GRANT SELECT ON mysql.global_priv TO 'hapress_router'@'localhost';
+CREATE DATABASE IF NOT EXISTS test; CREATE DATABASE IF NOT EXISTS mtr;
+SQL
+  echo "$pw"
+}
+run_mtr() { # label extern-args... ; writes $WORK/<label>.verdicts ("test verdict")
+  local label=$1; shift
+  (cd "$MTR" && ./mariadb-test-run "$@" --vardir="$WORK/var-$label" --force --max-test-fail=0 \
+      --retry=0 --testcase-timeout=2 $TESTS 2>&1) > "$WORK/$label.log" || true
+  grep -E '^[a-z0-9_.]+[a-z0-9_ ,.]*\[ (pass|fail|skipped|disabled) \]' "$WORK/$label.log" \
+    | sed -E 's/^([^ ]+).*\[ ([a-z]+) \].*$/\1 \2/' | sort -u > "$WORK/$label.verdicts"
+}
+
+echo "conformance: $N case(s) of suite $SUITE, direct vs through the router"
+PWA=$(cluster direct 18980 18906)
+PWB=$(cluster routed 18990 18916)
+t0=$(date +%s)
+R=$WORK/routed/state
+cat > "$WORK/router.yaml" <<YAML
+listen: $WORK/router.sock
+backends: [$R/run/db-0.sock, $R/run/db-1.sock, $R/run/db-2.sock]
+monitorUser: hapress_router
+monitorPasswordFile: $R/secrets/db-router-password
+statusListen: $WORK/router-http.sock
+YAML
+"$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
+sleep 1
+run_mtr direct --extern socket="$WORK/direct/state/run/db-0.sock" --extern user=mtr --extern password="$PWA"
+run_mtr routed --extern socket="$WORK/router.sock" --extern user=mtr --extern password="$PWB"
+ROUTED_STATUS=$(curl -s --unix-socket "$WORK/router-http.sock" http://router/status || true)
+kill "$RPID" 2>/dev/null || true
+t1=$(date +%s)
+OUT=bench/conformance-$SUITE.txt
+join -a1 -a2 -e missing -o 0,1.2,2.2 "$WORK/direct.verdicts" "$WORK/routed.verdicts" > "$WORK/joined"
+{
+  echo "# bench/conformance.sh --suite $SUITE ($(date -u +%F)): test direct routed"
+  cat "$WORK/joined"
+} > "$OUT"
+total=$(wc -l < "$WORK/joined")
+same=$(awk '$2 == $3' "$WORK/joined" | wc -l)
+passd=$(awk '$2 == "pass"' "$WORK/joined" | wc -l)
+passr=$(awk '$3 == "pass"' "$WORK/joined" | wc -l)
+echo "verdicts identical: $same / $total  (pass direct: $passd, pass routed: $passr; $((t1 - t0)) s)"
+echo "router: $(echo "$ROUTED_STATUS" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["routedToPrimary"], "statements to the primary,", s["routedToReplicas"], "to replicas")' 2>/dev/null)"
+echo "differences:"; awk '$2 != $3' "$WORK/joined" | sed 's/^/  /'
+echo "full list: $OUT"
+awk '$2 == "pass" {print $1}' "$WORK/joined" > "bench/conformance-$SUITE-pass-direct.txt"
