@@ -204,6 +204,22 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         client(r.port, &pw, "wordpress", "SELECT v FROM ryw").1 == "fresh"
     });
     assert!(caught_up.is_some(), "replicas never caught up");
+    // With the replicas current, a read after a write goes to a replica that first waits for
+    // the write's GTID (read from the OK packet): it sees the write and the primary is spared.
+    let before = r.routed_to_replicas();
+    let (ok, out, err) = client(
+        r.port,
+        &pw,
+        "wordpress",
+        "INSERT INTO ryw (v) VALUES ('waited'); SELECT COUNT(*) FROM ryw WHERE v = 'waited'; SELECT ROW_COUNT()",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "1\n-1", "read after write did not see the write");
+    assert!(
+        r.routed_to_replicas() > before,
+        "the read after a write did not use a replica: {}",
+        r.status()
+    );
 
     // mariadb-dump through the router equals mariadb-dump direct.
     let dump = |port: u16| {
@@ -243,10 +259,12 @@ $r = $m->query("SELECT SQL_CALC_FOUND_ROWS option_name FROM wp_options LIMIT 1")
 $f = $m->query("SELECT FOUND_ROWS()")->fetch_row()[0];
 $m->query("INSERT INTO ryw (v) VALUES ('php')");
 $id = $m->insert_id;
+$m->query("INSERT INTO ryw (v) VALUES ('a'), ('b')");
+$info = $m->info;
 $p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false]);
 $s = $p->prepare('SELECT v FROM ryw WHERE id = ?');
 $s->execute([$id]);
-echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColumn(), "\n";"#,
+echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColumn(), ' ', $info, "\n";"#,
         port = r.port
     );
     let out = Command::new("php")
@@ -256,7 +274,7 @@ echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColum
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "1 found 2 php",
+        "1 found 3 php Records: 2  Duplicates: 0  Warnings: 0",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -76,6 +76,7 @@ pub fn config(c: &Cluster, names: &Names) -> String {
         read_your_writes: match r.read_your_writes {
             ReadYourWrites::None => "none",
             ReadYourWrites::Session => "session",
+            ReadYourWrites::Global => "global",
         },
         probe_interval_ms: PROBE_INTERVAL_MS,
         connect_timeout_ms: CONNECT_TIMEOUT_MS,

@@ -84,6 +84,12 @@ pub fn my_cnf(
         ("max_connections", "200"),
         ("character_set_server", "utf8mb4"),
         ("collation_server", "utf8mb4_unicode_ci"),
+        // MariaDB's default list plus last_gtid: the SQL router reads each write's GTID from
+        // the OK packet and waits for it on a replica (read-your-writes without the primary).
+        (
+            "session_track_system_variables",
+            "autocommit,character_set_client,character_set_connection,character_set_results,time_zone,last_gtid",
+        ),
     ];
     defaults.retain(|(k, _)| !db.config.contains_key(*k));
     for (k, v) in defaults {
@@ -282,6 +288,7 @@ pub fn router_yaml(spec: &WordPressClusterSpec, layout: &Layout) -> String {
         match spec.router.read_your_writes {
             hapress_spec::types::ReadYourWrites::None => "none",
             hapress_spec::types::ReadYourWrites::Session => "session",
+            hapress_spec::types::ReadYourWrites::Global => "global",
         },
     )
 }

@@ -203,7 +203,6 @@ const PRIMARY_FUNCTIONS: &[&str] = &[
     "is_free_lock(",
     "is_used_lock(",
     "last_insert_id(",
-    "row_count(",
     "connection_id(",
     "nextval(",
     "lastval(",
@@ -255,7 +254,8 @@ fn select_flags(code: &str) -> SelectFlags {
         {
             f.functions = true;
         }
-        if call && w == "found_rows" {
+        // Both describe the session's previous statement, wherever it ran.
+        if call && (w == "found_rows" || w == "row_count") {
             f.found_rows = true;
         }
         match (words[1], words[2], w) {
@@ -373,6 +373,7 @@ mod tests {
                 Where::AnyServer,
             ),
             ("SELECT FOUND_ROWS()", Where::Previous),
+            ("SELECT ROW_COUNT()", Where::Previous),
             ("SHOW WARNINGS", Where::Previous),
             ("show count(*) errors", Where::Previous),
             ("SHOW TABLES", Where::Primary),

@@ -21,9 +21,14 @@ pub struct Config {
     /// Replicas further behind than this many seconds get no reads.
     #[serde(default = "default_lag")]
     pub max_replication_lag: u64,
-    /// `none` or `session` (after a session writes, its reads go to the primary).
+    /// `none`, `session` (a session reads its own writes) or `global` (every read sees every
+    /// write acknowledged through this router).
     #[serde(default)]
     pub read_your_writes: ReadYourWrites,
+    /// How long a replica may take to reach the GTID a read must see before the read goes to
+    /// the primary instead (milliseconds).
+    #[serde(default = "default_gtid_wait")]
+    pub gtid_wait_ms: u64,
     /// How often every backend is probed (milliseconds).
     #[serde(default = "default_probe")]
     pub probe_interval_ms: u64,
@@ -40,6 +45,9 @@ pub struct Config {
 
 fn default_lag() -> u64 {
     5
+}
+fn default_gtid_wait() -> u64 {
+    50
 }
 fn default_probe() -> u64 {
     300

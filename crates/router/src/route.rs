@@ -19,10 +19,13 @@ pub enum Target {
 pub enum ReadYourWrites {
     /// Reads may be stale after a write (replication lag).
     None,
-    /// After a session writes, its reads go to the primary: it never reads older data than it
-    /// wrote.
+    /// After a session writes, its reads see the write: a replica first waits for the write's
+    /// GTID (`MASTER_GTID_WAIT`, bounded), else the read goes to the primary.
     #[default]
     Session,
+    /// Every read sees every write the router has seen acknowledged, from any session: the
+    /// replica waits for the newest GTID, else the read goes to the primary.
+    Global,
 }
 
 /// What the session layer knows when a statement arrives.
@@ -34,6 +37,8 @@ pub struct SessionView {
     pub in_transaction: bool,
     /// The session has written data.
     pub wrote: bool,
+    /// The GTID of the session's last write is known (a replica can wait for it).
+    pub gtid_known: bool,
     /// Where the previous statement ran.
     pub previous: Option<Target>,
     /// A healthy replica within the lag limit exists and this session can log in to it.
@@ -51,7 +56,7 @@ pub fn decide(st: &Statement, s: &SessionView, ryw: ReadYourWrites) -> Target {
         && !s.pinned
         && !s.in_transaction
         && s.replica_available
-        && (!s.wrote || ryw != ReadYourWrites::Session);
+        && (!s.wrote || ryw != ReadYourWrites::Session || s.gtid_known);
     if replica_allowed {
         Target::Replica
     } else {
@@ -116,6 +121,25 @@ mod tests {
                     ..free
                 },
                 ReadYourWrites::None,
+                Target::Replica,
+            ),
+            (
+                "SELECT 1",
+                SessionView {
+                    wrote: true,
+                    gtid_known: true,
+                    ..free
+                },
+                s,
+                Target::Replica,
+            ),
+            (
+                "SELECT 1",
+                SessionView {
+                    wrote: true,
+                    ..free
+                },
+                ReadYourWrites::Global,
                 Target::Replica,
             ),
             ("/* hapress:primary */ SELECT 1", free, s, Target::Primary),

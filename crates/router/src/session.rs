@@ -9,12 +9,14 @@ use std::time::Duration;
 use hapress_wire::consts::{cap, cmd, errcode, status};
 use hapress_wire::handshake::{self, Greeting, HandshakeResponse, NATIVE_PASSWORD};
 use hapress_wire::packet::HEADER;
-use hapress_wire::response::{err_packet, Outcome, ResponseTracker, Step};
+use hapress_wire::response::{
+    err_packet, ok_last_gtid, ok_without_session_state, Outcome, ResponseTracker, Step,
+};
 
 use crate::classify::{classify, Effect, Statement};
 use crate::config::Config;
 use crate::conn::{login, Conn, Credential};
-use crate::route::{decide, SessionView, Target};
+use crate::route::{decide, ReadYourWrites, SessionView, Target};
 use crate::topology::Topology;
 
 /// A backend connection held by a session, with the backend's index.
@@ -49,6 +51,13 @@ struct Session {
     replay: Vec<Vec<u8>>,
     /// Current database.
     db: Option<Vec<u8>>,
+    /// The router turned `CLIENT_SESSION_TRACK` on for the primary connection (to read each
+    /// write's GTID) although the client did not ask for it: OK packets are re-encoded.
+    track_added: bool,
+    /// GTID of the session's last write, from the primary's OK packet.
+    last_gtid: Option<String>,
+    /// The GTID position the replica connection is known to have reached.
+    replica_reached: Option<String>,
 }
 
 /// Serves one accepted client until it quits or fails.
@@ -114,6 +123,16 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, mut client: Conn) -> 
         return Err(SessionEnd("client asked for TLS".into()));
     }
     let hello = HandshakeResponse::parse(&h).map_err(end("client handshake"))?;
+    // Ask the primary for session-state tracking (each write's GTID comes back in its OK
+    // packet); the capability bits are not part of the auth scramble.
+    let mut h = h;
+    let track_added = greeting.capabilities & cap::SESSION_TRACK != 0
+        && hello.capabilities & cap::SESSION_TRACK == 0
+        && h.len() >= 4;
+    if track_added {
+        let caps = hello.capabilities | cap::SESSION_TRACK;
+        h[..4].copy_from_slice(&caps.to_le_bytes());
+    }
     pconn.write_packet(hseq, &h).await.map_err(end("primary"))?;
     // Auth exchange, relayed until OK or ERR; remember the native-password token and nonce.
     let mut plugin = hello
@@ -124,7 +143,14 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, mut client: Conn) -> 
     let mut token = hello.auth.clone();
     loop {
         let (s, p) = pconn.read_packet().await.map_err(end("primary auth"))?;
-        client.write_packet(s, &p).await.map_err(end("client"))?;
+        let shown = match p.first() {
+            Some(0x00) if track_added => ok_without_session_state(&p).unwrap_or_else(|| p.clone()),
+            _ => p.clone(),
+        };
+        client
+            .write_packet(s, &shown)
+            .await
+            .map_err(end("client"))?;
         match p.first() {
             Some(0x00) => break,
             Some(0xff) => return Ok(()), // wrong password etc.: the client got MariaDB's own ERR
@@ -172,6 +198,9 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, mut client: Conn) -> 
         deprecate_eof,
         view: SessionView::default(),
         replay: Vec::new(),
+        track_added,
+        last_gtid: None,
+        replica_reached: None,
     };
     let r = s.command_loop().await;
     topo.backends[pidx]
@@ -223,6 +252,11 @@ impl Session {
                 ));
             }
             let first_payload = bytes[HEADER..].to_vec();
+            let target = if target == Target::Replica {
+                self.replica_ready().await
+            } else {
+                target
+            };
             let outcome = self.forward(c, target, &first_payload).await?;
             self.after(command, stmt, target, outcome, &first_payload);
         }
@@ -238,6 +272,7 @@ impl Session {
             return Target::Primary;
         };
         let mut view = self.view;
+        view.gtid_known = self.last_gtid.is_some();
         view.replica_available = self.credential.is_some()
             && match &self.replica {
                 Some(b) => self.topo.replica_fit(b.idx),
@@ -297,6 +332,7 @@ impl Session {
         };
         // Relay the answer; flush whenever the backend has nothing more buffered.
         let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut captured: Option<String> = None;
         loop {
             let rc = match backend.next_chunk().await {
                 Ok(rc) => rc,
@@ -318,7 +354,26 @@ impl Session {
             } else {
                 Step::More
             };
-            out.extend_from_slice(raw);
+            let ok_packet = rc.first && rc.last && tracker.last_was_ok();
+            if ok_packet && target == Target::Primary {
+                let payload = &raw[HEADER..];
+                if let Some(g) = ok_last_gtid(payload) {
+                    topo.note_gtid(&g);
+                    captured = Some(g);
+                }
+                match self
+                    .track_added
+                    .then(|| ok_without_session_state(payload))
+                    .flatten()
+                {
+                    Some(plain) => {
+                        hapress_wire::packet::write_packet(&mut out, rc.seq, &plain);
+                    }
+                    None => out.extend_from_slice(raw),
+                }
+            } else {
+                out.extend_from_slice(raw);
+            }
             backend.consume(&rc);
             if out.len() >= 64 * 1024 || backend.nothing_buffered() || step != Step::More {
                 self.client.write_raw(&out).await.map_err(end("client"))?;
@@ -326,7 +381,13 @@ impl Session {
             }
             match step {
                 Step::More => {}
-                Step::Done(o) => return Ok(Some(o)),
+                Step::Done(o) => {
+                    if captured.is_some() {
+                        self.last_gtid = captured;
+                        self.replica_reached = None;
+                    }
+                    return Ok(Some(o));
+                }
                 Step::LocalInfile => {
                     // The client now sends the file, ending with an empty packet.
                     loop {
@@ -412,6 +473,43 @@ impl Session {
             }
             Effect::Write => self.view.wrote = true,
             Effect::None => {}
+        }
+    }
+
+    /// Makes the replica ready for a read that must see `needed` (the session's last write, or
+    /// with `global` the newest write seen by the router): opens it, and if its last probe does
+    /// not show the GTID applied yet, waits for it there (bounded). Falls back to the primary.
+    async fn replica_ready(&mut self) -> Target {
+        if self.ensure_replica().await.is_err() {
+            return Target::Primary;
+        }
+        let needed = match self.config.read_your_writes {
+            ReadYourWrites::None => None,
+            ReadYourWrites::Session => self.last_gtid.clone().filter(|_| self.view.wrote),
+            ReadYourWrites::Global => self.topo.newest_gtid(),
+        };
+        let Some(needed) = needed else {
+            return Target::Replica;
+        };
+        let Some(b) = self.replica.as_mut() else {
+            return Target::Primary;
+        };
+        if self.replica_reached.as_deref() == Some(needed.as_str())
+            || self.topo.has_applied(b.idx, &needed)
+        {
+            return Target::Replica;
+        }
+        let ms = self.config.gtid_wait_ms;
+        match wait_gtid(&mut b.conn, &needed, ms, self.deprecate_eof).await {
+            Ok(true) => {
+                self.replica_reached = Some(needed);
+                Target::Replica
+            }
+            Ok(false) => Target::Primary,
+            Err(_) => {
+                self.drop_replica();
+                Target::Primary
+            }
         }
     }
 
@@ -503,8 +601,14 @@ impl Session {
                 .read_packet()
                 .await
                 .map_err(end("primary"))?;
+            let shown = match p.first() {
+                Some(0x00) if self.track_added => {
+                    ok_without_session_state(&p).unwrap_or_else(|| p.clone())
+                }
+                _ => p.clone(),
+            };
             self.client
-                .write_packet(s, &p)
+                .write_packet(s, &shown)
                 .await
                 .map_err(end("client"))?;
             match p.first() {
@@ -530,4 +634,41 @@ async fn exec(conn: &mut Conn, sql: &str) -> std::io::Result<bool> {
         .await?;
     let (_, p) = conn.read_packet().await?;
     Ok(p.first() == Some(&0x00))
+}
+
+/// `SELECT MASTER_GTID_WAIT(gtid, timeout)` on a replica connection: true when the replica
+/// reached `gtid` in time.
+async fn wait_gtid(
+    conn: &mut Conn,
+    gtid: &str,
+    ms: u64,
+    deprecate_eof: bool,
+) -> std::io::Result<bool> {
+    let sql = format!(
+        "SELECT MASTER_GTID_WAIT('{}', {}.{:03})",
+        gtid.replace(['\'', '\\'], ""),
+        ms / 1000,
+        ms % 1000
+    );
+    let cmd_packet = [&[cmd::QUERY][..], sql.as_bytes()].concat();
+    conn.write_packet(0, &cmd_packet).await?;
+    let mut t = ResponseTracker::new(&cmd_packet, deprecate_eof)
+        .ok_or_else(|| std::io::Error::other("no tracker"))?;
+    let mut packets = Vec::new();
+    loop {
+        let (_, p) = conn.read_packet().await?;
+        let step = t
+            .feed(&p, true)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        packets.push(p);
+        if let Step::Done(o) = step {
+            if o == Outcome::Err {
+                return Ok(false);
+            }
+            break;
+        }
+    }
+    // column count, one column definition, [EOF], the row, EOF/OK.
+    let row = packets.get(if deprecate_eof { 2 } else { 3 });
+    Ok(row.is_some_and(|r| r.as_slice() == b"\x010"))
 }

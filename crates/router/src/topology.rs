@@ -67,6 +67,8 @@ pub struct Topology {
     pub clients: AtomicUsize,
     /// Client sessions refused (limit reached or no primary).
     pub refused: AtomicU64,
+    /// Highest GTID sequence per replication domain seen in any write's OK packet.
+    newest: RwLock<std::collections::BTreeMap<u32, (u32, u64)>>,
     /// Probe generation (bumped after every full round).
     pub generation: AtomicU64,
     max_lag: u64,
@@ -92,6 +94,7 @@ impl Topology {
             clients: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            newest: RwLock::new(std::collections::BTreeMap::new()),
             max_lag: config.max_replication_lag,
         }
     }
@@ -143,6 +146,41 @@ impl Topology {
             .read()
             .unwrap_or_else(|e| e.into_inner());
         p.up && p.read_only && p.replicating && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
+    }
+
+    /// Records a GTID acknowledged to some client (for `readYourWrites: global`).
+    pub fn note_gtid(&self, gtid: &str) {
+        let mut m = self.newest.write().unwrap_or_else(|e| e.into_inner());
+        for (d, s, n) in parse_gtids(gtid) {
+            let e = m.entry(d).or_insert((s, n));
+            if n > e.1 {
+                *e = (s, n);
+            }
+        }
+    }
+
+    /// The newest GTID position seen through this router (`None` before any write).
+    pub fn newest_gtid(&self) -> Option<String> {
+        let m = self.newest.read().unwrap_or_else(|e| e.into_inner());
+        (!m.is_empty()).then(|| {
+            m.iter()
+                .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
+    /// True when backend `i`'s last probe shows it already applied `gtid` (so no wait is
+    /// needed).
+    pub fn has_applied(&self, i: usize, gtid: &str) -> bool {
+        let p = self.backends[i]
+            .probe
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let have = parse_gtids(&p.gtid);
+        parse_gtids(gtid)
+            .iter()
+            .all(|(d, _, n)| have.iter().any(|(hd, _, hn)| hd == d && hn >= n))
     }
 
     /// Password hashes (`SHA1(SHA1(password))`) known for `user`.
@@ -324,4 +362,31 @@ async fn refresh_user_hashes(
     }
     *topo.users.write().unwrap_or_else(|e| e.into_inner()) = users;
     Ok(())
+}
+
+/// Parses a GTID position such as `0-1-42,1-2-7` into (domain, server, sequence) triples;
+/// malformed parts are skipped.
+pub fn parse_gtids(s: &str) -> Vec<(u32, u32, u64)> {
+    s.split(',')
+        .filter_map(|g| {
+            let mut it = g.trim().splitn(3, '-');
+            Some((
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gtid_positions() {
+        assert_eq!(parse_gtids("0-1-42,1-2-7"), vec![(0, 1, 42), (1, 2, 7)]);
+        assert_eq!(parse_gtids(""), vec![]);
+        assert_eq!(parse_gtids("x-1-2, 0-1-3"), vec![(0, 1, 3)]);
+    }
 }

@@ -202,6 +202,8 @@ pub enum ReadYourWrites {
     /// After a session writes, its reads see the write.
     #[default]
     Session,
+    /// Every read sees every write acknowledged through the router, from any session.
+    Global,
 }
 
 /// The SQL router: WordPress connects to it as to one MariaDB server; it sends writes to the

@@ -98,8 +98,76 @@ pub fn ok_packet(status: u16) -> Vec<u8> {
     o
 }
 
+/// `CLIENT_SESSION_TRACK` session-state type: a system variable changed.
+const TRACK_SYSTEM_VARIABLES: u8 = 0;
+
+/// Fields after the status of an OK packet sent with `CLIENT_SESSION_TRACK`: warnings, the
+/// info string and the raw session-state block (when `SESSION_STATE_CHANGED` is set).
+fn ok_tail(p: &[u8]) -> Result<(Ok, &[u8], &[u8], usize)> {
+    let ok = parse_ok(p)?;
+    let mut r = Reader::new(p);
+    r.u8()?;
+    r.lenenc_int()?;
+    r.lenenc_int()?;
+    let status_at = p.len() - r.remaining();
+    r.u16()?;
+    r.u16()?;
+    let info = if r.is_empty() {
+        &[][..]
+    } else {
+        r.lenenc_bytes()?
+    };
+    let state = if ok.status & status::SESSION_STATE_CHANGED != 0 && !r.is_empty() {
+        r.lenenc_bytes()?
+    } else {
+        &[][..]
+    };
+    Ok((ok, info, state, status_at))
+}
+
+/// The `last_gtid` value an OK packet reports (sent with `CLIENT_SESSION_TRACK` when the server
+/// tracks `last_gtid` in `session_track_system_variables`).
+pub fn ok_last_gtid(p: &[u8]) -> Option<String> {
+    let (_, _, state, _) = ok_tail(p).ok()?;
+    let mut r = Reader::new(state);
+    let mut found = None;
+    while !r.is_empty() {
+        let kind = r.u8().ok()?;
+        let data = r.lenenc_bytes().ok()?;
+        if kind == TRACK_SYSTEM_VARIABLES {
+            let mut d = Reader::new(data);
+            let name = d.lenenc_bytes().ok()?;
+            let value = d.lenenc_bytes().ok()?;
+            if name.eq_ignore_ascii_case(b"last_gtid") && !value.is_empty() {
+                found = Some(String::from_utf8_lossy(value).into_owned());
+            }
+        }
+    }
+    found
+}
+
+/// Re-encodes an OK packet sent with `CLIENT_SESSION_TRACK` for a client that did not ask for
+/// it: same counts, status without `SESSION_STATE_CHANGED`, and the info string the way MariaDB
+/// itself sends it to such clients (length-encoded when not empty, absent when empty; see
+/// `net_send_ok` in MariaDB's `protocol.cc`, which differs from MySQL's documented `string<EOF>`).
+pub fn ok_without_session_state(p: &[u8]) -> Option<Vec<u8>> {
+    let (ok, info, _, status_at) = ok_tail(p).ok()?;
+    let mut o = p[..status_at].to_vec();
+    o.extend_from_slice(&(ok.status & !status::SESSION_STATE_CHANGED).to_le_bytes());
+    o.extend_from_slice(&ok.warnings.to_le_bytes());
+    if !info.is_empty() {
+        crate::codec::put_lenenc_bytes(&mut o, info);
+    }
+    Some(o)
+}
+
 /// Status flags of an EOF packet, or of the OK packet that replaces it with `DEPRECATE_EOF`.
-fn terminator_status(p: &[u8]) -> Result<u16> {
+fn terminator_status(p: &[u8], deprecate_eof: bool) -> Result<u16> {
+    if deprecate_eof {
+        if let Ok(ok) = parse_ok(p) {
+            return Ok(ok.status);
+        }
+    }
     if p.len() < 9 {
         // EOF: 0xfe, warnings, status.
         let mut r = Reader::new(p);
@@ -169,6 +237,7 @@ pub struct ResponseTracker {
     binary: bool,
     local_infile_allowed: bool,
     prepared: Option<(u32, u16)>,
+    last_ok: bool,
 }
 
 impl ResponseTracker {
@@ -191,7 +260,15 @@ impl ResponseTracker {
             binary: c == cmd::STMT_EXECUTE || c == cmd::STMT_FETCH,
             local_infile_allowed: c == cmd::QUERY,
             prepared: (c == cmd::STMT_PREPARE).then_some((0, 0)),
+            last_ok: false,
         })
+    }
+
+    /// True when the packet last fed was an OK packet (which carries session state when
+    /// `CLIENT_SESSION_TRACK` is on): a plain OK, or a result set's terminator with
+    /// `DEPRECATE_EOF`.
+    pub fn last_was_ok(&self) -> bool {
+        self.last_ok
     }
 
     /// True once the answer is complete.
@@ -205,6 +282,13 @@ impl ResponseTracker {
         let head = p.first().copied();
         let terminator = whole && head == Some(0xfe) && p.len() < MAX_CHUNK;
         let is_err = head == Some(0xff);
+        self.last_ok = match self.state {
+            State::Start => head == Some(0x00) && self.prepared.is_none(),
+            State::AfterColumns | State::Rows | State::FieldList => {
+                terminator && self.deprecate_eof
+            }
+            _ => false,
+        };
         let step = match self.state {
             State::Finished => return err("packet after the end of the answer"),
             State::Statistics => self.done(Outcome::Ok(None)),
@@ -260,7 +344,7 @@ impl ResponseTracker {
                 if is_err {
                     self.done(Outcome::Err)
                 } else if terminator {
-                    let st = terminator_status(p)?;
+                    let st = terminator_status(p, self.deprecate_eof)?;
                     if !self.deprecate_eof && st & status::CURSOR_EXISTS == 0 {
                         // The EOF closing the column definitions.
                         self.state = State::Rows;
@@ -281,7 +365,7 @@ impl ResponseTracker {
                 if is_err {
                     self.done(Outcome::Err)
                 } else if terminator {
-                    let st = terminator_status(p)?;
+                    let st = terminator_status(p, self.deprecate_eof)?;
                     self.end_result(st)
                 } else if self.binary && head != Some(0x00) && whole {
                     return err(format!("binary row with header {head:?}"));
@@ -304,7 +388,7 @@ impl ResponseTracker {
                 if is_err {
                     self.done(Outcome::Err)
                 } else if terminator {
-                    let st = terminator_status(p)?;
+                    let st = terminator_status(p, self.deprecate_eof)?;
                     self.done(Outcome::Ok(Some(st)))
                 } else {
                     Step::More
@@ -559,6 +643,52 @@ mod tests {
         let mut t = ResponseTracker::new(&[cmd::PING], false).unwrap();
         t.feed(&ok(2), true).unwrap();
         assert!(t.feed(&ok(2), true).is_err());
+    }
+
+    #[test]
+    fn session_state_is_read_and_stripped() {
+        // OK: affected 1, insert id 5, status autocommit|state changed, 0 warnings, info "",
+        // state: [sysvar (0), len, lenenc "last_gtid", lenenc "0-1-42"], [schema (1), ...].
+        let mut state = vec![];
+        let mut var = vec![9];
+        var.extend_from_slice(b"last_gtid");
+        var.push(6);
+        var.extend_from_slice(b"0-1-42");
+        state.push(0);
+        state.push(var.len() as u8);
+        state.extend_from_slice(&var);
+        state.extend_from_slice(&[1, 3, 2, b'w', b'p']);
+        let st = status::AUTOCOMMIT | status::SESSION_STATE_CHANGED;
+        let mut p = vec![0, 1, 5];
+        p.extend_from_slice(&st.to_le_bytes());
+        p.extend_from_slice(&[0, 0, 0]); // warnings, empty info
+        p.push(state.len() as u8);
+        p.extend_from_slice(&state);
+        assert_eq!(ok_last_gtid(&p).as_deref(), Some("0-1-42"));
+        let plain = ok_without_session_state(&p).unwrap();
+        assert_eq!(plain, vec![0, 1, 5, 2, 0, 0, 0]);
+        assert_eq!(parse_ok(&plain).unwrap().affected_rows, 1);
+        // No state, no gtid; an OK without the info string at all is fine too.
+        assert_eq!(ok_last_gtid(&ok_packet(2)), None);
+        assert_eq!(
+            ok_without_session_state(&ok_packet(2)).unwrap(),
+            ok_packet(2)
+        );
+        // An info string ("Records: 3 ...") stays length-encoded, as MariaDB sends it.
+        let mut with_info = vec![0, 3, 0, 2, 0, 0, 0, 4];
+        with_info.extend_from_slice(b"Recs");
+        assert_eq!(ok_without_session_state(&with_info).unwrap(), with_info);
+        // The tracker flags OK packets (not EOFs, not prepare OKs).
+        let mut t = ResponseTracker::new(&[cmd::QUERY], false).unwrap();
+        t.feed(&p, true).unwrap();
+        assert!(t.last_was_ok());
+        let mut t = ResponseTracker::new(&[cmd::QUERY], true).unwrap();
+        for pk in [vec![1], COL.to_vec()] {
+            t.feed(&pk, true).unwrap();
+            assert!(!t.last_was_ok());
+        }
+        t.feed(&ok_fe(2), true).unwrap();
+        assert!(t.last_was_ok());
     }
 
     #[test]
