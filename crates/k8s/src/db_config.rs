@@ -28,6 +28,9 @@ fn common(out: &mut String) {
          skip_name_resolve = ON\n\
          character_set_server = utf8mb4\n\
          collation_server = utf8mb4_unicode_ci\n\
+         # MariaDB's default list plus last_gtid: the SQL router reads each write's GTID and\n\
+         # lets a replica wait for it (read-your-writes without the primary).\n\
+         session_track_system_variables = autocommit,character_set_client,character_set_connection,character_set_results,time_zone,last_gtid\n\
          # Strict mode: bad data is an error, not a silent truncation.\n\
          sql_mode = STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION\n\
          binlog_format = ROW\n\
@@ -49,12 +52,14 @@ fn replication_cnf(db: &DatabaseSpec) -> String {
          sync_binlog = 1\n",
     );
     if db.semi_sync.enabled {
-        // Enabled on every server so a promoted replica already acts as a semi-sync primary.
+        // The master side is on for the primary only (primary.cnf): on a replica it makes the
+        // SQL thread wait out the timeout for every applied transaction (measured with
+        // `hapress up`). A promotion turns it on with SET GLOBAL.
         let _ = write!(
             s,
             "# Semi-synchronous: a commit returns once a replica has it (AFTER_SYNC: before the\n\
              # primary's own commit becomes visible), async after the timeout.\n\
-             rpl_semi_sync_master_enabled = ON\n\
+             rpl_semi_sync_master_enabled = OFF\n\
              rpl_semi_sync_slave_enabled = ON\n\
              rpl_semi_sync_master_wait_point = AFTER_SYNC\n\
              rpl_semi_sync_master_timeout = {}\n",
@@ -100,7 +105,15 @@ pub fn data(names: &Names, db: &DatabaseSpec) -> BTreeMap<String, String> {
         DatabaseMode::Galera => galera_cnf(names, db),
     };
     d.insert("base.cnf".into(), base);
-    d.insert("primary.cnf".into(), "[mariadbd]\nread_only = OFF\n".into());
+    d.insert(
+        "primary.cnf".into(),
+        if db.semi_sync.enabled {
+            "[mariadbd]\nread_only = OFF\nrpl_semi_sync_master_enabled = ON\n"
+        } else {
+            "[mariadbd]\nread_only = OFF\n"
+        }
+        .into(),
+    );
     d.insert(
         "replica.cnf".into(),
         "[mariadbd]\n# Only the replication thread writes; on restart, crash recovery truncates\n\
@@ -167,6 +180,10 @@ mod tests {
             assert!(base.contains(line), "missing {line} in\n{base}");
         }
         assert!(d["replica.cnf"].contains("read_only = ON"));
+        assert!(base.contains("rpl_semi_sync_master_enabled = OFF"));
+        assert!(d["primary.cnf"].contains("rpl_semi_sync_master_enabled = ON"));
+        assert!(!d["replica.cnf"].contains("rpl_semi_sync_master_enabled"));
+        assert!(base.contains("last_gtid"));
         assert!(!d.contains_key("galera-start.sh"));
     }
 
