@@ -84,6 +84,7 @@ backends: [$R/run/db-0.sock, $R/run/db-1.sock, $R/run/db-2.sock]
 monitorUser: hapress_router
 monitorPasswordFile: $R/secrets/db-router-password
 statusListen: $WORK/router-http.sock
+readYourWrites: global   # the suite interleaves connections: every read sees every acknowledged write
 YAML
 "$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
 sleep 1

@@ -142,6 +142,26 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         assert_eq!(routed.2, direct.2, "error differs from MariaDB's");
     }
 
+    // Bad input costs only the session that sent it: garbage after the greeting, a client that
+    // stalls mid-packet, a truncated header; the router stays up for everyone else.
+    {
+        use std::io::Write;
+        let mut garbage = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+        garbage
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut greeting = [0u8; 4];
+        garbage.read_exact(&mut greeting).unwrap();
+        garbage.write_all(&[0xff; 64]).unwrap();
+        let mut stalled = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+        stalled.write_all(&[0x20, 0x00]).unwrap(); // half a header, then nothing
+        let (ok, out, err) = client(r.port, &pw, "wordpress", "SELECT 1");
+        assert!(ok && out == "1", "router unusable after bad input: {err}");
+        let mut rest = Vec::new();
+        let _ = garbage.read_to_end(&mut rest); // the bad session is closed (EOF), not hung
+        drop(stalled);
+    }
+
     // Plain reads go to replicas; writes and session-bound statements to the primary.
     let before = r.routed_to_replicas();
     let (ok, out, err) = client(

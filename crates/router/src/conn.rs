@@ -87,15 +87,8 @@ impl Conn {
     /// The next physical chunk: header and payload stay in the buffer until [`Conn::consume`].
     pub async fn next_chunk(&mut self) -> io::Result<Chunk> {
         loop {
-            if let Some((_, len)) = packet::peek_header(self.buffered()) {
-                // Make room for the whole chunk at once (at most 16 MB + 4).
-                let need = HEADER + len;
-                if self.buf.capacity() - self.start < need {
-                    self.buf.drain(..self.start);
-                    self.start = 0;
-                    self.buf.reserve(need);
-                }
-            }
+            // The buffer grows with the bytes that actually arrive (never by what a header
+            // claims), so a peer announcing 16 MB and sending nothing costs nothing.
             let mut f = self.framer.clone();
             if let Some(c) = f.next(self.buffered()) {
                 self.framer = f;
@@ -124,6 +117,17 @@ impl Conn {
     pub async fn read_packet(&mut self) -> io::Result<(u8, Vec<u8>)> {
         let mut payload = Vec::new();
         loop {
+            while packet::peek_header(self.buffered()).is_none() {
+                self.fill().await?;
+            }
+            if let Some((_, len)) = packet::peek_header(self.buffered()) {
+                if payload.len() + len > SMALL_PACKET_LIMIT {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "packet too large",
+                    ));
+                }
+            }
             let c = self.next_chunk().await?;
             if payload.len() + c.len > SMALL_PACKET_LIMIT {
                 return Err(io::Error::new(

@@ -60,8 +60,41 @@ struct Session {
     replica_reached: Option<String>,
 }
 
+/// A client must finish logging in within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves one accepted client until it quits or fails.
-pub async fn run(topo: Arc<Topology>, config: Arc<Config>, mut client: Conn) -> R<()> {
+pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()> {
+    let topo2 = topo.clone();
+    let Ok(login) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(topo, config, client)).await
+    else {
+        return Err(SessionEnd("handshake timed out".into()));
+    };
+    let Some(mut s) = login? else {
+        return Ok(());
+    };
+    let pidx = s.primary.idx;
+    let r = s.command_loop().await;
+    topo2.backends[pidx]
+        .counters
+        .sessions
+        .fetch_sub(1, Ordering::Relaxed);
+    if let Some(b) = &s.replica {
+        topo2.backends[b.idx]
+            .counters
+            .sessions
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+    r
+}
+
+/// The connection phase: greeting, handshake response and auth exchange relayed with the
+/// primary. `None` when the login failed (the client already has MariaDB's ERR).
+async fn handshake(
+    topo: Arc<Topology>,
+    config: Arc<Config>,
+    mut client: Conn,
+) -> R<Option<Session>> {
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let Some(pidx) = topo.primary() else {
         topo.refused.fetch_add(1, Ordering::Relaxed);
@@ -153,7 +186,7 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, mut client: Conn) -> 
             .map_err(end("client"))?;
         match p.first() {
             Some(0x00) => break,
-            Some(0xff) => return Ok(()), // wrong password etc.: the client got MariaDB's own ERR
+            Some(0xff) => return Ok(None), // wrong password etc.: the client got MariaDB's own ERR
             Some(0xfe) => {
                 let sw = handshake::AuthSwitch::parse(&p).map_err(end("auth switch"))?;
                 plugin = sw.plugin;
@@ -183,7 +216,7 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, mut client: Conn) -> 
         .counters
         .sessions
         .fetch_add(1, Ordering::Relaxed);
-    let mut s = Session {
+    let s = Session {
         db: hello.database.clone(),
         topo: topo.clone(),
         config,
@@ -202,18 +235,7 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, mut client: Conn) -> 
         last_gtid: None,
         replica_reached: None,
     };
-    let r = s.command_loop().await;
-    topo.backends[pidx]
-        .counters
-        .sessions
-        .fetch_sub(1, Ordering::Relaxed);
-    if let Some(b) = &s.replica {
-        topo.backends[b.idx]
-            .counters
-            .sessions
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-    r
+    Ok(Some(s))
 }
 
 impl Session {
