@@ -279,7 +279,17 @@ impl Session {
             } else {
                 target
             };
+            if trace_enabled() {
+                let text = String::from_utf8_lossy(&first_payload[1..first_payload.len().min(100)]);
+                eprintln!(
+                    "hapress router: trace: cmd {:#04x} -> {target:?}: {text}",
+                    first_payload[0]
+                );
+            }
             let outcome = self.forward(c, target, &first_payload).await?;
+            if trace_enabled() {
+                eprintln!("hapress router: trace: done {outcome:?}");
+            }
             self.after(command, stmt, target, outcome, &first_payload);
         }
     }
@@ -376,6 +386,13 @@ impl Session {
             } else {
                 Step::More
             };
+            if trace_enabled() && rc.first && raw.get(HEADER) == Some(&0xff) {
+                eprintln!(
+                    "hapress router: trace: ERR {} {}",
+                    rc.len,
+                    String::from_utf8_lossy(&raw[HEADER..raw.len().min(HEADER + 200)])
+                );
+            }
             let ok_packet = rc.first && rc.last && tracker.last_was_ok();
             if ok_packet && target == Target::Primary {
                 let payload = &raw[HEADER..];
@@ -693,4 +710,11 @@ async fn wait_gtid(
     // column count, one column definition, [EOF], the row, EOF/OK.
     let row = packets.get(if deprecate_eof { 2 } else { 3 });
     Ok(row.is_some_and(|r| r.as_slice() == b"\x010"))
+}
+
+/// `HAPRESS_ROUTER_TRACE=1`: log every command, its target and its outcome to stderr (the
+/// statement's first 100 bytes: never on in production, statements can hold data).
+fn trace_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("HAPRESS_ROUTER_TRACE").is_some_and(|v| v == "1"))
 }

@@ -282,6 +282,12 @@ impl ResponseTracker {
         let head = p.first().copied();
         let terminator = whole && head == Some(0xfe) && p.len() < MAX_CHUNK;
         let is_err = head == Some(0xff);
+        // MariaDB progress report (`CLIENT_PROGRESS`, e.g. during ALTER TABLE): an ERR header
+        // with code 0xffff; the real answer follows.
+        if is_err && p.get(1..3) == Some(&[0xff, 0xff][..]) && self.state != State::Finished {
+            self.last_ok = false;
+            return Ok(Step::More);
+        }
         self.last_ok = match self.state {
             State::Start => head == Some(0x00) && self.prepared.is_none(),
             State::AfterColumns | State::Rows | State::FieldList => {
@@ -619,6 +625,17 @@ mod tests {
         for (name, c, de, packets, want) in table {
             assert_eq!(run(c, de, &packets), want, "{name}");
         }
+        // A progress report (ERR header, code 0xffff) is not the end of the answer.
+        let mut t = ResponseTracker::new(&q, false).unwrap();
+        assert_eq!(
+            t.feed(b"\xff\xff\xff\x01\x01\x00\x10\x27\x00\x05stage", true)
+                .unwrap(),
+            Step::More
+        );
+        assert_eq!(
+            t.feed(&ok(ac), true).unwrap(),
+            Step::Done(Outcome::Ok(Some(ac)))
+        );
         // A huge row starting with 0xfe is a row, not a terminator.
         let mut t = ResponseTracker::new(&q, false).unwrap();
         for p in [vec![1], COL.to_vec(), eof(ac)] {
