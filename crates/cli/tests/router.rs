@@ -80,17 +80,19 @@ fn start_router(c: &Cluster, max_lag: u64) -> Router {
 }
 
 impl Router {
-    fn status(&self) -> serde_json::Value {
-        // The router may not listen yet: no panic, just Null.
+    fn get(&self, path: &str) -> String {
+        // The router may not listen yet: no panic, just an empty body.
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.status_port)) else {
-            return serde_json::Value::Null;
+            return String::new();
         };
         use std::io::Write;
-        let _ = s.write_all(b"GET /status HTTP/1.0\r\n\r\n");
+        let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
         let mut resp = String::new();
         let _ = s.read_to_string(&mut resp);
-        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-        serde_json::from_str(body).unwrap_or_default()
+        resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    }
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/status")).unwrap_or_default()
     }
     fn routed_to_replicas(&self) -> u64 {
         self.status()["routedToReplicas"].as_u64().unwrap()
@@ -240,6 +242,25 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         "the read after a write did not use a replica: {}",
         r.status()
     );
+
+    // Prometheus metrics: routing counters and per-backend latency histograms.
+    let metrics = r.get("/metrics");
+    let primary_count = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "hapress_router_backend_latency_seconds_count{{backend=\"127.0.0.1:{}\"}}",
+                c.db_port
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        primary_count > 0,
+        "no latency observations for the primary:\n{metrics}"
+    );
+    assert!(metrics.contains("hapress_router_routed_total{target=\"replica\"}"));
 
     // mariadb-dump through the router equals mariadb-dump direct.
     let dump = |port: u16| {

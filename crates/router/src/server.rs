@@ -170,6 +170,34 @@ pub fn metrics(topo: &Topology) -> String {
             );
         }
     }
+    let _ = writeln!(m, "# TYPE hapress_router_backend_latency_seconds histogram");
+    for b in &topo.backends {
+        let mut cum = 0u64;
+        for (i, le) in crate::topology::LATENCY_BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(std::iter::once("+Inf".to_string()))
+            .enumerate()
+        {
+            cum += b.counters.latency[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                m,
+                "hapress_router_backend_latency_seconds_bucket{{backend=\"{}\",le=\"{le}\"}} {cum}",
+                b.addr
+            );
+        }
+        let sum = b.counters.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            m,
+            "hapress_router_backend_latency_seconds_sum{{backend=\"{}\"}} {sum}",
+            b.addr
+        );
+        let _ = writeln!(
+            m,
+            "hapress_router_backend_latency_seconds_count{{backend=\"{}\"}} {cum}",
+            b.addr
+        );
+    }
     m
 }
 

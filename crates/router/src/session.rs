@@ -344,6 +344,7 @@ impl Session {
             Target::Replica => topo.routed_replica.fetch_add(1, Ordering::Relaxed),
         };
         // Forward the command chunk by chunk.
+        let started = std::time::Instant::now();
         let mut c = first;
         loop {
             let raw = self.client.chunk_bytes(&c);
@@ -421,6 +422,7 @@ impl Session {
             match step {
                 Step::More => {}
                 Step::Done(o) => {
+                    topo.backends[idx].counters.observe(started.elapsed());
                     if captured.is_some() {
                         self.last_gtid = captured;
                         self.replica_reached = None;

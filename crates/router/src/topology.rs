@@ -39,6 +39,32 @@ pub struct Counters {
     pub statements: AtomicU64,
     /// Connection or login failures.
     pub errors: AtomicU64,
+    /// Statement latency histogram (command sent -> answer complete): counts per bucket of
+    /// [`LATENCY_BUCKETS`] (cumulative buckets are computed when exported), plus +Inf.
+    pub latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of all latencies, microseconds.
+    pub latency_sum_us: AtomicU64,
+}
+
+/// Upper bounds of the latency histogram's buckets, seconds.
+pub const LATENCY_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+impl Counters {
+    /// Records one statement's latency.
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// A backend.
