@@ -4,6 +4,7 @@
 # cluster through `hapress router`, then compares the verdicts case by case.
 # Usage: sudo bench/conformance.sh [--suite main] [--limit N] [--tests "main.a main.b"]
 # Writes bench/conformance-<suite>.txt (verdicts side by side) and prints identical/total.
+# KEEP=1 leaves the work directory, its logs and both clusters running, for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITE=main; LIMIT=0; TESTS=""
@@ -23,7 +24,7 @@ cargo build --release --quiet -p hapress
 H=$PWD/target/release/hapress
 MTR=/usr/share/mysql/mysql-test
 WORK=$(mktemp -d /tmp/hapress-conf.XXXXXX); chmod 755 "$WORK"
-cleanup() { for d in "$WORK"/*/state; do "$H" down --state-dir "$d" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
+cleanup() { [ -n "${KEEP:-}" ] && { echo "kept $WORK"; return; }; for d in "$WORK"/*/state; do "$H" down --state-dir "$d" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 if [ -z "$TESTS" ]; then
@@ -87,7 +88,12 @@ statusListen: $WORK/router-http.sock
 readYourWrites: global   # the suite interleaves connections: every read sees every acknowledged write
 YAML
 "$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
-sleep 1
+# Start only once the router knows the primary, both replicas and the password hashes.
+for _ in $(seq 1 100); do
+  curl -s --unix-socket "$WORK/router-http.sock" http://router/status 2>/dev/null \
+    | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["primary"] and sum(b["replicating"] for b in s["backends"]) == 2 else 1)' 2>/dev/null && break
+  sleep 0.2
+done
 run_mtr direct --extern socket="$WORK/direct/state/run/db-0.sock" --extern user=mtr --extern password="$PWA"
 run_mtr routed --extern socket="$WORK/router.sock" --extern user=mtr --extern password="$PWB"
 ROUTED_STATUS=$(curl -s --unix-socket "$WORK/router-http.sock" http://router/status || true)

@@ -221,6 +221,8 @@ struct SelectFlags {
     variables: bool,
     found_rows: bool,
     calc_found_rows: bool,
+    /// Reads state that differs per server: status counters, processlist, variables, locks.
+    server_local: bool,
 }
 
 fn select_flags(code: &str) -> SelectFlags {
@@ -258,6 +260,9 @@ fn select_flags(code: &str) -> SelectFlags {
         if call && (w == "found_rows" || w == "row_count") {
             f.found_rows = true;
         }
+        if matches!(w, "information_schema" | "performance_schema" | "sys") {
+            f.server_local = true;
+        }
         match (words[1], words[2], w) {
             (_, "for", "update" | "share") => f.locking = true,
             ("in", "share", "mode") => f.locking = true,
@@ -294,7 +299,7 @@ pub fn classify(sql: &[u8]) -> Statement {
             let f = select_flags(code);
             if f.found_rows {
                 st.place = Where::Previous;
-            } else if !(f.locking || f.into || f.functions || f.variables) {
+            } else if !(f.locking || f.into || f.functions || f.variables || f.server_local) {
                 st.place = Where::AnyServer;
                 st.calc_found_rows = f.calc_found_rows;
             }
@@ -373,6 +378,9 @@ mod tests {
                 Where::AnyServer,
             ),
             ("SELECT FOUND_ROWS()", Where::Previous),
+            ("SELECT VARIABLE_VALUE FROM INFORMATION_SCHEMA.GLOBAL_STATUS", Where::Primary),
+            ("SELECT * FROM performance_schema.threads", Where::Primary),
+            ("SELECT * FROM information_schema_like", Where::AnyServer),
             ("SELECT ROW_COUNT()", Where::Previous),
             ("SHOW WARNINGS", Where::Previous),
             ("show count(*) errors", Where::Previous),
