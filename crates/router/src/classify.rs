@@ -378,7 +378,10 @@ mod tests {
                 Where::AnyServer,
             ),
             ("SELECT FOUND_ROWS()", Where::Previous),
-            ("SELECT VARIABLE_VALUE FROM INFORMATION_SCHEMA.GLOBAL_STATUS", Where::Primary),
+            (
+                "SELECT VARIABLE_VALUE FROM INFORMATION_SCHEMA.GLOBAL_STATUS",
+                Where::Primary,
+            ),
             ("SELECT * FROM performance_schema.threads", Where::Primary),
             ("SELECT * FROM information_schema_like", Where::AnyServer),
             ("SELECT ROW_COUNT()", Where::Previous),
