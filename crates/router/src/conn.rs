@@ -10,7 +10,7 @@ use hapress_wire::handshake::{self, Greeting, HandshakeResponse, NATIVE_PASSWORD
 use hapress_wire::packet::{self, Chunk, Framer, HEADER};
 use hapress_wire::response::{parse_err, ResponseTracker, Step};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// A stream the router speaks MySQL over.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -18,6 +18,42 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Logical packets the router reassembles itself (handshakes, probe results) stay below this.
 pub const SMALL_PACKET_LIMIT: usize = 1 << 20;
+
+/// A listening socket: `host:port`, or an absolute path for a unix socket.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix socket.
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Binds `addr`; a unix socket replaces a stale file and gets `mode` if given.
+    pub async fn bind(addr: &str, mode: Option<u32>) -> io::Result<Self> {
+        if !addr.starts_with('/') {
+            return Ok(Self::Tcp(TcpListener::bind(addr).await?));
+        }
+        let _ = std::fs::remove_file(addr);
+        let l = UnixListener::bind(addr)?;
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(addr, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(Self::Unix(l))
+    }
+
+    /// The next connection.
+    pub async fn accept(&self) -> io::Result<Box<dyn Stream>> {
+        Ok(match self {
+            Self::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Box::new(s)
+            }
+            Self::Unix(l) => Box::new(l.accept().await?.0),
+        })
+    }
+}
 
 /// A buffered connection.
 pub struct Conn {
@@ -156,6 +192,22 @@ impl Conn {
         Ok(next)
     }
 
+    /// Sends an ERR packet (the router's own errors to a client).
+    pub async fn send_err(
+        &mut self,
+        seq: u8,
+        code: u16,
+        state: &str,
+        message: &str,
+    ) -> io::Result<()> {
+        self.write_packet(
+            seq,
+            &hapress_wire::response::err_packet(code, state, message),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Flushes.
     pub async fn flush(&mut self) -> io::Result<()> {
         self.stream.flush().await
@@ -278,66 +330,69 @@ impl Rows {
     }
 }
 
-/// Runs one query on a connection logged in by [`login`] (no `DEPRECATE_EOF` negotiated), and
-/// decodes a text result set. Errors from the server come back as `Err((code, message))`.
-pub async fn query(conn: &mut Conn, sql: &str) -> io::Result<Result<Rows, (u16, String)>> {
-    conn.write_packet(
-        0,
-        &[&[hapress_wire::consts::cmd::QUERY][..], sql.as_bytes()].concat(),
-    )
-    .await?;
-    let mut t = ResponseTracker::new(&[hapress_wire::consts::cmd::QUERY], false)
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Runs one query and decodes its text result set, on a connection whose `DEPRECATE_EOF`
+/// setting is `deprecate_eof` (the router's own logins never negotiate it). Errors from the
+/// server come back as `Err((code, message))`.
+pub async fn query(
+    conn: &mut Conn,
+    sql: &str,
+    deprecate_eof: bool,
+) -> io::Result<Result<Rows, (u16, String)>> {
+    let command = [&[hapress_wire::consts::cmd::QUERY][..], sql.as_bytes()].concat();
+    conn.write_packet(0, &command).await?;
+    let mut t = ResponseTracker::new(&command, deprecate_eof)
         .ok_or_else(|| io::Error::other("no tracker"))?;
     let mut out = Rows::default();
-    let mut phase = 0; // 0 start, 1 columns, 2 rows
+    // Packets of the result set seen so far: column count, definitions, [EOF], rows.
+    let mut columns: Option<u64> = None;
+    let mut seen: u64 = 0;
     loop {
         let (_, p) = conn.read_packet().await?;
-        let step = t
-            .feed(&p, true)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let head = p.first().copied();
-        match (phase, head) {
-            (_, Some(0xff)) => {
-                let e = parse_err(&p)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                return Ok(Err((e.code, e.message)));
-            }
-            (0, Some(0x00)) => {}
-            (0, _) => phase = 1,
-            (1, Some(0xfe)) if p.len() < 9 => phase = 2,
-            (1, _) => {
-                let mut r = hapress_wire::codec::Reader::new(&p);
-                let mut name = Vec::new();
-                for _ in 0..5 {
-                    name = r
-                        .lenenc_bytes()
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
-                        .to_vec();
-                }
-                out.columns
-                    .push(String::from_utf8_lossy(&name).into_owned());
-            }
-            (2, Some(0xfe)) if p.len() < 9 => {}
-            (2, _) => {
-                let mut r = hapress_wire::codec::Reader::new(&p);
-                let mut row = Vec::with_capacity(out.columns.len());
-                for _ in 0..out.columns.len() {
-                    if r.remaining() > 0 && p[p.len() - r.remaining()] == 0xfb {
-                        r.u8().ok();
-                        row.push(None);
-                    } else {
-                        let v = r.lenenc_bytes().map_err(|e| {
-                            io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-                        })?;
-                        row.push(Some(String::from_utf8_lossy(v).into_owned()));
-                    }
-                }
-                out.rows.push(row);
-            }
-            _ => {}
+        let step = t.feed(&p, true).map_err(invalid)?;
+        if p.first() == Some(&0xff) {
+            let e = parse_err(&p).map_err(invalid)?;
+            return Ok(Err((e.code, e.message)));
         }
         if let Step::Done(_) = step {
             return Ok(Ok(out));
+        }
+        let Some(n) = columns else {
+            if p.first() != Some(&0x00) {
+                columns = Some(
+                    hapress_wire::codec::Reader::new(&p)
+                        .lenenc_int()
+                        .map_err(invalid)?,
+                );
+            }
+            continue;
+        };
+        seen += 1;
+        let eof = u64::from(!deprecate_eof);
+        if seen <= n {
+            // Column definition: catalog, schema, table, org_table, name, ...
+            let mut r = hapress_wire::codec::Reader::new(&p);
+            let mut name = &[][..];
+            for _ in 0..5 {
+                name = r.lenenc_bytes().map_err(invalid)?;
+            }
+            out.columns.push(String::from_utf8_lossy(name).into_owned());
+        } else if seen > n + eof {
+            let mut r = hapress_wire::codec::Reader::new(&p);
+            let mut row = Vec::with_capacity(out.columns.len());
+            for _ in 0..out.columns.len() {
+                if r.remaining() > 0 && p[p.len() - r.remaining()] == 0xfb {
+                    r.u8().map_err(invalid)?;
+                    row.push(None);
+                } else {
+                    let v = r.lenenc_bytes().map_err(invalid)?;
+                    row.push(Some(String::from_utf8_lossy(v).into_owned()));
+                }
+            }
+            out.rows.push(row);
         }
     }
 }

@@ -5,13 +5,11 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use hapress_wire::response::err_packet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::conn::{Conn, Stream};
+use crate::conn::{Conn, Listener, Stream};
 use crate::topology::{probe_loop, Topology};
 
 /// Runs the router until the process is stopped.
@@ -28,61 +26,37 @@ pub async fn serve(config: Config) -> Result<(), String> {
         ));
     }
     if let Some(addr) = &config.status_listen {
-        if addr.starts_with('/') {
-            let _ = std::fs::remove_file(addr);
-            let l = UnixListener::bind(addr).map_err(|e| format!("status listener {addr}: {e}"))?;
-            let topo = topo.clone();
-            tokio::spawn(async move {
-                loop {
-                    if let Ok((s, _)) = l.accept().await {
-                        tokio::spawn(status_reply(Box::new(s), topo.clone()));
+        let l = Listener::bind(addr, None)
+            .await
+            .map_err(|e| format!("status listener {addr}: {e}"))?;
+        let topo = topo.clone();
+        tokio::spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok(s) => {
+                        tokio::spawn(status_reply(s, topo.clone()));
                     }
+                    // Out of file descriptors and the like: do not spin.
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
                 }
-            });
-        } else {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("status listener {addr}: {e}"))?;
-            let topo = topo.clone();
-            tokio::spawn(async move {
-                loop {
-                    if let Ok((s, _)) = l.accept().await {
-                        tokio::spawn(status_reply(Box::new(s), topo.clone()));
-                    }
-                }
-            });
-        }
+            }
+        });
     }
     let limit = Arc::new(Semaphore::new(config.max_client_connections));
-    if config.listen.starts_with('/') {
-        let _ = std::fs::remove_file(&config.listen);
-        let l = UnixListener::bind(&config.listen)
-            .map_err(|e| format!("listen on {}: {e}", config.listen))?;
-        // Any local user may connect, as to MariaDB's own socket: the database still checks
-        // every login (PHP workers run as another user than the router).
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&config.listen, std::fs::Permissions::from_mode(0o666))
-                .map_err(|e| format!("chmod {}: {e}", config.listen))?;
-        }
-        eprintln!("hapress router: listening on {}", config.listen);
-        loop {
-            let (s, _) = l.accept().await.map_err(|e| format!("accept: {e}"))?;
-            accept(Box::new(s), &topo, &config, &limit);
-        }
-    } else {
-        let l = TcpListener::bind(&config.listen).await.map_err(|e| {
+    // A unix socket is open to any local user, as MariaDB's own socket is: the database still
+    // checks every login (PHP workers run as another user than the router).
+    let l = Listener::bind(&config.listen, Some(0o666))
+        .await
+        .map_err(|e| {
             format!(
-                "listen on {}: {e} (is another process using the port?)",
+                "listen on {}: {e} (is another process using it?)",
                 config.listen
             )
         })?;
-        eprintln!("hapress router: listening on {}", config.listen);
-        loop {
-            let (s, _) = l.accept().await.map_err(|e| format!("accept: {e}"))?;
-            let _ = s.set_nodelay(true);
-            accept(Box::new(s), &topo, &config, &limit);
-        }
+    eprintln!("hapress router: listening on {}", config.listen);
+    loop {
+        let s = l.accept().await.map_err(|e| format!("accept: {e}"))?;
+        accept(s, &topo, &config, &limit);
     }
 }
 
@@ -100,13 +74,11 @@ fn accept(
         let Ok(_permit) = permit else {
             topo.refused.fetch_add(1, Ordering::Relaxed);
             let _ = client
-                .write_packet(
+                .send_err(
                     0,
-                    &err_packet(
-                        1040,
-                        "08004",
-                        "Too many connections (hapress router: maxClientConnections reached)",
-                    ),
+                    1040,
+                    "08004",
+                    "Too many connections (hapress router: maxClientConnections reached)",
                 )
                 .await;
             return;

@@ -10,12 +10,12 @@ use hapress_wire::consts::{cap, cmd, errcode, status};
 use hapress_wire::handshake::{self, Greeting, HandshakeResponse, NATIVE_PASSWORD};
 use hapress_wire::packet::HEADER;
 use hapress_wire::response::{
-    err_packet, ok_last_gtid, ok_without_session_state, Outcome, ResponseTracker, Step,
+    ok_last_gtid, ok_without_session_state, Outcome, ResponseTracker, Step,
 };
 
 use crate::classify::{classify, Effect, Statement};
 use crate::config::Config;
-use crate::conn::{login, Conn, Credential};
+use crate::conn::{login, query, Conn, Credential};
 use crate::route::{decide, ReadYourWrites, SessionView, Target};
 use crate::topology::Topology;
 
@@ -99,13 +99,11 @@ async fn handshake(
     let Some(pidx) = topo.primary() else {
         topo.refused.fetch_add(1, Ordering::Relaxed);
         let _ = client
-            .write_packet(
+            .send_err(
                 0,
-                &err_packet(
-                    2003,
-                    "HY000",
-                    "hapress router: no primary database server is available",
-                ),
+                2003,
+                "HY000",
+                "hapress router: no primary database server is available",
             )
             .await;
         return Err(SessionEnd("no primary".into()));
@@ -119,9 +117,7 @@ async fn handshake(
                 .errors
                 .fetch_add(1, Ordering::Relaxed);
             let msg = format!("hapress router: cannot reach the primary ({addr}): {e}");
-            let _ = client
-                .write_packet(0, &err_packet(2003, "HY000", &msg))
-                .await;
+            let _ = client.send_err(0, 2003, "HY000", &msg).await;
             return Err(SessionEnd(msg));
         }
     };
@@ -144,13 +140,11 @@ async fn handshake(
         .map_err(end("client handshake"))?;
     if HandshakeResponse::is_ssl_request(&h) {
         let _ = client
-            .write_packet(
+            .send_err(
                 hseq.wrapping_add(1),
-                &err_packet(
-                    1043,
-                    "08S01",
-                    "hapress router: TLS is not supported on this port",
-                ),
+                1043,
+                "08S01",
+                "hapress router: TLS is not supported on this port",
             )
             .await;
         return Err(SessionEnd("client asked for TLS".into()));
@@ -456,7 +450,7 @@ impl Session {
         let msg = format!("Lost connection to server during query (hapress router: {why})");
         let _ = self
             .client
-            .write_packet(1, &err_packet(errcode::CR_SERVER_LOST, "HY000", &msg))
+            .send_err(1, errcode::CR_SERVER_LOST, "HY000", &msg)
             .await;
         Err(SessionEnd(msg))
     }
@@ -484,7 +478,7 @@ impl Session {
         match command {
             Some(cmd::INIT_DB) if ok => {
                 self.db = Some(payload[1..].to_vec());
-                self.replica_init_db_pending();
+                self.drop_replica(); // the next replica login uses the new database
             }
             Some(cmd::RESET_CONNECTION) if ok => {
                 self.replay.clear();
@@ -552,11 +546,6 @@ impl Session {
                 Target::Primary
             }
         }
-    }
-
-    fn replica_init_db_pending(&mut self) {
-        // Simplest correct behaviour: the next replica login uses the new database.
-        self.drop_replica();
     }
 
     fn drop_replica(&mut self) {
@@ -678,7 +667,7 @@ async fn exec(conn: &mut Conn, sql: &str) -> std::io::Result<bool> {
 }
 
 /// `SELECT MASTER_GTID_WAIT(gtid, timeout)` on a replica connection: true when the replica
-/// reached `gtid` in time.
+/// reached `gtid` in time (0; -1 is a timeout, NULL or an error a failure).
 async fn wait_gtid(
     conn: &mut Conn,
     gtid: &str,
@@ -686,32 +675,13 @@ async fn wait_gtid(
     deprecate_eof: bool,
 ) -> std::io::Result<bool> {
     let sql = format!(
-        "SELECT MASTER_GTID_WAIT('{}', {}.{:03})",
+        "SELECT MASTER_GTID_WAIT('{}', {}.{:03}) AS w",
         gtid.replace(['\'', '\\'], ""),
         ms / 1000,
         ms % 1000
     );
-    let cmd_packet = [&[cmd::QUERY][..], sql.as_bytes()].concat();
-    conn.write_packet(0, &cmd_packet).await?;
-    let mut t = ResponseTracker::new(&cmd_packet, deprecate_eof)
-        .ok_or_else(|| std::io::Error::other("no tracker"))?;
-    let mut packets = Vec::new();
-    loop {
-        let (_, p) = conn.read_packet().await?;
-        let step = t
-            .feed(&p, true)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        packets.push(p);
-        if let Step::Done(o) = step {
-            if o == Outcome::Err {
-                return Ok(false);
-            }
-            break;
-        }
-    }
-    // column count, one column definition, [EOF], the row, EOF/OK.
-    let row = packets.get(if deprecate_eof { 2 } else { 3 });
-    Ok(row.is_some_and(|r| r.as_slice() == b"\x010"))
+    let rows = query(conn, &sql, deprecate_eof).await?;
+    Ok(rows.is_ok_and(|r| r.get(0, "w") == Some("0")))
 }
 
 /// `HAPRESS_ROUTER_TRACE=1`: log every command, its target and its outcome to stderr (the

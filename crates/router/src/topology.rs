@@ -95,8 +95,6 @@ pub struct Topology {
     pub refused: AtomicU64,
     /// Highest GTID sequence per replication domain seen in any write's OK packet.
     newest: RwLock<std::collections::BTreeMap<u32, (u32, u64)>>,
-    /// Probe generation (bumped after every full round).
-    pub generation: AtomicU64,
     max_lag: u64,
 }
 
@@ -119,7 +117,6 @@ impl Topology {
             routed_primary: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
             newest: RwLock::new(std::collections::BTreeMap::new()),
             max_lag: config.max_replication_lag,
         }
@@ -291,9 +288,6 @@ pub async fn probe_loop(topo: Arc<Topology>, config: Arc<Config>, i: usize, pass
             };
         }
         topo.elect();
-        if i == 0 {
-            topo.generation.fetch_add(1, Ordering::Relaxed);
-        }
         ticks += 1;
         tokio::time::sleep(interval).await;
     }
@@ -330,13 +324,17 @@ async fn probe_once(
     let c = conn.as_mut().ok_or("no connection")?;
     let vars = tokio::time::timeout(
         timeout,
-        query(c, "SELECT @@read_only AS ro, @@gtid_current_pos AS gtid"),
+        query(
+            c,
+            "SELECT @@read_only AS ro, @@gtid_current_pos AS gtid",
+            false,
+        ),
     )
     .await
     .map_err(|_| "probe timed out".to_string())?
     .map_err(|e| e.to_string())?
     .map_err(|(code, m)| format!("probe query: {code} {m}"))?;
-    let slave = tokio::time::timeout(timeout, query(c, "SHOW SLAVE STATUS"))
+    let slave = tokio::time::timeout(timeout, query(c, "SHOW SLAVE STATUS", false))
         .await
         .map_err(|_| "probe timed out".to_string())?
         .map_err(|e| e.to_string())?
@@ -372,7 +370,7 @@ async fn refresh_user_hashes(
 ) -> Result<(), String> {
     let rows = tokio::time::timeout(
         timeout,
-        query(c, "SELECT User AS u, JSON_VALUE(Priv, '$.authentication_string') AS h FROM mysql.global_priv"),
+        query(c, "SELECT User AS u, JSON_VALUE(Priv, '$.authentication_string') AS h FROM mysql.global_priv", false),
     )
     .await
     .map_err(|_| "reading users timed out".to_string())?
