@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use hapress_spec::{Cluster, DatabaseMode, ReadYourWrites};
+use hapress_spec::{Cluster, DatabaseMode};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, ContainerPort, KeyToPath, Volume};
 
 use crate::names::{Component, Names};
@@ -73,11 +73,7 @@ pub fn config(c: &Cluster, names: &Names) -> String {
         monitor_user: MONITOR_USER.into(),
         monitor_password_file: format!("{PASSWORD_DIR}/{}", secrets::ROUTER_PASSWORD),
         max_replication_lag: u64::from(r.max_replication_lag_seconds),
-        read_your_writes: match r.read_your_writes {
-            ReadYourWrites::None => "none",
-            ReadYourWrites::Session => "session",
-            ReadYourWrites::Global => "global",
-        },
+        read_your_writes: r.read_your_writes.as_str(),
         probe_interval_ms: PROBE_INTERVAL_MS,
         connect_timeout_ms: CONNECT_TIMEOUT_MS,
         status_listen: format!("0.0.0.0:{METRICS_PORT}"),
@@ -168,6 +164,7 @@ pub fn volumes(names: &Names) -> Vec<Volume> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hapress_spec::ReadYourWrites;
 
     #[test]
     fn config_lists_every_database_pod_and_no_secret() {

@@ -21,6 +21,19 @@ fn connect_host(spec: &WordPressClusterSpec) -> &str {
     }
 }
 
+/// SQL that creates (or re-keys) account `user`@`host` with `password` and `grants`;
+/// idempotent, so an interrupted `up` can run it again.
+fn account(host: &str, user: &str, password: &str, grants: &[&str]) -> String {
+    let pw = quote(password);
+    let mut s = format!(
+        "CREATE USER IF NOT EXISTS '{user}'@{host} IDENTIFIED BY {pw};\nALTER USER '{user}'@{host} IDENTIFIED BY {pw};\n"
+    );
+    for g in grants {
+        s.push_str(&format!("GRANT {g} TO '{user}'@{host};\n"));
+    }
+    s
+}
+
 /// Creates accounts and the database on the primary, attaches every replica and waits until
 /// each has applied everything the primary has.
 pub fn replication(
@@ -38,14 +51,20 @@ pub fn replication(
         // No replica is attached yet: without this each statement would wait the full timeout.
         setup.push_str("SET GLOBAL rpl_semi_sync_master_enabled=OFF;\n");
     }
-    setup.push_str(&format!(
-        "CREATE USER IF NOT EXISTS 'repl'@{host} IDENTIFIED BY {rp};\nALTER USER 'repl'@{host} IDENTIFIED BY {rp};\n\
-         GRANT REPLICATION SLAVE ON *.* TO 'repl'@{host};\n\
-         CREATE DATABASE IF NOT EXISTS wordpress CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n\
-         CREATE USER IF NOT EXISTS 'wordpress'@{host} IDENTIFIED BY {wp};\nALTER USER 'wordpress'@{host} IDENTIFIED BY {wp};\n\
-         GRANT ALL PRIVILEGES ON wordpress.* TO 'wordpress'@{host};\n",
-        rp = quote(&secrets.repl_password),
-        wp = quote(&secrets.db_password),
+    setup.push_str(&account(
+        &host,
+        "repl",
+        &secrets.repl_password,
+        &["REPLICATION SLAVE ON *.*"],
+    ));
+    setup.push_str(
+        "CREATE DATABASE IF NOT EXISTS wordpress CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n",
+    );
+    setup.push_str(&account(
+        &host,
+        "wordpress",
+        &secrets.db_password,
+        &["ALL PRIVILEGES ON wordpress.*"],
     ));
     sql(tools, &psock, &setup)?;
     let replicas: Vec<u32> = (0..spec.database.instances)
@@ -112,16 +131,14 @@ pub fn router_user(
     primary: u32,
 ) -> Result<()> {
     let host = quote(&account_host(spec));
-    let pw = quote(&secrets.router_password);
+    let grants = [
+        "SLAVE MONITOR, REPLICATION CLIENT ON *.*",
+        "SELECT ON mysql.global_priv",
+    ];
     sql(
         tools,
         &layout.db_socket(primary),
-        &format!(
-            "CREATE USER IF NOT EXISTS 'hapress_router'@{host} IDENTIFIED BY {pw};\n\
-             ALTER USER 'hapress_router'@{host} IDENTIFIED BY {pw};\n\
-             GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.* TO 'hapress_router'@{host};\n\
-             GRANT SELECT ON mysql.global_priv TO 'hapress_router'@{host};\n"
-        ),
+        &account(&host, "hapress_router", &secrets.router_password, &grants),
     )?;
     Ok(())
 }

@@ -285,11 +285,7 @@ pub fn router_yaml(spec: &WordPressClusterSpec, layout: &Layout) -> String {
         layout.secret(crate::secrets::ROUTER_PASSWORD).display(),
         layout.router_status_socket().display(),
         spec.router.max_replication_lag_seconds,
-        match spec.router.read_your_writes {
-            hapress_spec::types::ReadYourWrites::None => "none",
-            hapress_spec::types::ReadYourWrites::Session => "session",
-            hapress_spec::types::ReadYourWrites::Global => "global",
-        },
+        spec.router.read_your_writes.as_str(),
     )
 }
 

@@ -115,18 +115,12 @@ impl Runtime {
         self.check_stop()?;
 
         progress.step("Setting up GTID replication");
-        if self.state.is_done("replication") {
-            progress.done("already set up");
-        } else {
-            bootstrap::replication(
-                &self.tools,
-                &self.layout,
-                &spec,
-                &self.secrets,
-                self.state.primary,
-            )?;
-            self.state.mark_done(&self.layout, "replication")?;
-            progress.done(&format!(
+        let primary = self.state.primary;
+        let ran = self.state.once(&self.layout, "replication", || {
+            bootstrap::replication(&self.tools, &self.layout, &spec, &self.secrets, primary)
+        })?;
+        progress.done(&if ran {
+            format!(
                 "{} replica(s) attached, semi-sync {}",
                 n_db - 1,
                 if spec.database.semi_sync.enabled && n_db > 1 {
@@ -134,22 +128,17 @@ impl Runtime {
                 } else {
                     "off"
                 }
-            ));
-        }
+            )
+        } else {
+            "already set up".to_string()
+        });
         self.check_stop()?;
 
         progress.step("Starting the SQL router");
         if spec.router.enabled {
-            if !self.state.is_done("router-user") {
-                bootstrap::router_user(
-                    &self.tools,
-                    &self.layout,
-                    &spec,
-                    &self.secrets,
-                    self.state.primary,
-                )?;
-                self.state.mark_done(&self.layout, "router-user")?;
-            }
+            self.state.once(&self.layout, "router-user", || {
+                bootstrap::router_user(&self.tools, &self.layout, &spec, &self.secrets, primary)
+            })?;
             if let Some(r) = &mut self.router {
                 r.spawn()?;
             }

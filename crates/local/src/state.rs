@@ -56,6 +56,21 @@ impl State {
         self.save(layout)
     }
 
+    /// Runs one-time step `step` unless it finished before, and records it; true if it ran.
+    pub fn once(
+        &mut self,
+        layout: &Layout,
+        step: &str,
+        run: impl FnOnce() -> Result<()>,
+    ) -> Result<bool> {
+        if self.is_done(step) {
+            return Ok(false);
+        }
+        run()?;
+        self.mark_done(layout, step)?;
+        Ok(true)
+    }
+
     /// Writes the record atomically.
     pub fn save(&self, layout: &Layout) -> Result<()> {
         let mut text = serde_json::to_string_pretty(self)

@@ -206,6 +206,17 @@ pub enum ReadYourWrites {
     Global,
 }
 
+impl ReadYourWrites {
+    /// The spelling in `hapress.yaml` and in the router's own config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Session => "session",
+            Self::Global => "global",
+        }
+    }
+}
+
 /// The SQL router: WordPress connects to it as to one MariaDB server; it sends writes to the
 /// primary and plain reads to healthy replicas.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
