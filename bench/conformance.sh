@@ -16,14 +16,10 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--suite S] [--limit N] [--tests LIST]" >&2; exit 2 ;;
   esac
 done
-scripts/setup.sh >/dev/null
-dpkg-query -W -f='${Status}' mariadb-test 2>/dev/null | grep -q "install ok installed" \
-  || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-test >/dev/null
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet -p hapress
-H=$PWD/target/release/hapress
+. bench/common.sh
+bench_prepare --conformance
 MTR=/usr/share/mysql/mysql-test
-WORK=$(mktemp -d /tmp/hapress-conf.XXXXXX); chmod 755 "$WORK"
+bench_workdir hapress-conf
 cleanup() { [ -n "${KEEP:-}" ] && { echo "kept $WORK"; return; }; for d in "$WORK"/*/state; do "$H" down --state-dir "$d" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 

@@ -14,11 +14,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--seconds S] [--threads N]" >&2; exit 2 ;;
   esac
 done
-scripts/setup.sh --bench >/dev/null
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet -p hapress
-H=$PWD/target/release/hapress
-WORK=$(mktemp -d /tmp/hapress-rbench.XXXXXX); chmod 755 "$WORK"
+. bench/common.sh
+bench_prepare --bench
+bench_workdir hapress-rbench
 HTTP=18780; DB=18706; HAP=18790; RT=18791
 cleanup() {
   [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true

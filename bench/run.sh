@@ -17,11 +17,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--rounds N] [--seconds S]" >&2; exit 2 ;;
   esac
 done
-scripts/setup.sh --bench >/dev/null
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet -p hapress
-H=$PWD/target/release/hapress
-WORK=$(mktemp -d /tmp/hapress-bench.XXXXXX); chmod 755 "$WORK"  # www-data workers must reach it
+. bench/common.sh
+bench_prepare --bench
+bench_workdir hapress-bench
 cleanup() { for d in "$WORK"/*/state; do "$H" down --state-dir "$d" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
@@ -46,48 +44,37 @@ COLD=$(printf '%s\n' "${cold[@]}" | median); WARM=$(printf '%s\n' "${warm[@]}" |
 printf 'cold up: %.2f s (runs: %s)   target <= 20 s\n' "$COLD" "${cold[*]}"
 printf 'warm up: %.2f s (runs: %s)   target <= 5 s\n' "$WARM" "${warm[*]}"
 
-echo "== homepage req/s, wrk -t2 -c12 -d${SECONDS_PER}s, $ROUNDS rounds"
-for pair in "ha 3 4 18580 18506" "single 1 12 18680 18606"; do
-  set -- $pair
-  mkdir -p "$WORK/$1"; spec "$1" "$2" "$3" > "$WORK/$1/hapress.yaml"
-  "$H" up --detach -f "$WORK/$1/hapress.yaml" --state-dir "$WORK/$1/state" --http-port "$4" --database-port "$5" >/dev/null
+# Each homepage cluster is created once (initialised, then stopped), with its own ports.
+declare -A HTTP_PORT DB_PORT
+make_cluster() { # name replicas workers router-enabled http-port db-port
+  HTTP_PORT[$1]=$5; DB_PORT[$1]=$6
+  mkdir -p "$WORK/$1"; spec "$1" "$2" "$3" "$4" > "$WORK/$1/hapress.yaml"
+  "$H" up --detach -f "$WORK/$1/hapress.yaml" --state-dir "$WORK/$1/state" --http-port "$5" --database-port "$6" >/dev/null
   "$H" down --state-dir "$WORK/$1/state" >/dev/null
-done
+}
 rps() { wrk -t2 -c12 -d"${SECONDS_PER}s" "http://127.0.0.1:$1/" | awk '/Requests\/sec/ {print $2}'; }
-ha_all=(); single_all=()
-for r in $(seq 1 "$ROUNDS"); do
-  for which in ha single; do
-    port=$([ $which = ha ] && echo 18580 || echo 18680); dbp=$([ $which = ha ] && echo 18506 || echo 18606)
-    "$H" up --detach -f "$WORK/$which/hapress.yaml" --state-dir "$WORK/$which/state" --http-port "$port" --database-port "$dbp" >/dev/null
-    wrk -t2 -c12 -d3s "http://127.0.0.1:$port/" >/dev/null   # warm caches and opcache
-    v=$(rps "$port"); echo "round $r $which: $v req/s"
-    if [ $which = ha ]; then ha_all+=("$v"); else single_all+=("$v"); fi
-    "$H" down --state-dir "$WORK/$which/state" >/dev/null
+mean() { printf '%s\n' "$@" | awk '{s+=$1} END {print s/NR}'; }
+ab() { # cluster-a label-a cluster-b label-b: alternated rounds, means and the ratio a/b
+  local a_all=() b_all=() which label port v r
+  for r in $(seq 1 "$ROUNDS"); do
+    for which in "$1" "$3"; do
+      label=$([ "$which" = "$1" ] && echo "$2" || echo "$4"); port=${HTTP_PORT[$which]}
+      "$H" up --detach -f "$WORK/$which/hapress.yaml" --state-dir "$WORK/$which/state" --http-port "$port" --database-port "${DB_PORT[$which]}" >/dev/null
+      wrk -t2 -c12 -d3s "http://127.0.0.1:$port/" >/dev/null   # warm caches and opcache
+      v=$(rps "$port"); echo "round $r $label: $v req/s"
+      if [ "$which" = "$1" ]; then a_all+=("$v"); else b_all+=("$v"); fi
+      "$H" down --state-dir "$WORK/$which/state" >/dev/null
+    done
   done
-done
-HA=$(printf '%s\n' "${ha_all[@]}" | awk '{s+=$1} END {print s/NR}')
-SINGLE=$(printf '%s\n' "${single_all[@]}" | awk '{s+=$1} END {print s/NR}')
-printf 'HA cluster (3 x 4 workers): %.1f req/s\n' "$HA"
-printf 'single pool (1 x 12 workers): %.1f req/s\n' "$SINGLE"
-printf 'ratio HA / single: %.3f   target >= 0.95\n' "$(echo "$HA / $SINGLE" | bc -l)"
+  local A B; A=$(mean "${a_all[@]}"); B=$(mean "${b_all[@]}")
+  printf '%s: %.1f req/s\n%s: %.1f req/s\n' "$2" "$A" "$4" "$B"
+  printf 'ratio %s / %s: %.3f   target >= 0.95\n' "$2" "$4" "$(echo "$A / $B" | bc -l)"
+}
 
+make_cluster ha 3 4 true 18580 18506
+make_cluster single 1 12 true 18680 18606
+make_cluster direct 3 4 false 18880 18806
+echo "== homepage req/s, wrk -t2 -c12 -d${SECONDS_PER}s, $ROUNDS rounds: HA cluster vs one pool, same 12 workers"
+ab ha "HA cluster (3 x 4 workers)" single "single pool (1 x 12 workers)"
 echo "== homepage req/s through the SQL router vs direct to the primary, $ROUNDS rounds"
-mkdir -p "$WORK/direct"; spec direct 3 4 false > "$WORK/direct/hapress.yaml"
-"$H" up --detach -f "$WORK/direct/hapress.yaml" --state-dir "$WORK/direct/state" --http-port 18880 --database-port 18806 >/dev/null
-"$H" down --state-dir "$WORK/direct/state" >/dev/null
-routed_all=(); direct_all=()
-for r in $(seq 1 "$ROUNDS"); do
-  for which in ha direct; do
-    port=$([ $which = ha ] && echo 18580 || echo 18880); dbp=$([ $which = ha ] && echo 18506 || echo 18806)
-    "$H" up --detach -f "$WORK/$which/hapress.yaml" --state-dir "$WORK/$which/state" --http-port "$port" --database-port "$dbp" >/dev/null
-    wrk -t2 -c12 -d3s "http://127.0.0.1:$port/" >/dev/null
-    v=$(rps "$port"); echo "round $r $([ $which = ha ] && echo router || echo direct): $v req/s"
-    if [ $which = ha ]; then routed_all+=("$v"); else direct_all+=("$v"); fi
-    "$H" down --state-dir "$WORK/$which/state" >/dev/null
-  done
-done
-ROUTED=$(printf '%s\n' "${routed_all[@]}" | awk '{s+=$1} END {print s/NR}')
-DIRECT=$(printf '%s\n' "${direct_all[@]}" | awk '{s+=$1} END {print s/NR}')
-printf 'through the router: %.1f req/s\n' "$ROUTED"
-printf 'direct to the primary: %.1f req/s\n' "$DIRECT"
-printf 'ratio router / direct: %.3f   target >= 0.95\n' "$(echo "$ROUTED / $DIRECT" | bc -l)"
+ab ha "through the router" direct "direct to the primary"

@@ -2,7 +2,8 @@
 # Installs what hapress needs on a fresh Debian 12 / Ubuntu machine, only what is missing.
 #   scripts/setup.sh          runtime: MariaDB, php-fpm, nginx, WordPress, and a Rust toolchain
 #   scripts/setup.sh --test   also the test tools (Python: kubernetes-validate, checkov)
-#   scripts/setup.sh --bench  also the benchmark tools (wrk, sysbench, haproxy)
+#   scripts/setup.sh --bench  also the benchmark tools (wrk, sysbench, haproxy, bc)
+#   scripts/setup.sh --conformance  also MariaDB's test suite (bench/conformance.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,7 @@ for arg in "$@"; do
   case "$arg" in
     --test) PKGS+=(python3 python3-pip) ;;
     --bench) PKGS+=(wrk sysbench haproxy bc) ;;
+    --conformance) PKGS+=(mariadb-test) ;;
     *) echo "setup: unknown option $arg" >&2; exit 2 ;;
   esac
 done
