@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 /// Highly available WordPress from one declarative spec.
 ///
 /// `hapress up` runs a whole HA cluster on this machine (MariaDB primary + replicas with GTID
-/// and semi-sync replication, several php-fpm web replicas, nginx in front); `hapress render`
-/// turns the same spec into Kubernetes manifests.
+/// and semi-sync replication, the hapress SQL router splitting reads from writes, several
+/// php-fpm web replicas, nginx in front); `hapress render` turns the same spec into Kubernetes
+/// manifests; `hapress router` runs the SQL router on its own.
 #[derive(Parser, Debug)]
 #[command(
     name = "hapress",
