@@ -2,6 +2,9 @@
 # SQL router benchmark: sysbench against the primary directly, through HAProxy (TCP mode, the
 # usual alternative) and through `hapress router` (read/write splitting on), in one run, so the
 # ratios compare like with like on this machine.
+# Then PHP's connection per request (what WordPress does): each of N PHP processes connects,
+# sets utf8mb4, reads one option and disconnects, in a loop; through the router with pooling
+# on (the default) and off (poolSize: 0).
 # Usage: sudo bench/router.sh [--seconds S] [--threads N]
 #        PERF=1 bench/router.sh   also profiles the router (perf) into bench/router-profile.txt
 set -euo pipefail
@@ -17,9 +20,10 @@ done
 . bench/common.sh
 bench_prepare --bench
 bench_workdir hapress-rbench
-HTTP=18780; DB=18706; HAP=18790; RT=18791
+HTTP=18780; DB=18706; HAP=18790; RT=18791; RT0=18792
 cleanup() {
   [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
+  [ -n "${R0PID:-}" ] && kill "$R0PID" 2>/dev/null || true
   [ -n "${HPID:-}" ] && kill "$HPID" 2>/dev/null || true
   "$H" down --state-dir "$WORK/state" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -38,6 +42,8 @@ monitorUser: hapress_router
 monitorPasswordFile: $S/secrets/db-router-password
 YAML
 "$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
+sed -e "s/:$RT\$/:$RT0/" "$WORK/router.yaml" > "$WORK/router0.yaml"; echo 'poolSize: 0' >> "$WORK/router0.yaml"
+"$H" router --config "$WORK/router0.yaml" 2>"$WORK/router0.log" & R0PID=$!
 cat > "$WORK/haproxy.cfg" <<CFG
 global
   maxconn 4096
@@ -80,6 +86,37 @@ for t in oltp_point_select oltp_read_only; do
   printf '%-18s router/haproxy %.2f   router/direct %.2f\n' "$t" \
     "$(echo "${R[$t.router]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.direct]}" | bc -l)"
 done
+cat > "$WORK/connect.php" <<'PHP'
+<?php
+// One worker: connection per request until the deadline; prints the number of requests.
+[$_, $port, $secs] = $argv;
+$end = microtime(true) + $secs; $n = 0;
+while (microtime(true) < $end) {
+    $m = new mysqli('127.0.0.1', 'wordpress', getenv('MYSQL_PWD'), 'wordpress', (int) $port);
+    $m->set_charset('utf8mb4');
+    $m->query("SELECT option_value FROM wp_options WHERE option_name = 'siteurl'")->fetch_row();
+    $m->close();
+    $n++;
+}
+echo $n, "\n";
+PHP
+connect_run() { # port -> requests per second over $THREADS PHP workers
+  local pids=() i total=0
+  for i in $(seq "$THREADS"); do php "$WORK/connect.php" "$1" "$SECS" > "$WORK/c.$i" & pids+=($!); done
+  wait "${pids[@]}"
+  for i in $(seq "$THREADS"); do total=$((total + $(cat "$WORK/c.$i"))); done
+  echo $((total / SECS))
+}
+echo "connection per request (PHP mysqli: connect, SET NAMES, one SELECT, close), $THREADS workers, ${SECS}s each"
+printf '%-18s %-14s %12s\n' test path req/s
+for path in direct haproxy router router-nopool; do
+  case $path in direct) port=$DB ;; haproxy) port=$HAP ;; router) port=$RT ;; *) port=$RT0 ;; esac
+  R[connect.$path]=$(connect_run $port)
+  printf '%-18s %-14s %12s\n' connect "$path" "${R[connect.$path]}"
+done
+printf '%-18s router/haproxy %.2f   router/direct %.2f   pooling on/off %.2f\n' connect \
+  "$(echo "${R[connect.router]} / ${R[connect.haproxy]}" | bc -l)" "$(echo "${R[connect.router]} / ${R[connect.direct]}" | bc -l)" \
+  "$(echo "${R[connect.router]} / ${R[connect.router-nopool]}" | bc -l)"
 if [ -n "${PERF:-}" ]; then
   sleep 1; perf report -i "$WORK/perf.data" --no-children --stdio --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | head -40 > bench/router-profile.txt
   echo "profile of the router under oltp_point_select: bench/router-profile.txt"

@@ -42,7 +42,7 @@ fn start_router(c: &Cluster, max_lag: u64) -> Router {
     std::fs::write(
         &cfg,
         format!(
-            "listen: 127.0.0.1:{}\nbackends: [127.0.0.1:{}, 127.0.0.1:{}, 127.0.0.1:{}]\nmonitorUser: hapress_router\nmonitorPasswordFile: {}\nstatusListen: 127.0.0.1:{}\nmaxReplicationLag: {max_lag}\nprobeIntervalMs: 200\n",
+            "listen: 127.0.0.1:{}\nbackends: [127.0.0.1:{}, 127.0.0.1:{}, 127.0.0.1:{}]\nmonitorUser: hapress_router\nmonitorPasswordFile: {}\nstatusListen: 127.0.0.1:{}\nmaxReplicationLag: {max_lag}\nprobeIntervalMs: 200\npoolSize: 6\npoolWaitMs: 300\n",
             ports,
             c.db_port,
             c.db_port + 1,
@@ -123,6 +123,33 @@ fn client(port: u16, password: &str, db: &str, sql: &str) -> (bool, String, Stri
         .env("MYSQL_PWD", password)
         .output()
         .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+/// `mariadb` as the WordPress user on `port`, database `wordpress`, reading `script` from
+/// stdin (so client commands such as `status` work).
+fn piped(port: u16, password: &str, script: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new("mariadb")
+        .args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}")])
+        .args(["-uwordpress", "-N", "-B", "wordpress"])
+        .env("MYSQL_PWD", password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
@@ -319,6 +346,147 @@ echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColum
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Pooling: a finished session's primary connection is reset and serves the next session
+    // without a backend handshake. The thread id in the greeting is that connection's, so it
+    // equals CONNECTION_ID(), and nothing of one session's state reaches the next.
+    let pool = |r: &Router, field: &str| -> u64 {
+        let s = r.status();
+        let b = s["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == format!("127.0.0.1:{}", c.db_port));
+        b.unwrap()["pool"][field].as_u64().unwrap()
+    };
+    // (The greeting is sent before the client says who it is: the router greets with a
+    // connection of the latest login's user and capabilities. The PHP clients above had
+    // others, so the first `mariadb` session gets a new connection.)
+    assert!(piped(r.port, &pw, "SELECT 1;\n").0);
+    let (opened, reused) = (pool(&r, "opened"), pool(&r, "reused"));
+    for _ in 0..10 {
+        let (ok, out, err) = piped(r.port, &pw, "SELECT CONNECTION_ID();\nstatus;\n");
+        assert!(ok, "{err}");
+        let id = out.lines().next().unwrap().trim().to_string();
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("Connection id:") && l.ends_with(&format!("\t{id}"))),
+            "greeting thread id differs from CONNECTION_ID() {id}:\n{out}"
+        );
+    }
+    assert!(
+        pool(&r, "reused") >= reused + 9 && pool(&r, "opened") <= opened + 1,
+        "sessions did not reuse pooled connections: {}",
+        r.status()
+    );
+    let (ok, a, err) = piped(
+        r.port,
+        &pw,
+        "SET @leak = 42; SET SESSION sql_mode = 'ANSI_QUOTES'; SET NAMES latin1; CREATE TABLE leak_t (i INT); CREATE TEMPORARY TABLE leak_tmp (i INT); SELECT GET_LOCK('leak', 0); BEGIN; INSERT INTO leak_t VALUES (1); SELECT CONNECTION_ID();\n",
+    );
+    assert!(ok, "{err}");
+    let a_id = a.lines().last().unwrap().to_string();
+    let (ok, b, err) = piped(
+        r.port,
+        &pw,
+        "SELECT CONNECTION_ID(), @leak IS NULL, @@sql_mode = @@GLOBAL.sql_mode, @@character_set_client, IS_FREE_LOCK('leak'), (SELECT COUNT(*) FROM leak_t);\n",
+    );
+    assert!(ok, "{err}");
+    let charset = client(c.db_port, &pw, "wordpress", "SELECT @@character_set_client").1;
+    assert_eq!(
+        b,
+        format!("{a_id}\t1\t1\t{charset}\t1\t0"),
+        "the next session on the same connection saw the previous one's state"
+    );
+    let (_, _, err) = piped(r.port, &pw, "SELECT * FROM leak_tmp;\n");
+    assert!(err.contains("1146"), "temporary table leaked: {err}");
+    // Errors on the pooled path are still MariaDB's own (the login of a client the router
+    // cannot check is relayed to a new connection).
+    for (password, db) in [("wrong", "wordpress"), (pw.as_str(), "no_such_db")] {
+        let direct = client(c.db_port, password, db, "SELECT 1");
+        let routed = client(r.port, password, db, "SELECT 1");
+        assert!(!direct.0 && !routed.0);
+        assert_eq!(routed.2, direct.2, "error differs from MariaDB's");
+    }
+    // PHP: mysqli's thread_id is CONNECTION_ID(), and KILL of it from another session works
+    // (after one mysqli session, so that the router greets with a mysqli connection).
+    let warm = format!(
+        "new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {});",
+        r.port
+    );
+    let out = Command::new("php")
+        .args(["-r", &warm])
+        .env("PW", &pw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let php = format!(
+        r#"$a = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
+$same = $a->thread_id == $a->query('SELECT CONNECTION_ID()')->fetch_row()[0];
+$b = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
+$b->query('KILL ' . $a->thread_id);
+try {{ $a->query('SELECT 1'); $r = 'alive'; }} catch (mysqli_sql_exception $e) {{ $r = 'killed'; }}
+echo $same ? 'same' : 'differs', ' ', $r, "\n";"#,
+        port = r.port
+    );
+    let out = Command::new("php")
+        .args(["-r", &php])
+        .env("PW", &pw)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "same killed",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Bounded: with poolSize (6) connections to the primary in use, one more session waits
+    // poolWaitMs, then gets MariaDB's ERR 1040; the router serves again once they end.
+    let sleepers: Vec<_> = (0..6)
+        .map(|_| {
+            KillOnDrop(Some(
+                Command::new("mariadb")
+                    .args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", r.port)])
+                    .args(["-uwordpress", "wordpress", "-e", "SELECT SLEEP(3)"])
+                    .env("MYSQL_PWD", &pw)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            ))
+        })
+        .collect();
+    let full = wait_for(Duration::from_secs(5), || {
+        pool(&r, "open") == 6 && pool(&r, "idle") == 0
+    });
+    assert!(
+        full.is_some(),
+        "sleepers did not take the pool: {}",
+        r.status()
+    );
+    let (ok, _, err) = client(r.port, &pw, "wordpress", "SELECT 1");
+    assert!(
+        !ok && err.contains("1040") && err.contains("Too many connections"),
+        "{err}"
+    );
+    for mut s in sleepers {
+        let _ = s.0.take().unwrap().wait();
+    }
+    let (ok, out, err) = client(r.port, &pw, "wordpress", "SELECT 1");
+    assert!(
+        ok && out == "1",
+        "router unusable after the pool was full: {err}"
+    );
+    let metrics = r.get("/metrics");
+    let exhausted = format!(
+        "hapress_router_backend_pool_exhausted_total{{backend=\"127.0.0.1:{}\"}} 1",
+        c.db_port
+    );
+    assert!(metrics.contains(&exhausted), "{metrics}");
 
     // A session opened before the failover: it will try to write afterwards.
     let go = c.dir.path().join("go");

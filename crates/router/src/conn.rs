@@ -149,6 +149,29 @@ impl Conn {
         self.buffered().is_empty()
     }
 
+    /// True when an idle connection was closed by its peer or got unsolicited bytes (a
+    /// killed connection): checked without waiting.
+    pub async fn gone(&mut self) -> bool {
+        if !self.nothing_buffered() {
+            return true;
+        }
+        // One poll of a read, no timer: pending (nothing to read) means alive. Tokio keeps the
+        // socket's readiness, so this costs a syscall only the first time after the peer sent
+        // something.
+        let mut byte = [0u8; 1];
+        let stream = &mut self.stream;
+        std::future::poll_fn(|cx| {
+            let mut rb = tokio::io::ReadBuf::new(&mut byte);
+            std::task::Poll::Ready(
+                match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                    std::task::Poll::Pending => false,
+                    std::task::Poll::Ready(_) => true, // EOF, an error, or unsolicited bytes
+                },
+            )
+        })
+        .await
+    }
+
     /// Reads one whole logical packet of at most `SMALL_PACKET_LIMIT` bytes.
     pub async fn read_packet(&mut self) -> io::Result<(u8, Vec<u8>)> {
         let mut payload = Vec::new();

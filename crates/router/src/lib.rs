@@ -7,12 +7,14 @@
 //! - [`config`]: the router's settings file.
 //! - [`conn`]: the only owner of sockets: buffered chunk I/O, the router's own logins.
 //! - [`topology`]: probes of every backend, the primary election, user password hashes.
+//! - [`pool`]: backend connections reused across client sessions, bounded per backend.
 //! - [`session`]: one client session: relayed handshake, routing, forwarding.
 //! - [`server`]: listener, connection limit, `/metrics` and `/status`.
 
 pub mod classify;
 pub mod config;
 pub mod conn;
+pub mod pool;
 pub mod route;
 pub mod server;
 pub mod session;

@@ -121,6 +121,12 @@ pub fn metrics(topo: &Topology) -> String {
         ("sessions", "gauge"),
         ("statements_total", "counter"),
         ("errors_total", "counter"),
+        ("pool_open", "gauge"),
+        ("pool_idle", "gauge"),
+        ("pool_opened_total", "counter"),
+        ("pool_reused_total", "counter"),
+        ("pool_mismatched_total", "counter"),
+        ("pool_exhausted_total", "counter"),
     ] {
         let _ = writeln!(m, "# TYPE hapress_router_backend_{name} {kind}");
         for b in snap["backends"].as_array().into_iter().flatten() {
@@ -133,7 +139,11 @@ pub fn metrics(topo: &Topology) -> String {
                 },
                 "sessions" => b["sessions"].as_u64().unwrap_or(0),
                 "statements_total" => b["statements"].as_u64().unwrap_or(0),
-                _ => b["errors"].as_u64().unwrap_or(0),
+                "errors_total" => b["errors"].as_u64().unwrap_or(0),
+                pool => {
+                    let field = pool.trim_start_matches("pool_").trim_end_matches("_total");
+                    b["pool"][field].as_u64().unwrap_or(0)
+                }
             };
             let _ = writeln!(
                 m,

@@ -1,6 +1,8 @@
-//! One client session: the handshake relayed to the primary (so the client sees the primary's
-//! greeting, thread id and exact auth errors), then the command loop, which routes each
-//! statement with [`crate::route::decide`] and forwards the answer chunk by chunk.
+//! One client session: the handshake (on a pooled connection to the primary, checked by the
+//! router; else relayed, so the client sees MariaDB's own greeting and auth errors; either
+//! way the thread id the client is given is its primary connection's), then the command loop,
+//! which routes each statement with [`crate::route::decide`] and forwards the answer chunk by
+//! chunk. At the end the backend connections are reset and pooled.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,13 +18,14 @@ use hapress_wire::response::{
 use crate::classify::{classify, Effect, Statement};
 use crate::config::Config;
 use crate::conn::{login, query, Conn, Credential};
+use crate::pool::{self, Key, Lease, ReplicaState};
 use crate::route::{decide, ReadYourWrites, SessionView, Target};
 use crate::topology::Topology;
 
 /// A backend connection held by a session, with the backend's index.
 struct Backend {
     idx: usize,
-    conn: Conn,
+    lease: Lease,
 }
 
 /// Why a session ended abnormally (logged, never sent to other sessions).
@@ -51,13 +54,16 @@ struct Session {
     replay: Vec<Vec<u8>>,
     /// Current database.
     db: Option<Vec<u8>>,
-    /// The router turned `CLIENT_SESSION_TRACK` on for the primary connection (to read each
+    /// The router turned `CLIENT_SESSION_TRACK` on for its backend connections (to read each
     /// write's GTID) although the client did not ask for it: OK packets are re-encoded.
     track_added: bool,
     /// GTID of the session's last write, from the primary's OK packet.
     last_gtid: Option<String>,
     /// The GTID position the replica connection is known to have reached.
     replica_reached: Option<String>,
+    /// The session's backend connections may be reset and pooled when it ends (false after
+    /// `COM_CHANGE_USER` or `COM_SET_OPTION`, whose effects a reset may not undo).
+    reusable: bool,
 }
 
 /// A client must finish logging in within this time.
@@ -65,37 +71,162 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one accepted client until it quits or fails.
 pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()> {
-    let topo2 = topo.clone();
-    let Ok(login) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(topo, config, client)).await
+    let Ok(login) =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(topo.clone(), config, client)).await
     else {
         return Err(SessionEnd("handshake timed out".into()));
     };
     let Some(mut s) = login? else {
         return Ok(());
     };
-    let pidx = s.primary.idx;
     let r = s.command_loop().await;
-    topo2.backends[pidx]
+    // Ended between commands (quit or hang-up): the backend connections can be reset and
+    // reused. Sessions without a database are not pooled (a connection cannot go back to
+    // having none).
+    let reuse = r.is_ok() && s.reusable && s.db.is_some();
+    s.release_replica(reuse);
+    let p = s.primary;
+    topo.backends[p.idx]
         .counters
         .sessions
         .fetch_sub(1, Ordering::Relaxed);
-    if let Some(b) = &s.replica {
-        topo2.backends[b.idx]
-            .counters
-            .sessions
-            .fetch_sub(1, Ordering::Relaxed);
+    if reuse {
+        pool::release(&topo.backends[p.idx].pool, p.lease);
     }
     r
 }
 
-/// The connection phase: greeting, handshake response and auth exchange relayed with the
-/// primary. `None` when the login failed (the client already has MariaDB's ERR).
+/// The client's handshake response as the router sends it to a backend: with
+/// `CLIENT_SESSION_TRACK` when the server offers it (each write's GTID comes back in its OK).
+fn backend_hello(hello: &HandshakeResponse, server: &Greeting) -> HandshakeResponse {
+    let mut h = hello.clone();
+    h.capabilities |= server.capabilities & cap::SESSION_TRACK;
+    h
+}
+
+/// A fresh nonce, printable like MariaDB's.
+fn nonce() -> Vec<u8> {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..20).map(|_| rng.gen_range(33u8..127)).collect()
+}
+
+/// Opens a connection to backend `idx` under a permit of its pool and reads its greeting; on
+/// failure the client gets the error (packet number `seq`): MariaDB's ERR 1040 when the pool
+/// is full, 2003 when the server cannot be reached, or the server's own ERR.
+async fn connect(
+    topo: &Topology,
+    config: &Config,
+    idx: usize,
+    client: &mut Conn,
+    seq: u8,
+) -> R<Lease> {
+    let b = &topo.backends[idx];
+    let Ok(permit) = b
+        .pool
+        .permit(Duration::from_millis(config.pool_wait_ms))
+        .await
+    else {
+        topo.refused.fetch_add(1, Ordering::Relaxed);
+        let msg = "Too many connections (hapress router: poolSize reached)";
+        let _ = client.send_err(seq, 1040, "08004", msg).await;
+        return Err(SessionEnd(msg.into()));
+    };
+    b.pool.opened.fetch_add(1, Ordering::Relaxed);
+    let timeout = Duration::from_millis(config.connect_timeout_ms);
+    let mut conn = match Conn::connect(&b.addr, timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            b.counters.errors.fetch_add(1, Ordering::Relaxed);
+            let msg = format!("hapress router: cannot reach the primary ({}): {e}", b.addr);
+            let _ = client.send_err(seq, 2003, "HY000", &msg).await;
+            return Err(SessionEnd(msg));
+        }
+    };
+    let (_, g) = conn.read_packet().await.map_err(end("primary greeting"))?;
+    if g.first() == Some(&0xff) {
+        client.write_packet(seq, &g).await.map_err(end("client"))?;
+        return Err(SessionEnd("primary refused the connection".into()));
+    }
+    let g = Greeting::parse(&g).map_err(end("primary greeting"))?;
+    Ok(Lease::new(conn, g, permit))
+}
+
+/// The state of a `mysql_native_password` exchange: plugin, nonce and the client's token.
+struct Auth {
+    plugin: String,
+    nonce: Vec<u8>,
+    token: Vec<u8>,
+}
+
+/// Relays the auth exchange between client and backend until OK or ERR (the client's packet
+/// numbers are the backend's plus `offset`). `None` when the login failed (the client has
+/// MariaDB's own ERR).
+async fn relay_auth(
+    client: &mut Conn,
+    backend: &mut Conn,
+    mut auth: Auth,
+    offset: u8,
+    track_added: bool,
+) -> R<Option<Auth>> {
+    loop {
+        let (s, p) = backend.read_packet().await.map_err(end("primary auth"))?;
+        let shown = match p.first() {
+            Some(0x00) if track_added => ok_without_session_state(&p).unwrap_or_else(|| p.clone()),
+            _ => p.clone(),
+        };
+        client
+            .write_packet(s.wrapping_add(offset), &shown)
+            .await
+            .map_err(end("client"))?;
+        match p.first() {
+            Some(0x00) => return Ok(Some(auth)),
+            Some(0xff) => return Ok(None), // wrong password etc.
+            first => {
+                if first == Some(&0xfe) {
+                    let sw = handshake::AuthSwitch::parse(&p).map_err(end("auth switch"))?;
+                    auth.plugin = sw.plugin;
+                    auth.nonce = sw.data;
+                }
+                let (cs, cp) = client.read_packet().await.map_err(end("client auth"))?;
+                if first == Some(&0xfe) {
+                    auth.token.clone_from(&cp);
+                }
+                backend
+                    .write_packet(cs.wrapping_sub(offset), &cp)
+                    .await
+                    .map_err(end("primary"))?;
+            }
+        }
+    }
+}
+
+/// How the router can log in elsewhere as the user of a finished native-password exchange.
+fn credential(topo: &Topology, user: &[u8], auth: &Auth) -> Option<Credential> {
+    if auth.plugin != NATIVE_PASSWORD {
+        None
+    } else if auth.token.is_empty() {
+        Some(Credential::Empty)
+    } else {
+        topo.stage2s(user)
+            .iter()
+            .find_map(|s2| handshake::native_recover_stage1(&auth.token, &auth.nonce, s2))
+            .map(Credential::Stage1)
+    }
+}
+
+/// The connection phase. With a pooled connection to the primary at hand, the router greets
+/// the client itself (that connection's thread id and a fresh nonce), checks the password
+/// against the hash MariaDB stores and switches the connection to the client's database: no
+/// backend handshake. Otherwise (nothing pooled, another user or other capabilities, a
+/// password the router cannot check) the login is relayed to a new connection, so the client
+/// gets MariaDB's own greeting, auth exchange and errors. `None` when the login failed (the
+/// client already has MariaDB's ERR).
 async fn handshake(
     topo: Arc<Topology>,
     config: Arc<Config>,
     mut client: Conn,
 ) -> R<Option<Session>> {
-    let timeout = Duration::from_millis(config.connect_timeout_ms);
     let Some(pidx) = topo.primary() else {
         topo.refused.fetch_add(1, Ordering::Relaxed);
         let _ = client
@@ -108,32 +239,26 @@ async fn handshake(
             .await;
         return Err(SessionEnd("no primary".into()));
     };
-    let addr = topo.backends[pidx].addr.clone();
-    let mut pconn = match Conn::connect(&addr, timeout).await {
-        Ok(c) => c,
-        Err(e) => {
-            topo.backends[pidx]
-                .counters
-                .errors
-                .fetch_add(1, Ordering::Relaxed);
-            let msg = format!("hapress router: cannot reach the primary ({addr}): {e}");
-            let _ = client.send_err(0, 2003, "HY000", &msg).await;
-            return Err(SessionEnd(msg));
+    let pool = topo.backends[pidx].pool.clone();
+    let (greeting, mut lease, pooled) = match pool.take_guess() {
+        Some(l) => {
+            let mut g = l.greeting.clone();
+            g.nonce = nonce();
+            g.auth_plugin = NATIVE_PASSWORD.into();
+            (g, l, true)
+        }
+        None => {
+            let l = connect(&topo, &config, pidx, &mut client, 0).await?;
+            (l.greeting.clone(), l, false)
         }
     };
-    // Greeting: the primary's, minus TLS and compression (the router speaks neither).
-    let (gseq, g) = pconn.read_packet().await.map_err(end("primary greeting"))?;
-    if g.first() == Some(&0xff) {
-        client.write_packet(gseq, &g).await.map_err(end("client"))?;
-        return Err(SessionEnd("primary refused the connection".into()));
-    }
-    let mut greeting = Greeting::parse(&g).map_err(end("primary greeting"))?;
-    greeting.capabilities &= !(cap::SSL | 1 << 5);
+    // What the client sees: the router speaks neither TLS nor compression.
+    let mut shown = greeting.clone();
+    shown.capabilities &= !(cap::SSL | 1 << 5);
     client
-        .write_packet(gseq, &greeting.encode())
+        .write_packet(0, &shown.encode())
         .await
         .map_err(end("client"))?;
-    // Handshake response: relayed as is.
     let (hseq, h) = client
         .read_packet()
         .await
@@ -150,75 +275,130 @@ async fn handshake(
         return Err(SessionEnd("client asked for TLS".into()));
     }
     let hello = HandshakeResponse::parse(&h).map_err(end("client handshake"))?;
-    // Ask the primary for session-state tracking (each write's GTID comes back in its OK
-    // packet); the capability bits are not part of the auth scramble.
-    let mut h = h;
-    let track_added = greeting.capabilities & cap::SESSION_TRACK != 0
-        && hello.capabilities & cap::SESSION_TRACK == 0
-        && h.len() >= 4;
-    if track_added {
-        let caps = hello.capabilities | cap::SESSION_TRACK;
-        h[..4].copy_from_slice(&caps.to_le_bytes());
-    }
-    pconn.write_packet(hseq, &h).await.map_err(end("primary"))?;
-    // Auth exchange, relayed until OK or ERR; remember the native-password token and nonce.
-    let mut plugin = hello
-        .auth_plugin
-        .clone()
-        .unwrap_or_else(|| greeting.auth_plugin.clone());
-    let mut nonce = greeting.nonce.clone();
-    let mut token = hello.auth.clone();
-    loop {
-        let (s, p) = pconn.read_packet().await.map_err(end("primary auth"))?;
+    let sent = backend_hello(&hello, &greeting);
+    let track_added = sent.capabilities != hello.capabilities;
+    let next = hseq.wrapping_add(1);
+    let stage1 = (pooled
+        && hello.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD) == NATIVE_PASSWORD
+        && hello.database.is_some()
+        && lease.key.as_ref() == Some(&Key::new(&sent, &greeting)))
+    .then(|| {
+        topo.stage2s(&hello.user)
+            .iter()
+            .find_map(|s2| handshake::native_recover_stage1(&hello.auth, &greeting.nonce, s2))
+    })
+    .flatten();
+    let credential = if let Some(s1) = stage1 {
+        // Checked here: switch the pooled connection to the client's database; its OK (or
+        // MariaDB's 1049/1044) answers the login.
+        let db = hello.database.clone().unwrap_or_default();
+        lease
+            .conn
+            .write_packet(0, &[&[cmd::INIT_DB][..], &db].concat())
+            .await
+            .map_err(end("primary"))?;
+        let (_, p) = lease.conn.read_packet().await.map_err(end("primary"))?;
         let shown = match p.first() {
             Some(0x00) if track_added => ok_without_session_state(&p).unwrap_or_else(|| p.clone()),
             _ => p.clone(),
         };
         client
-            .write_packet(s, &shown)
+            .write_packet(next, &shown)
             .await
             .map_err(end("client"))?;
-        match p.first() {
-            Some(0x00) => break,
-            Some(0xff) => return Ok(None), // wrong password etc.: the client got MariaDB's own ERR
-            Some(0xfe) => {
-                let sw = handshake::AuthSwitch::parse(&p).map_err(end("auth switch"))?;
-                plugin = sw.plugin;
-                nonce = sw.data;
-                let (cs, cp) = client.read_packet().await.map_err(end("client auth"))?;
-                token.clone_from(&cp);
-                pconn.write_packet(cs, &cp).await.map_err(end("primary"))?;
-            }
-            _ => {
-                let (cs, cp) = client.read_packet().await.map_err(end("client auth"))?;
-                pconn.write_packet(cs, &cp).await.map_err(end("primary"))?;
-            }
+        if p.first() != Some(&0x00) {
+            pool.put(lease); // unchanged by a failed COM_INIT_DB
+            return Ok(None);
         }
-    }
-    let credential = if plugin != NATIVE_PASSWORD {
-        None
-    } else if token.is_empty() {
-        Some(Credential::Empty)
+        pool.reused.fetch_add(1, Ordering::Relaxed);
+        Some(Credential::Stage1(s1))
+    } else if pooled {
+        // Not for this client: relay its login to a new connection, asking the client to
+        // scramble its password again with that server's nonce. The connection whose thread
+        // id the client was given is closed, so no other session ever gets that id.
+        if hello.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD) == NATIVE_PASSWORD
+            && topo.stage2s(&hello.user).iter().any(|s2| {
+                handshake::native_recover_stage1(&hello.auth, &greeting.nonce, s2).is_some()
+            })
+        {
+            pool.mismatched.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(lease);
+        if hello.capabilities & cap::PLUGIN_AUTH == 0 {
+            let msg = "hapress router: this client cannot switch authentication methods";
+            let _ = client.send_err(next, 1045, "28000", msg).await;
+            return Err(SessionEnd(msg.into()));
+        }
+        lease = connect(&topo, &config, pidx, &mut client, next).await?;
+        let g = lease.greeting.clone();
+        let sw = handshake::AuthSwitch {
+            plugin: g.auth_plugin.clone(),
+            data: g.nonce.clone(),
+        };
+        client
+            .write_packet(next, &sw.encode())
+            .await
+            .map_err(end("client"))?;
+        let (_, token) = client.read_packet().await.map_err(end("client auth"))?;
+        let mut h2 = backend_hello(&hello, &g);
+        h2.auth.clone_from(&token);
+        h2.auth_plugin = Some(g.auth_plugin.clone());
+        lease
+            .conn
+            .write_packet(1, &h2.encode())
+            .await
+            .map_err(end("primary"))?;
+        let auth = Auth {
+            plugin: g.auth_plugin,
+            nonce: g.nonce,
+            token,
+        };
+        match relay_auth(&mut client, &mut lease.conn, auth, 2, track_added).await? {
+            Some(a) => credential(&topo, &hello.user, &a),
+            None => return Ok(None),
+        }
     } else {
-        topo.stage2s(&hello.user)
-            .iter()
-            .find_map(|s2| handshake::native_recover_stage1(&token, &nonce, s2))
-            .map(Credential::Stage1)
+        // A new connection: the client's response goes to it as is (the capability bits are
+        // not part of the scramble).
+        let mut h = h;
+        if h.len() >= 4 {
+            h[..4].copy_from_slice(&sent.capabilities.to_le_bytes());
+        }
+        lease
+            .conn
+            .write_packet(hseq, &h)
+            .await
+            .map_err(end("primary"))?;
+        let auth = Auth {
+            plugin: hello
+                .auth_plugin
+                .clone()
+                .unwrap_or_else(|| greeting.auth_plugin.clone()),
+            nonce: greeting.nonce.clone(),
+            token: hello.auth.clone(),
+        };
+        match relay_auth(&mut client, &mut lease.conn, auth, 0, track_added).await? {
+            Some(a) => credential(&topo, &hello.user, &a),
+            None => return Ok(None),
+        }
     };
+    lease.key = credential
+        .is_some()
+        .then(|| Key::new(&backend_hello(&hello, &lease.greeting), &lease.greeting));
+    if let Some(k) = &lease.key {
+        pool.note_login(k);
+    }
     let deprecate_eof = hello.capabilities & greeting.capabilities & cap::DEPRECATE_EOF != 0;
     topo.backends[pidx]
         .counters
         .sessions
         .fetch_add(1, Ordering::Relaxed);
-    let s = Session {
+    Ok(Some(Session {
         db: hello.database.clone(),
         topo: topo.clone(),
         config,
         client,
-        primary: Backend {
-            idx: pidx,
-            conn: pconn,
-        },
+        primary: Backend { idx: pidx, lease },
         replica: None,
         hello,
         credential,
@@ -228,8 +408,8 @@ async fn handshake(
         track_added,
         last_gtid: None,
         replica_reached: None,
-    };
-    Ok(Some(s))
+        reusable: true,
+    }))
 }
 
 impl Session {
@@ -249,14 +429,7 @@ impl Session {
             let stmt = (command == Some(cmd::QUERY)).then(|| classify(&bytes[HEADER + 1..]));
             let target = self.target(stmt.as_ref());
             match command {
-                Some(cmd::QUIT) => {
-                    let raw = bytes.to_vec();
-                    let _ = self.primary.conn.write_raw(&raw).await;
-                    if let Some(r) = &mut self.replica {
-                        let _ = r.conn.write_raw(&raw).await;
-                    }
-                    return Ok(());
-                }
+                Some(cmd::QUIT) => return Ok(()),
                 Some(cmd::CHANGE_USER) => return self.change_user(c).await,
                 _ => {}
             }
@@ -273,6 +446,11 @@ impl Session {
             } else {
                 target
             };
+            if target == Target::Replica && self.primary.lease.conn.gone().await {
+                // The session's own connection was killed (`KILL <its id>`): end the session
+                // as MariaDB would, rather than answer from a replica.
+                return Err(SessionEnd("the primary connection was closed".into()));
+            }
             if trace_enabled() {
                 let text = String::from_utf8_lossy(&first_payload[1..first_payload.len().min(100)]);
                 eprintln!(
@@ -320,13 +498,13 @@ impl Session {
         }
         let topo = self.topo.clone();
         let (idx, backend) = match target {
-            Target::Primary => (self.primary.idx, &mut self.primary.conn),
+            Target::Primary => (self.primary.idx, &mut self.primary.lease.conn),
             Target::Replica => {
                 let b = self
                     .replica
                     .as_mut()
                     .ok_or_else(|| SessionEnd("replica vanished".into()))?;
-                (b.idx, &mut b.conn)
+                (b.idx, &mut b.lease.conn)
             }
         };
         topo.backends[idx]
@@ -389,11 +567,16 @@ impl Session {
                 );
             }
             let ok_packet = rc.first && rc.last && tracker.last_was_ok();
-            if ok_packet && target == Target::Primary {
+            if ok_packet {
+                // Every backend connection tracks session state; the GTID of a write is read
+                // from the primary's OK, and the state is removed for a client that did not
+                // ask for it.
                 let payload = &raw[HEADER..];
-                if let Some(g) = ok_last_gtid(payload) {
-                    topo.note_gtid(&g);
-                    captured = Some(g);
+                if target == Target::Primary {
+                    if let Some(g) = ok_last_gtid(payload) {
+                        topo.note_gtid(&g);
+                        captured = Some(g);
+                    }
                 }
                 match self
                     .track_added
@@ -478,13 +661,17 @@ impl Session {
         match command {
             Some(cmd::INIT_DB) if ok => {
                 self.db = Some(payload[1..].to_vec());
-                self.drop_replica(); // the next replica login uses the new database
+                self.release_replica(true); // the next replica login uses the new database
             }
             Some(cmd::RESET_CONNECTION) if ok => {
                 self.replay.clear();
-                self.drop_replica();
+                self.release_replica(true);
             }
-            Some(cmd::STMT_PREPARE) | Some(cmd::SET_OPTION) => self.view.pinned = true,
+            Some(cmd::STMT_PREPARE) => self.view.pinned = true,
+            Some(cmd::SET_OPTION) => {
+                self.view.pinned = true;
+                self.reusable = false;
+            }
             _ => {}
         }
         let Some(st) = stmt else {
@@ -496,15 +683,15 @@ impl Session {
         match st.effect {
             Effect::Replay => {
                 self.replay.push(payload[1..].to_vec());
-                self.drop_replica();
+                self.release_replica(true);
             }
             Effect::UseDb(name) => {
                 self.db = Some(name.into_bytes());
-                self.drop_replica(); // the next replica login uses the new database
+                self.release_replica(true); // the next replica login uses the new database
             }
             Effect::Pin(_) => {
                 self.view.pinned = true;
-                self.drop_replica();
+                self.release_replica(true);
             }
             Effect::Write => self.view.wrote = true,
             Effect::None => {}
@@ -535,76 +722,112 @@ impl Session {
             return Target::Replica;
         }
         let ms = self.config.gtid_wait_ms;
-        match wait_gtid(&mut b.conn, &needed, ms, self.deprecate_eof).await {
+        match wait_gtid(&mut b.lease.conn, &needed, ms, self.deprecate_eof).await {
             Ok(true) => {
                 self.replica_reached = Some(needed);
                 Target::Replica
             }
             Ok(false) => Target::Primary,
             Err(_) => {
-                self.drop_replica();
+                self.release_replica(false);
                 Target::Primary
             }
         }
     }
 
-    fn drop_replica(&mut self) {
+    /// Gives the replica connection up. Its session state is exactly the database and the
+    /// replayed statements it was set up with (only autocommit reads run there), so when
+    /// `reuse` it goes back to the pool as is, for a session in the same state.
+    fn release_replica(&mut self, reuse: bool) {
         if let Some(b) = self.replica.take() {
-            self.topo.backends[b.idx]
-                .counters
-                .sessions
-                .fetch_sub(1, Ordering::Relaxed);
+            let backend = &self.topo.backends[b.idx];
+            backend.counters.sessions.fetch_sub(1, Ordering::Relaxed);
+            if reuse && self.reusable && b.lease.key.is_some() && b.lease.state.is_some() {
+                backend.pool.put(b.lease);
+            }
         }
     }
 
-    /// Opens (or keeps) a replica connection with the session's state replayed.
+    /// Opens (or keeps) a replica connection in the session's state (database, replayed
+    /// statements): a pooled one already in that state, else a pooled one reset and set up,
+    /// else a new login; the setup commands are pipelined (one write, one wait).
     async fn ensure_replica(&mut self) -> Result<(), ()> {
         if let Some(b) = &self.replica {
             if self.topo.replica_fit(b.idx) {
                 return Ok(());
             }
-            self.drop_replica();
+            self.release_replica(true);
         }
         let idx = self.topo.pick_replica().ok_or(())?;
         let cred = self.credential.clone().ok_or(())?;
+        let db = self.db.clone().ok_or(())?; // (reads of a session without a database stay on the primary)
+        let state = ReplicaState {
+            db: db.clone(),
+            replay: self.replay.clone(),
+        };
         let timeout = Duration::from_millis(self.config.connect_timeout_ms);
-        let addr = self.topo.backends[idx].addr.clone();
-        let attempt = async {
-            let mut conn = Conn::connect(&addr, timeout).await.map_err(|_| ())?;
-            let mut tpl = self.hello.clone();
-            tpl.database.clone_from(&self.db);
-            if tpl.database.is_none() {
-                tpl.capabilities &= !cap::CONNECT_WITH_DB;
-            }
-            // Replica logins never negotiate DEPRECATE_EOF differently from the client's.
-            login(&mut conn, &self.hello.user, &cred, &tpl)
-                .await
-                .map_err(|_| ())?;
+        let backend = &self.topo.backends[idx];
+        let pool = backend.pool.clone();
+        let key = self.primary.lease.key.clone().ok_or(())?;
+        let mut setup: Vec<Vec<u8>> = Vec::new();
+        let replays = |setup: &mut Vec<Vec<u8>>| {
             for stmt in &self.replay {
-                let sql = String::from_utf8_lossy(stmt).into_owned();
-                match exec(&mut conn, &sql).await {
-                    Ok(true) => {}
-                    _ => return Err(()),
+                setup.push([&[cmd::QUERY][..], stmt].concat());
+            }
+        };
+        let (mut lease, reused) = if let Some(l) = pool.take_in_state(&key, &state) {
+            (l, true)
+        } else if let Some(l) = pool.take(&key) {
+            setup.push(vec![cmd::RESET_CONNECTION]);
+            setup.push([&[cmd::INIT_DB][..], &db].concat());
+            replays(&mut setup);
+            (l, true)
+        } else {
+            let Ok(permit) = pool
+                .permit(Duration::from_millis(self.config.pool_wait_ms))
+                .await
+            else {
+                return Err(()); // pool full: this read goes to the primary
+            };
+            pool.opened.fetch_add(1, Ordering::Relaxed);
+            let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);
+            tpl.database = Some(db.clone());
+            let login = async {
+                let mut conn = Conn::connect(&backend.addr, timeout).await.ok()?;
+                // Replica logins never negotiate DEPRECATE_EOF differently from the client's.
+                let g = login(&mut conn, &self.hello.user, &cred, &tpl).await.ok()?;
+                let mut l = Lease::new(conn, g, permit);
+                l.key = Some(Key::new(&tpl, &l.greeting));
+                Some(l)
+            };
+            match tokio::time::timeout(timeout, login).await {
+                Ok(Some(l)) => {
+                    replays(&mut setup);
+                    (l, false)
+                }
+                _ => {
+                    backend.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    // This session stays on the primary (a login that fails would change
+                    // behaviour).
+                    self.credential = None;
+                    return Err(());
                 }
             }
-            Ok(conn)
         };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(conn)) => {
-                self.topo.backends[idx]
-                    .counters
-                    .sessions
-                    .fetch_add(1, Ordering::Relaxed);
-                self.replica = Some(Backend { idx, conn });
+        match tokio::time::timeout(timeout, all_ok(&mut lease.conn, &setup)).await {
+            Ok(Ok(true)) => {
+                if reused {
+                    pool.reused.fetch_add(1, Ordering::Relaxed);
+                }
+                lease.state = Some(state);
+                backend.counters.sessions.fetch_add(1, Ordering::Relaxed);
+                self.replica = Some(Backend { idx, lease });
                 Ok(())
             }
             _ => {
-                self.topo.backends[idx]
-                    .counters
-                    .errors
-                    .fetch_add(1, Ordering::Relaxed);
-                // This session stays on the primary (a replay or login that fails would change
-                // behaviour).
+                backend.counters.errors.fetch_add(1, Ordering::Relaxed);
+                // A replay that fails would change behaviour: this session stays on the
+                // primary.
                 self.credential = None;
                 Err(())
             }
@@ -614,56 +837,41 @@ impl Session {
     /// `COM_CHANGE_USER`: relayed to the primary with its auth exchange; afterwards the session
     /// stays on the primary (its replica login would be for the old user).
     async fn change_user(&mut self, c: hapress_wire::packet::Chunk) -> R<()> {
-        self.drop_replica();
+        self.release_replica(true);
         self.credential = None;
         self.view.pinned = true;
+        self.reusable = false;
         let raw = self.client.chunk_bytes(&c).to_vec();
         self.client.consume(&c);
-        self.primary
-            .conn
-            .write_raw(&raw)
-            .await
-            .map_err(end("primary"))?;
-        loop {
-            let (s, p) = self
-                .primary
-                .conn
-                .read_packet()
-                .await
-                .map_err(end("primary"))?;
-            let shown = match p.first() {
-                Some(0x00) if self.track_added => {
-                    ok_without_session_state(&p).unwrap_or_else(|| p.clone())
-                }
-                _ => p.clone(),
-            };
-            self.client
-                .write_packet(s, &shown)
-                .await
-                .map_err(end("client"))?;
-            match p.first() {
-                Some(0x00) => break,
-                Some(0xff) => break,
-                _ => {
-                    let (cs, cp) = self.client.read_packet().await.map_err(end("client"))?;
-                    self.primary
-                        .conn
-                        .write_packet(cs, &cp)
-                        .await
-                        .map_err(end("primary"))?;
-                }
-            }
-        }
+        let conn = &mut self.primary.lease.conn;
+        conn.write_raw(&raw).await.map_err(end("primary"))?;
+        let auth = Auth {
+            plugin: String::new(),
+            nonce: Vec::new(),
+            token: Vec::new(),
+        };
+        relay_auth(&mut self.client, conn, auth, 0, self.track_added).await?;
         Box::pin(self.command_loop()).await
     }
 }
 
-/// Runs a statement that answers with OK or ERR (state replay); true on OK.
-async fn exec(conn: &mut Conn, sql: &str) -> std::io::Result<bool> {
-    conn.write_packet(0, &[&[cmd::QUERY][..], sql.as_bytes()].concat())
-        .await?;
-    let (_, p) = conn.read_packet().await?;
-    Ok(p.first() == Some(&0x00))
+/// Sends `commands` (each answered by one OK or ERR: `COM_INIT_DB`, state replay) in one
+/// write and reads their answers; true when all are OK.
+async fn all_ok(conn: &mut Conn, commands: &[Vec<u8>]) -> std::io::Result<bool> {
+    if commands.is_empty() {
+        return Ok(true);
+    }
+    let mut out = Vec::with_capacity(commands.iter().map(|c| c.len() + HEADER).sum());
+    for c in commands {
+        hapress_wire::packet::write_packet(&mut out, 0, c);
+    }
+    conn.write_raw(&out).await?;
+    let mut ok = true;
+    for _ in commands {
+        let (_, p) = conn.read_packet().await?;
+        ok &= p.first() == Some(&0x00);
+    }
+    Ok(ok)
 }
 
 /// `SELECT MASTER_GTID_WAIT(gtid, timeout)` on a replica connection: true when the replica

@@ -12,6 +12,7 @@ use hapress_wire::handshake::{parse_stage2_hex, HandshakeResponse};
 
 use crate::config::Config;
 use crate::conn::{login, query, Conn, Credential};
+use crate::pool::Pool;
 
 /// One backend's last probe.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -76,6 +77,8 @@ pub struct Backend {
     pub probe: RwLock<Probe>,
     /// Counters.
     pub counters: Counters,
+    /// Pooled connections.
+    pub pool: Arc<Pool>,
 }
 
 /// Shared router state.
@@ -109,6 +112,7 @@ impl Topology {
                     addr: a.clone(),
                     probe: RwLock::new(Probe::default()),
                     counters: Counters::default(),
+                    pool: Arc::new(Pool::new(config.pool_size)),
                 })
                 .collect(),
             primary: RwLock::new(None),
@@ -238,6 +242,14 @@ impl Topology {
                     "sessions": b.counters.sessions.load(Ordering::Relaxed),
                     "statements": b.counters.statements.load(Ordering::Relaxed),
                     "errors": b.counters.errors.load(Ordering::Relaxed),
+                    "pool": {
+                        "open": b.pool.open_count(),
+                        "idle": b.pool.idle_count(),
+                        "opened": b.pool.opened.load(Ordering::Relaxed),
+                        "reused": b.pool.reused.load(Ordering::Relaxed),
+                        "mismatched": b.pool.mismatched.load(Ordering::Relaxed),
+                        "exhausted": b.pool.exhausted.load(Ordering::Relaxed),
+                    },
                 })
             }).collect::<Vec<_>>(),
         })
@@ -288,6 +300,9 @@ pub async fn probe_loop(topo: Arc<Topology>, config: Arc<Config>, i: usize, pass
             };
         }
         topo.elect();
+        topo.backends[i]
+            .pool
+            .reap(Duration::from_millis(config.pool_idle_timeout_ms));
         ticks += 1;
         tokio::time::sleep(interval).await;
     }

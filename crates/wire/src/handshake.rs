@@ -246,6 +246,17 @@ impl AuthSwitch {
             data: data.strip_suffix(&[0]).unwrap_or(data).to_vec(),
         })
     }
+
+    /// Encodes the request as MariaDB sends it (the data NUL-terminated).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut o = Vec::with_capacity(2 + self.plugin.len() + self.data.len() + 1);
+        o.push(0xfe);
+        o.extend_from_slice(self.plugin.as_bytes());
+        o.push(0);
+        o.extend_from_slice(&self.data);
+        o.push(0);
+        o
+    }
 }
 
 fn sha1(parts: &[&[u8]]) -> [u8; 20] {
@@ -310,6 +321,18 @@ pub fn parse_stage2_hex(s: &str) -> Option<[u8; 20]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_switch_round_trips() {
+        let sw = AuthSwitch {
+            plugin: NATIVE_PASSWORD.into(),
+            data: b"abcdefghij0123456789".to_vec(),
+        };
+        let p = sw.encode();
+        assert_eq!(p[0], 0xfe);
+        assert_eq!(*p.last().unwrap(), 0);
+        assert_eq!(AuthSwitch::parse(&p).unwrap(), sw);
+    }
 
     #[test]
     fn native_password_matches_mariadb() {
