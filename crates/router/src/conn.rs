@@ -162,11 +162,11 @@ impl Conn {
         let stream = &mut self.stream;
         std::future::poll_fn(|cx| {
             let mut rb = tokio::io::ReadBuf::new(&mut byte);
+            // Ready: EOF, an error, or unsolicited bytes.
             std::task::Poll::Ready(
-                match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut rb) {
-                    std::task::Poll::Pending => false,
-                    std::task::Poll::Ready(_) => true, // EOF, an error, or unsolicited bytes
-                },
+                std::pin::Pin::new(&mut *stream)
+                    .poll_read(cx, &mut rb)
+                    .is_ready(),
             )
         })
         .await
