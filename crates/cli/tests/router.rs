@@ -488,6 +488,46 @@ echo $same ? 'same' : 'differs', ' ', $r, "\n";"#,
     );
     assert!(metrics.contains(&exhausted), "{metrics}");
 
+    // Binary-protocol prepared statements run on replicas too: prepared there on first use,
+    // executed under the replica's id with the types the client bound (mysqli binds them once:
+    // later executions carry none); a prepared write is followed by a prepared read that sees
+    // it; closed statements are gone on both servers.
+    let before = r.routed_to_replicas();
+    let php = format!(
+        r#"mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
+$m = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
+$out = [];
+$st = $m->prepare('SELECT v FROM ryw WHERE id = ?');
+$st->bind_param('i', $id);
+foreach ([1, 2, 1] as $id) {{ $st->execute(); $st->bind_result($v); $st->fetch(); $out[] = $v; $st->free_result(); }}
+$ins = $m->prepare('INSERT INTO ryw (v) VALUES (?)');
+$w = 'ps'; $ins->bind_param('s', $w); $ins->execute();
+$id = $ins->insert_id;
+$st->execute(); $st->bind_result($v); $st->fetch(); $out[] = $v; $st->free_result();
+$st->close();
+$p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+$s = $p->prepare('SELECT COUNT(*), MAX(v) FROM ryw WHERE v = ?');
+foreach (['ps', 'fresh', 'none'] as $x) {{ $s->execute([$x]); $out[] = implode(':', $s->fetch(PDO::FETCH_NUM)); }}
+echo implode(',', $out), "\n";"#,
+        port = r.port
+    );
+    let out = Command::new("php")
+        .args(["-r", &php])
+        .env("PW", &pw)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "fresh,waited,fresh,ps,1:ps,1:fresh,0:",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        r.routed_to_replicas() >= before + 5,
+        "prepared reads did not reach replicas: {}",
+        r.status()
+    );
+
     // A session opened before the failover: it will try to write afterwards.
     let go = c.dir.path().join("go");
     let old_session = format!(

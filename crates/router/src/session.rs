@@ -4,6 +4,7 @@
 //! which routes each statement with [`crate::route::decide`] and forwards the answer chunk by
 //! chunk. At the end the backend connections are reset and pooled.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use hapress_wire::packet::HEADER;
 use hapress_wire::response::{
     ok_last_gtid, ok_without_session_state, Outcome, ResponseTracker, Step,
 };
+use hapress_wire::stmt;
 
 use crate::classify::{classify, Effect, Statement};
 use crate::config::Config;
@@ -64,6 +66,27 @@ struct Session {
     /// The session's backend connections may be reset and pooled when it ends (false after
     /// `COM_CHANGE_USER` or `COM_SET_OPTION`, whose effects a reset may not undo).
     reusable: bool,
+    /// Binary-protocol prepared statements, by the id the client knows (the primary's).
+    prepared: HashMap<u32, Prepared>,
+}
+
+/// A prepared statement of a session: prepared on the primary, and on the session's replica
+/// connection the first time one of its executions is routed there.
+struct Prepared {
+    /// Its classification (statements that change session state are not kept: they pin the
+    /// session to the primary).
+    stmt: Statement,
+    /// Its text.
+    sql: Vec<u8>,
+    /// Number of parameters.
+    params: u16,
+    /// The parameter types the client last bound (a replica that has not executed the
+    /// statement yet needs them).
+    types: Option<Vec<u8>>,
+    /// Long data was sent for it, or it was executed with a cursor: it stays on the primary.
+    primary_only: bool,
+    /// Its id on the session's replica connection.
+    on_replica: Option<u32>,
 }
 
 /// A client must finish logging in within this time.
@@ -215,6 +238,17 @@ fn credential(topo: &Topology, user: &[u8], auth: &Auth) -> Option<Credential> {
     }
 }
 
+/// The first connection `take` gives that its server has not closed meanwhile (a restart, a
+/// `KILL`, `wait_timeout`); closed ones are dropped.
+async fn live(mut take: impl FnMut() -> Option<Lease>) -> Option<Lease> {
+    while let Some(mut l) = take() {
+        if !l.conn.gone().await {
+            return Some(l);
+        }
+    }
+    None
+}
+
 /// The connection phase. With a pooled connection to the primary at hand, the router greets
 /// the client itself (that connection's thread id and a fresh nonce), checks the password
 /// against the hash MariaDB stores and switches the connection to the client's database: no
@@ -240,7 +274,7 @@ async fn handshake(
         return Err(SessionEnd("no primary".into()));
     };
     let pool = topo.backends[pidx].pool.clone();
-    let (greeting, mut lease, pooled) = match pool.take_guess() {
+    let (greeting, mut lease, pooled) = match live(|| pool.take_guess()).await {
         Some(l) => {
             let mut g = l.greeting.clone();
             g.nonce = nonce();
@@ -409,6 +443,7 @@ async fn handshake(
         last_gtid: None,
         replica_reached: None,
         reusable: true,
+        prepared: HashMap::new(),
     }))
 }
 
@@ -424,15 +459,43 @@ impl Session {
             }
             let bytes = self.client.chunk_bytes(&c);
             let command = bytes.get(HEADER).copied();
-            // The statement text of COM_QUERY (the first chunk: enough to classify; a > 16 MB
-            // statement is classified by its first 16 MB).
-            let stmt = (command == Some(cmd::QUERY)).then(|| classify(&bytes[HEADER + 1..]));
-            let target = self.target(stmt.as_ref());
+            let first_payload = bytes[HEADER..].to_vec();
+            // The statement: the text of COM_QUERY (the first chunk: enough to classify; a
+            // > 16 MB statement is classified by its first 16 MB), or the prepared statement
+            // COM_STMT_EXECUTE runs. `routable`: a replica may run it.
+            let (stmt, routable) = match command {
+                Some(cmd::QUERY) => (Some(classify(&first_payload[1..])), true),
+                Some(cmd::STMT_EXECUTE) => self.executing(&first_payload, c.last),
+                _ => (None, false),
+            };
+            let target = if routable {
+                self.target(stmt.as_ref())
+            } else {
+                Target::Primary
+            };
             match command {
                 Some(cmd::QUIT) => return Ok(()),
                 Some(cmd::CHANGE_USER) => return self.change_user(c).await,
                 _ => {}
             }
+            if command == Some(cmd::STMT_CLOSE) {
+                self.close_on_replica(&first_payload).await;
+            }
+            let target = if target == Target::Replica {
+                self.replica_ready().await
+            } else {
+                target
+            };
+            // A prepared statement runs on the replica under the id it has there.
+            let (target, readdressed) = match (target, command) {
+                (Target::Replica, Some(cmd::STMT_EXECUTE)) => {
+                    match self.readdress(&first_payload).await {
+                        Some(p) => (Target::Replica, Some(p)),
+                        None => (Target::Primary, None),
+                    }
+                }
+                _ => (target, None),
+            };
             if target == Target::Primary && self.primary_moved() {
                 // Never send to a server that stopped being the primary: close, so the client
                 // reconnects (to the new primary) and re-runs what it had not sent.
@@ -440,12 +503,6 @@ impl Session {
                     "the primary changed; closing the session".into(),
                 ));
             }
-            let first_payload = bytes[HEADER..].to_vec();
-            let target = if target == Target::Replica {
-                self.replica_ready().await
-            } else {
-                target
-            };
             if target == Target::Replica && self.primary.lease.conn.gone().await {
                 // The session's own connection was killed (`KILL <its id>`): end the session
                 // as MariaDB would, rather than answer from a replica.
@@ -458,11 +515,79 @@ impl Session {
                     first_payload[0]
                 );
             }
-            let outcome = self.forward(c, target, &first_payload).await?;
+            let outcome = self
+                .forward(c, target, readdressed.as_deref(), &first_payload)
+                .await?;
             if trace_enabled() {
                 eprintln!("hapress router: trace: done {outcome:?}");
             }
             self.after(command, stmt, target, outcome, &first_payload);
+        }
+    }
+
+    /// `COM_STMT_EXECUTE`: the statement it runs (for the bookkeeping after it) and whether
+    /// a replica may run it: a known statement, in one packet, without a cursor or long data,
+    /// whose parameter types are known. Remembers the types the packet binds.
+    fn executing(&mut self, payload: &[u8], whole: bool) -> (Option<Statement>, bool) {
+        let Some(p) = stmt::statement_id(payload).and_then(|id| self.prepared.get_mut(&id)) else {
+            return (None, false);
+        };
+        let Ok(e) = stmt::parse_execute(payload, p.params) else {
+            return (Some(p.stmt.clone()), false);
+        };
+        if let Some(t) = e.types {
+            if p.types.as_deref() != Some(t) {
+                p.types = Some(t.to_vec());
+            }
+        }
+        if e.flags != 0 {
+            p.primary_only = true; // COM_STMT_FETCH must find the cursor on the same server
+        }
+        let routable = whole && !p.primary_only && (p.params == 0 || p.types.is_some());
+        (Some(p.stmt.clone()), routable)
+    }
+
+    /// The execute packet for the replica connection: the statement prepared there (once per
+    /// connection), its id and the remembered parameter types. `None`: run it on the primary.
+    async fn readdress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+        let id = stmt::statement_id(payload)?;
+        let p = self.prepared.get(&id)?;
+        let (params, types) = (p.params, p.types.clone().unwrap_or_default());
+        let rid = match p.on_replica {
+            Some(rid) => rid,
+            None => {
+                let command = [&[cmd::STMT_PREPARE][..], &p.sql].concat();
+                let b = self.replica.as_mut()?;
+                match prepare(&mut b.lease.conn, &command, self.deprecate_eof).await {
+                    Ok(Some(rid)) => {
+                        self.prepared.get_mut(&id)?.on_replica = Some(rid);
+                        rid
+                    }
+                    Ok(None) => return None, // the replica refused it: the primary runs it
+                    Err(_) => {
+                        self.release_replica(false);
+                        return None;
+                    }
+                }
+            }
+        };
+        stmt::readdress_execute(payload, params, rid, &types).ok()
+    }
+
+    /// `COM_STMT_CLOSE` of a statement also prepared on the replica: closed there too.
+    async fn close_on_replica(&mut self, payload: &[u8]) {
+        let Some(p) = stmt::statement_id(payload).and_then(|id| self.prepared.remove(&id)) else {
+            return;
+        };
+        if let (Some(rid), Some(b)) = (p.on_replica, self.replica.as_mut()) {
+            if b.lease
+                .conn
+                .write_packet(0, &stmt::close(rid))
+                .await
+                .is_err()
+            {
+                self.release_replica(false);
+            }
         }
     }
 
@@ -490,6 +615,7 @@ impl Session {
         &mut self,
         first: hapress_wire::packet::Chunk,
         target: Target,
+        readdressed: Option<&[u8]>,
         payload: &[u8],
     ) -> R<Option<Outcome>> {
         let mut target = target;
@@ -518,9 +644,14 @@ impl Session {
         // Forward the command chunk by chunk.
         let started = std::time::Instant::now();
         let mut c = first;
+        let mut readdressed = readdressed;
         loop {
             let raw = self.client.chunk_bytes(&c);
-            if let Err(e) = backend.write_raw(raw).await {
+            let sent = match readdressed.take() {
+                Some(p) => backend.write_packet(0, p).await.map(|_| ()),
+                None => backend.write_raw(raw).await,
+            };
+            if let Err(e) = sent {
                 self.client.consume(&c);
                 return self
                     .lost(idx, &format!("sending to {}: {e}", topo.backends[idx].addr))
@@ -666,8 +797,36 @@ impl Session {
             Some(cmd::RESET_CONNECTION) if ok => {
                 self.replay.clear();
                 self.release_replica(true);
+                self.prepared.clear();
             }
-            Some(cmd::STMT_PREPARE) => self.view.pinned = true,
+            Some(cmd::STMT_PREPARE) => {
+                if let Some(Outcome::Prepared { id, params }) = outcome {
+                    let stmt = classify(&payload[1..]);
+                    if matches!(stmt.effect, Effect::None | Effect::Write) {
+                        let sql = payload[1..].to_vec();
+                        self.prepared.insert(
+                            id,
+                            Prepared {
+                                stmt,
+                                sql,
+                                params,
+                                types: None,
+                                primary_only: false,
+                                on_replica: None,
+                            },
+                        );
+                    } else {
+                        self.view.pinned = true;
+                    }
+                }
+            }
+            Some(cmd::STMT_SEND_LONG_DATA) => {
+                if let Some(p) =
+                    stmt::statement_id(payload).and_then(|id| self.prepared.get_mut(&id))
+                {
+                    p.primary_only = true;
+                }
+            }
             Some(cmd::SET_OPTION) => {
                 self.view.pinned = true;
                 self.reusable = false;
@@ -742,8 +901,17 @@ impl Session {
         if let Some(b) = self.replica.take() {
             let backend = &self.topo.backends[b.idx];
             backend.counters.sessions.fetch_sub(1, Ordering::Relaxed);
+            let mut had_statements = false;
+            for p in self.prepared.values_mut() {
+                had_statements |= p.on_replica.take().is_some();
+            }
             if reuse && self.reusable && b.lease.key.is_some() && b.lease.state.is_some() {
-                backend.pool.put(b.lease);
+                if had_statements {
+                    // Prepared statements are state too: reset it (which drops them).
+                    pool::release(&backend.pool, b.lease);
+                } else {
+                    backend.pool.put(b.lease);
+                }
             }
         }
     }
@@ -775,9 +943,9 @@ impl Session {
                 setup.push([&[cmd::QUERY][..], stmt].concat());
             }
         };
-        let (mut lease, reused) = if let Some(l) = pool.take_in_state(&key, &state) {
+        let (mut lease, reused) = if let Some(l) = live(|| pool.take_in_state(&key, &state)).await {
             (l, true)
-        } else if let Some(l) = pool.take(&key) {
+        } else if let Some(l) = live(|| pool.take(&key)).await {
             setup.push(vec![cmd::RESET_CONNECTION]);
             setup.push([&[cmd::INIT_DB][..], &db].concat());
             replays(&mut setup);
@@ -841,6 +1009,7 @@ impl Session {
         self.credential = None;
         self.view.pinned = true;
         self.reusable = false;
+        self.prepared.clear();
         let raw = self.client.chunk_bytes(&c).to_vec();
         self.client.consume(&c);
         let conn = &mut self.primary.lease.conn;
@@ -872,6 +1041,27 @@ async fn all_ok(conn: &mut Conn, commands: &[Vec<u8>]) -> std::io::Result<bool> 
         ok &= p.first() == Some(&0x00);
     }
     Ok(ok)
+}
+
+/// `COM_STMT_PREPARE` on a connection of the router's own: the statement id, or `None` when
+/// the server answered with an error.
+async fn prepare(
+    conn: &mut Conn,
+    command: &[u8],
+    deprecate_eof: bool,
+) -> std::io::Result<Option<u32>> {
+    conn.write_packet(0, command).await?;
+    let mut t = ResponseTracker::new(command, deprecate_eof)
+        .ok_or_else(|| std::io::Error::other("no tracker"))?;
+    loop {
+        let (_, p) = conn.read_packet().await?;
+        match t.feed(&p, true).map_err(std::io::Error::other)? {
+            Step::More => {}
+            Step::Done(Outcome::Prepared { id, .. }) => return Ok(Some(id)),
+            Step::Done(_) => return Ok(None),
+            Step::LocalInfile => return Err(std::io::Error::other("LOCAL INFILE in a prepare")),
+        }
+    }
 }
 
 /// `SELECT MASTER_GTID_WAIT(gtid, timeout)` on a replica connection: true when the replica

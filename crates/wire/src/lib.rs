@@ -8,12 +8,14 @@
 //! - [`handshake`]: the server greeting, the client's handshake response, auth scrambles.
 //! - [`response`]: OK/ERR packets and [`response::ResponseTracker`], which tells where a
 //!   server's answer to one command ends (result sets, multi-results, prepared statements).
+//! - [`stmt`]: binary-protocol prepared statements re-addressed to another server.
 
 pub mod codec;
 pub mod consts;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod stmt;
 
 /// A protocol violation by the peer: the session that saw it must end, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
