@@ -444,6 +444,61 @@ echo $same ? 'same' : 'differs', ' ', $r, "\n";"#,
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A client that connects and leaves without logging in (a health check) does not cost
+    // the pooled connection it was greeted with.
+    let idle = pool(&r, "idle");
+    {
+        let mut probe = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+        let mut greeting = [0u8; 4];
+        probe.read_exact(&mut greeting).unwrap();
+    }
+    let kept = wait_for(Duration::from_secs(5), || pool(&r, "idle") == idle);
+    assert!(
+        kept.is_some(),
+        "a health check cost a pooled connection: {}",
+        r.status()
+    );
+    // The router checks a password itself only for a user name with one account, unlocked:
+    // with two accounts of different passwords, the one MariaDB would not pick for this host
+    // is refused exactly as MariaDB refuses it, even once a connection of that user is pooled.
+    c.sql(
+        0,
+        "CREATE USER twin@'127.0.0.1' IDENTIFIED BY 'pw-a'; CREATE USER twin@'%' IDENTIFIED BY 'pw-b'; GRANT SELECT ON wordpress.* TO twin@'127.0.0.1'; GRANT SELECT ON wordpress.* TO twin@'%'",
+    );
+    let as_twin = |port: u16, password: &str| {
+        let out = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                "-utwin",
+            ])
+            .args(["-N", "-B", "wordpress", "-e", "SELECT CURRENT_USER()"])
+            .env("MYSQL_PWD", password)
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    let seen = wait_for(Duration::from_secs(10), || {
+        as_twin(r.port, "pw-a") == as_twin(c.db_port, "pw-a")
+    });
+    assert!(seen.is_some(), "{:?}", as_twin(r.port, "pw-a"));
+    assert_eq!(as_twin(r.port, "pw-a"), as_twin(c.db_port, "pw-a"));
+    assert_eq!(as_twin(r.port, "pw-b"), as_twin(c.db_port, "pw-b"));
+    // A locked account is refused with MariaDB's own error, pooled connection or not.
+    c.sql(
+        0,
+        "ALTER USER twin@'127.0.0.1' ACCOUNT LOCK; DROP USER twin@'%'",
+    );
+    let locked = wait_for(Duration::from_secs(10), || {
+        let (r1, d1) = (as_twin(r.port, "pw-a"), as_twin(c.db_port, "pw-a"));
+        r1 == d1 && d1.1.contains("locked")
+    });
+    assert!(locked.is_some(), "{:?}", as_twin(r.port, "pw-a"));
+
     // Bounded: with poolSize (6) connections to the primary in use, one more session waits
     // poolWaitMs, then gets MariaDB's ERR 1040; the router serves again once they end.
     let sleepers: Vec<_> = (0..6)
@@ -504,7 +559,12 @@ $ins = $m->prepare('INSERT INTO ryw (v) VALUES (?)');
 $w = 'ps'; $ins->bind_param('s', $w); $ins->execute();
 $id = $ins->insert_id;
 $st->execute(); $st->bind_result($v); $st->fetch(); $out[] = $v; $st->free_result();
+$m->begin_transaction(); $id = 2;
+$st->execute(); $st->bind_result($v); $st->fetch(); $out[] = $v; $st->free_result();
+$m->commit();
 $st->close();
+$e = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), '', {port});
+$out[] = $e->query('SELECT DATABASE()')->fetch_row()[0] === null ? 'no db' : 'a db';
 $p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
 $s = $p->prepare('SELECT COUNT(*), MAX(v) FROM ryw WHERE v = ?');
 foreach (['ps', 'fresh', 'none'] as $x) {{ $s->execute([$x]); $out[] = implode(':', $s->fetch(PDO::FETCH_NUM)); }}
@@ -518,7 +578,7 @@ echo implode(',', $out), "\n";"#,
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "fresh,waited,fresh,ps,1:ps,1:fresh,0:",
+        "fresh,waited,fresh,ps,waited,no db,1:ps,1:fresh,0:",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -346,7 +346,9 @@ fn classify_set(code: &str) -> Effect {
     let global = has_word(code, "global") || code.contains("@@global.");
     let word = rest.split([' ', '=']).next().unwrap_or("");
     match word {
-        "transaction" | "password" | "role" | "default" | "statement" => Effect::None,
+        // The active role decides privileges on every server, and survives a reset.
+        "role" => Effect::Pin("SET ROLE"),
+        "transaction" | "password" | "default" | "statement" => Effect::None,
         _ if global => Effect::None,
         // autocommit is followed through the server's status flags; replaying autocommit=0 on a
         // replica would hold a read snapshot there.
@@ -455,6 +457,7 @@ mod tests {
                 Effect::Pin("temporary table"),
             ),
             ("LOCK TABLES t WRITE", Effect::Pin("LOCK TABLES")),
+            ("SET ROLE editor", Effect::Pin("SET ROLE")),
             (
                 "PREPARE s FROM 'SELECT 1'",
                 Effect::Pin("SQL prepared statement"),

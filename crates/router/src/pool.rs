@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hapress_wire::consts::{cap, cmd};
 use hapress_wire::handshake::{Greeting, HandshakeResponse};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::conn::Conn;
 
@@ -103,6 +103,8 @@ pub struct Exhausted;
 #[derive(Debug)]
 pub struct Pool {
     idle: Mutex<Vec<Lease>>,
+    /// Signalled when a connection is returned (a waiter for a slot can close it).
+    returned: Notify,
     /// Key of the latest login: the best guess for the next client's.
     last_key: Mutex<Option<Key>>,
     permits: Option<Arc<Semaphore>>,
@@ -133,6 +135,7 @@ impl Pool {
     pub fn new(size: usize) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
+            returned: Notify::new(),
             last_key: Mutex::new(None),
             permits: (size > 0).then(|| Arc::new(Semaphore::new(size))),
             size,
@@ -165,16 +168,24 @@ impl Pool {
     }
 
     /// The idle connection a new client is greeted with (its thread id becomes the client's,
-    /// before the client has said who it is): the latest one of the latest login's key, else
-    /// the latest one. A client of another user or capabilities gets a new connection.
+    /// before the client has said who it is): the latest reset one of the latest login's key,
+    /// else the latest reset one (a replica connection pooled in its state is never handed
+    /// out as a primary connection). A client of another user or capabilities gets a new
+    /// connection.
     pub fn take_guess(&self) -> Option<Lease> {
         let key = self
             .last_key
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        key.and_then(|k| self.take(&k))
-            .or_else(|| self.idle().pop())
+        let mut idle = self.idle();
+        let i = key
+            .and_then(|k| {
+                idle.iter()
+                    .rposition(|l| l.key.as_ref() == Some(&k) && l.state.is_none())
+            })
+            .or_else(|| idle.iter().rposition(|l| l.state.is_none()))?;
+        Some(idle.remove(i))
     }
 
     /// Remembers the key of a successful login.
@@ -205,28 +216,41 @@ impl Pool {
     pub fn put(&self, mut lease: Lease) {
         lease.since = Instant::now();
         self.idle().push(lease);
+        self.returned.notify_waiters();
     }
 
-    /// A slot for a new connection: free at once, or by closing the longest-idle connection,
-    /// or within `wait`.
+    /// A slot for a new connection: free at once, or by closing the longest-idle connection
+    /// (also one that a session returns while this waits), or freed within `wait`.
     pub async fn permit(&self, wait: Duration) -> Result<Option<OwnedSemaphorePermit>, Exhausted> {
         let Some(sem) = &self.permits else {
             return Ok(None);
         };
-        if let Ok(p) = sem.clone().try_acquire_owned() {
-            return Ok(Some(p));
-        }
-        let evicted = {
-            let mut idle = self.idle();
-            (!idle.is_empty()).then(|| idle.remove(0))
-        };
-        drop(evicted); // closes it, freeing its permit
-        match tokio::time::timeout(wait, sem.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(Some(p)),
-            _ => {
-                self.exhausted.fetch_add(1, Ordering::Relaxed);
-                Err(Exhausted)
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before looking, so a `put` between the look and the wait is not missed.
+            let returned = self.returned.notified();
+            if let Ok(p) = sem.clone().try_acquire_owned() {
+                return Ok(Some(p));
             }
+            let evicted = {
+                let mut idle = self.idle();
+                (!idle.is_empty()).then(|| idle.remove(0))
+            };
+            if let Some(l) = evicted {
+                close(l); // frees its permit
+                continue;
+            }
+            tokio::select! {
+                p = sem.clone().acquire_owned() => {
+                    if let Ok(p) = p {
+                        return Ok(Some(p));
+                    }
+                }
+                _ = returned => continue,
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            self.exhausted.fetch_add(1, Ordering::Relaxed);
+            return Err(Exhausted);
         }
     }
 
@@ -240,7 +264,7 @@ impl Pool {
             *idle = keep;
             old
         };
-        drop(stale);
+        stale.into_iter().for_each(close);
     }
 }
 
@@ -261,10 +285,30 @@ pub fn release(pool: &Arc<Pool>, lease: Lease) {
             lease.conn.read_packet().await
         };
         if let Ok(Ok((_, p))) = tokio::time::timeout(Duration::from_secs(2), reset).await {
-            if p.first() == Some(&0x00) {
+            // A clean answer: an OK, outside any transaction, and nothing else pending.
+            let ok = hapress_wire::response::parse_ok(&p)
+                .is_ok_and(|ok| ok.status & hapress_wire::consts::status::IN_TRANS == 0);
+            if ok && !lease.conn.gone().await {
                 pool.put(lease);
+                return;
             }
         }
+        close(lease);
+    });
+}
+
+/// Closes a connection politely (`COM_QUIT`, so the server does not count an aborted client).
+pub fn close(lease: Lease) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut lease = lease;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            lease.conn.write_packet(0, &[cmd::QUIT]),
+        )
+        .await;
     });
 }
 
@@ -370,6 +414,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_waiter_gets_the_slot_of_a_connection_returned_meanwhile() {
+        let pool = Arc::new(Pool::new(1));
+        let busy = lease(&pool, 1, None).await;
+        let p2 = pool.clone();
+        let returner = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            p2.put(busy); // a session ends: its connection goes idle, keeping its slot
+        });
+        let started = Instant::now();
+        let got = pool.permit(Duration::from_secs(5)).await;
+        assert!(got.is_ok());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "waited for the deadline"
+        );
+        returner.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn reap_closes_connections_idle_too_long() {
         let pool = Pool::new(2);
         pool.put(lease(&pool, 1, None).await);
@@ -377,6 +440,9 @@ mod tests {
         assert_eq!(pool.idle_count(), 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
         pool.reap(Duration::from_millis(10));
-        assert_eq!((pool.idle_count(), pool.open_count()), (0, 0));
+        assert_eq!(pool.idle_count(), 0);
+        // Closed by a task that says COM_QUIT first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(pool.open_count(), 0);
     }
 }

@@ -87,10 +87,35 @@ struct Prepared {
     primary_only: bool,
     /// Its id on the session's replica connection.
     on_replica: Option<u32>,
+    /// The primary has been sent the current parameter types.
+    primary_has_types: bool,
 }
+
+/// Commands after which a connection may still be reset and pooled.
+const KNOWN_COMMANDS: [u8; 16] = [
+    cmd::QUIT,
+    cmd::INIT_DB,
+    cmd::QUERY,
+    cmd::FIELD_LIST,
+    cmd::STATISTICS,
+    cmd::PROCESS_KILL,
+    cmd::PING,
+    cmd::CHANGE_USER,
+    cmd::STMT_PREPARE,
+    cmd::STMT_EXECUTE,
+    cmd::STMT_SEND_LONG_DATA,
+    cmd::STMT_CLOSE,
+    cmd::STMT_RESET,
+    cmd::SET_OPTION,
+    cmd::STMT_FETCH,
+    cmd::RESET_CONNECTION,
+];
 
 /// A client must finish logging in within this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client must answer the greeting within this time.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves one accepted client until it quits or fails.
 pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()> {
@@ -106,7 +131,7 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()
     // Ended between commands (quit or hang-up): the backend connections can be reset and
     // reused. Sessions without a database are not pooled (a connection cannot go back to
     // having none).
-    let reuse = r.is_ok() && s.reusable && s.db.is_some();
+    let reuse = r.is_ok() && s.reusable && s.db.is_some() && topo.resettable(s.primary.idx);
     s.release_replica(reuse);
     let p = s.primary;
     topo.backends[p.idx]
@@ -115,6 +140,8 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()
         .fetch_sub(1, Ordering::Relaxed);
     if reuse {
         pool::release(&topo.backends[p.idx].pool, p.lease);
+    } else if r.is_ok() {
+        pool::close(p.lease);
     }
     r
 }
@@ -293,10 +320,15 @@ async fn handshake(
         .write_packet(0, &shown.encode())
         .await
         .map_err(end("client"))?;
-    let (hseq, h) = client
-        .read_packet()
-        .await
-        .map_err(end("client handshake"))?;
+    // A client that never answers (a health check that only connects, a stalled client) does
+    // not cost the pooled connection it was greeted with.
+    let answer = tokio::time::timeout(HELLO_TIMEOUT, client.read_packet()).await;
+    let Ok(Ok((hseq, h))) = answer else {
+        if pooled {
+            pool.put(lease);
+        }
+        return Err(SessionEnd("the client sent no handshake response".into()));
+    };
     if HandshakeResponse::is_ssl_request(&h) {
         let _ = client
             .send_err(
@@ -308,7 +340,10 @@ async fn handshake(
             .await;
         return Err(SessionEnd("client asked for TLS".into()));
     }
-    let hello = HandshakeResponse::parse(&h).map_err(end("client handshake"))?;
+    let mut hello = HandshakeResponse::parse(&h).map_err(end("client handshake"))?;
+    if hello.database.as_deref() == Some(b"") {
+        hello.database = None; // MariaDB logs such a client in with no database
+    }
     let sent = backend_hello(&hello, &greeting);
     let track_added = sent.capabilities != hello.capabilities;
     let next = hseq.wrapping_add(1);
@@ -317,9 +352,8 @@ async fn handshake(
         && hello.database.is_some()
         && lease.key.as_ref() == Some(&Key::new(&sent, &greeting)))
     .then(|| {
-        topo.stage2s(&hello.user)
-            .iter()
-            .find_map(|s2| handshake::native_recover_stage1(&hello.auth, &greeting.nonce, s2))
+        let s2 = topo.checkable(&hello.user)?;
+        handshake::native_recover_stage1(&hello.auth, &greeting.nonce, &s2)
     })
     .flatten();
     let credential = if let Some(s1) = stage1 {
@@ -341,7 +375,9 @@ async fn handshake(
             .await
             .map_err(end("client"))?;
         if p.first() != Some(&0x00) {
-            pool.put(lease); // unchanged by a failed COM_INIT_DB
+            // 1049 or 1044: the client has MariaDB's ERR. The connection is closed: the thread
+            // id it was shown is never anyone else's.
+            pool::close(lease);
             return Ok(None);
         }
         pool.reused.fetch_add(1, Ordering::Relaxed);
@@ -357,7 +393,7 @@ async fn handshake(
         {
             pool.mismatched.fetch_add(1, Ordering::Relaxed);
         }
-        drop(lease);
+        pool::close(lease);
         if hello.capabilities & cap::PLUGIN_AUTH == 0 {
             let msg = "hapress router: this client cannot switch authentication methods";
             let _ = client.send_err(next, 1045, "28000", msg).await;
@@ -496,6 +532,12 @@ impl Session {
                 }
                 _ => (target, None),
             };
+            let readdressed = match (target, command) {
+                (Target::Primary, Some(cmd::STMT_EXECUTE)) => {
+                    self.types_for_primary(&first_payload, c.last)
+                }
+                _ => readdressed,
+            };
             if target == Target::Primary && self.primary_moved() {
                 // Never send to a server that stopped being the primary: close, so the client
                 // reconnects (to the new primary) and re-runs what it had not sent.
@@ -509,7 +551,11 @@ impl Session {
                 return Err(SessionEnd("the primary connection was closed".into()));
             }
             if trace_enabled() {
-                let text = String::from_utf8_lossy(&first_payload[1..first_payload.len().min(100)]);
+                let text = String::from_utf8_lossy(
+                    first_payload
+                        .get(1..first_payload.len().min(100))
+                        .unwrap_or(&[]),
+                );
                 eprintln!(
                     "hapress router: trace: cmd {:#04x} -> {target:?}: {text}",
                     first_payload[0]
@@ -538,6 +584,7 @@ impl Session {
         if let Some(t) = e.types {
             if p.types.as_deref() != Some(t) {
                 p.types = Some(t.to_vec());
+                p.primary_has_types = false;
             }
         }
         if e.flags != 0 {
@@ -572,6 +619,24 @@ impl Session {
             }
         };
         stmt::readdress_execute(payload, params, rid, &types).ok()
+    }
+
+    /// An execution going to the primary without parameter types (the client bound them
+    /// once, in an execution a replica ran): the packet with the types the primary lacks.
+    fn types_for_primary(&mut self, payload: &[u8], whole: bool) -> Option<Vec<u8>> {
+        let id = stmt::statement_id(payload)?;
+        let p = self.prepared.get_mut(&id)?;
+        let e = stmt::parse_execute(payload, p.params).ok()?;
+        if e.types.is_some() {
+            p.primary_has_types = true;
+            return None;
+        }
+        if p.params == 0 || p.primary_has_types || !whole {
+            return None;
+        }
+        let types = p.types.clone()?;
+        p.primary_has_types = true;
+        stmt::readdress_execute(payload, p.params, id, &types).ok()
     }
 
     /// `COM_STMT_CLOSE` of a statement also prepared on the replica: closed there too.
@@ -618,10 +683,6 @@ impl Session {
         readdressed: Option<&[u8]>,
         payload: &[u8],
     ) -> R<Option<Outcome>> {
-        let mut target = target;
-        if target == Target::Replica && self.ensure_replica().await.is_err() {
-            target = Target::Primary;
-        }
         let topo = self.topo.clone();
         let (idx, backend) = match target {
             Target::Primary => (self.primary.idx, &mut self.primary.lease.conn),
@@ -789,6 +850,10 @@ impl Session {
             }
         }
         self.view.previous = Some(target);
+        if !command.is_some_and(|c| KNOWN_COMMANDS.contains(&c)) {
+            // Replication, shutdown, debug...: what they leave behind is unknown.
+            self.reusable = false;
+        }
         match command {
             Some(cmd::INIT_DB) if ok => {
                 self.db = Some(payload[1..].to_vec());
@@ -813,6 +878,7 @@ impl Session {
                                 types: None,
                                 primary_only: false,
                                 on_replica: None,
+                                primary_has_types: false,
                             },
                         );
                     } else {
@@ -848,8 +914,10 @@ impl Session {
                 self.db = Some(name.into_bytes());
                 self.release_replica(true); // the next replica login uses the new database
             }
-            Effect::Pin(_) => {
+            Effect::Pin(why) => {
                 self.view.pinned = true;
+                // A reset keeps the active role: such a connection is not pooled.
+                self.reusable &= why != "SET ROLE";
                 self.release_replica(true);
             }
             Effect::Write => self.view.wrote = true,
@@ -905,7 +973,12 @@ impl Session {
             for p in self.prepared.values_mut() {
                 had_statements |= p.on_replica.take().is_some();
             }
-            if reuse && self.reusable && b.lease.key.is_some() && b.lease.state.is_some() {
+            if reuse
+                && self.reusable
+                && backend.pool.enabled()
+                && b.lease.key.is_some()
+                && b.lease.state.is_some()
+            {
                 if had_statements {
                     // Prepared statements are state too: reset it (which drops them).
                     pool::release(&backend.pool, b.lease);
@@ -945,17 +1018,17 @@ impl Session {
         };
         let (mut lease, reused) = if let Some(l) = live(|| pool.take_in_state(&key, &state)).await {
             (l, true)
-        } else if let Some(l) = live(|| pool.take(&key)).await {
+        } else if let Some(l) = match self.topo.resettable(idx) {
+            true => live(|| pool.take(&key)).await,
+            false => None,
+        } {
             setup.push(vec![cmd::RESET_CONNECTION]);
             setup.push([&[cmd::INIT_DB][..], &db].concat());
             replays(&mut setup);
             (l, true)
         } else {
-            let Ok(permit) = pool
-                .permit(Duration::from_millis(self.config.pool_wait_ms))
-                .await
-            else {
-                return Err(()); // pool full: this read goes to the primary
+            let Ok(permit) = pool.permit(Duration::ZERO).await else {
+                return Err(()); // pool full: this read goes to the primary at once
             };
             pool.opened.fetch_add(1, Ordering::Relaxed);
             let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);

@@ -27,6 +27,9 @@ pub struct Probe {
     pub lag_seconds: Option<u64>,
     /// `@@gtid_current_pos`.
     pub gtid: String,
+    /// `@@init_connect` is set: a reset connection would not run it again, so connections to
+    /// this server are not reset and pooled.
+    pub init_connect: bool,
     /// Last probe error.
     pub error: Option<String>,
 }
@@ -88,6 +91,7 @@ pub struct Topology {
     pub backends: Vec<Backend>,
     primary: RwLock<Option<usize>>,
     users: RwLock<HashMap<Vec<u8>, Vec<[u8; 20]>>>,
+    checkable: RwLock<HashMap<Vec<u8>, [u8; 20]>>,
     /// Reads routed to replicas / to the primary; writes.
     pub routed_replica: AtomicU64,
     /// Statements routed to the primary.
@@ -117,6 +121,7 @@ impl Topology {
                 .collect(),
             primary: RwLock::new(None),
             users: RwLock::new(HashMap::new()),
+            checkable: RwLock::new(HashMap::new()),
             routed_replica: AtomicU64::new(0),
             routed_primary: AtomicU64::new(0),
             clients: AtomicUsize::new(0),
@@ -208,6 +213,22 @@ impl Topology {
         parse_gtids(gtid)
             .iter()
             .all(|(d, _, n)| have.iter().any(|(hd, _, hn)| hd == d && hn >= n))
+    }
+
+    /// The password hash of `user` when the router may check its logins itself (see
+    /// [`USERS_SQL`]); `None`: relay them to MariaDB.
+    pub fn checkable(&self, user: &[u8]) -> Option<[u8; 20]> {
+        self.checkable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .copied()
+    }
+
+    /// Connections to backend `i` may be reset and reused (no `init_connect` there).
+    pub fn resettable(&self, i: usize) -> bool {
+        let p = self.probe_of(i);
+        p.up && !p.init_connect
     }
 
     /// Password hashes (`SHA1(SHA1(password))`) known for `user`.
@@ -341,7 +362,7 @@ async fn probe_once(
         timeout,
         query(
             c,
-            "SELECT @@read_only AS ro, @@gtid_current_pos AS gtid",
+            "SELECT @@read_only AS ro, @@gtid_current_pos AS gtid, @@init_connect <> '' AS ic",
             false,
         ),
     )
@@ -364,6 +385,7 @@ async fn probe_once(
             .get(0, "Seconds_Behind_Master")
             .and_then(|s| s.parse().ok()),
         gtid: vars.get(0, "gtid").unwrap_or("").to_string(),
+        init_connect: vars.get(0, "ic") == Some("1"),
         error: None,
     };
     let is_writable = !probe.read_only;
@@ -385,23 +407,43 @@ async fn refresh_user_hashes(
 ) -> Result<(), String> {
     let rows = tokio::time::timeout(
         timeout,
-        query(c, "SELECT User AS u, JSON_VALUE(Priv, '$.authentication_string') AS h FROM mysql.global_priv", false),
+        query(c, USERS_SQL, false),
     )
     .await
     .map_err(|_| "reading users timed out".to_string())?
     .map_err(|e| e.to_string())?
     .map_err(|(code, m)| format!("reading mysql.global_priv (grant SELECT ON mysql.global_priv to the monitor user): {code} {m}"))?;
     let mut users: HashMap<Vec<u8>, Vec<[u8; 20]>> = HashMap::new();
+    let mut accounts: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut checkable: HashMap<Vec<u8>, [u8; 20]> = HashMap::new();
     for i in 0..rows.rows.len() {
-        if let (Some(u), Some(h)) = (rows.get(i, "u"), rows.get(i, "h")) {
-            if let Some(s2) = parse_stage2_hex(h) {
-                users.entry(u.as_bytes().to_vec()).or_default().push(s2);
-            }
+        let Some(u) = rows.get(i, "u") else { continue };
+        let u = u.as_bytes().to_vec();
+        *accounts.entry(u.clone()).or_default() += 1;
+        let Some(s2) = rows.get(i, "h").and_then(parse_stage2_hex) else {
+            continue;
+        };
+        users.entry(u.clone()).or_default().push(s2);
+        if rows.get(i, "ok") == Some("1") {
+            checkable.insert(u, s2);
         }
     }
+    checkable.retain(|u, _| accounts.get(u) == Some(&1));
     *topo.users.write().unwrap_or_else(|e| e.into_inner()) = users;
+    *topo.checkable.write().unwrap_or_else(|e| e.into_inner()) = checkable;
     Ok(())
 }
+
+/// Every account's password hash, and whether the router may check a login of it itself: a
+/// `mysql_native_password` account that is not locked, whose password is not expired and has
+/// no lifetime of its own (only such an account, when it is the only one with that user name,
+/// so the host part cannot matter).
+const USERS_SQL: &str = "SELECT User AS u, JSON_VALUE(Priv, '$.authentication_string') AS h, \
+     (IFNULL(JSON_VALUE(Priv, '$.plugin'), 'mysql_native_password') = 'mysql_native_password' \
+     AND IFNULL(JSON_VALUE(Priv, '$.account_locked'), 'false') = 'false' \
+     AND IFNULL(JSON_VALUE(Priv, '$.password_last_changed'), '1') <> '0' \
+     AND IFNULL(JSON_VALUE(Priv, '$.password_lifetime'), '-1') = '-1' \
+     AND @@default_password_lifetime = 0) AS ok FROM mysql.global_priv";
 
 /// Parses a GTID position such as `0-1-42,1-2-7` into (domain, server, sequence) triples;
 /// malformed parts are skipped.
