@@ -59,24 +59,25 @@ CFG
 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & HPID=$!
 sleep 1
 
-SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=wordpress --mysql-db=wordpress --tables=4 --table-size=10000 --db-ps-mode=disable)
+SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=wordpress --mysql-db=wordpress --tables=4 --table-size=10000)
 sysbench oltp_read_only "${SB[@]}" --mysql-port=$DB --mysql-password="$MYSQL_PWD" prepare >/dev/null
 # Let the replicas apply the load before measuring.
 for i in 1 2; do
   mariadb --no-defaults -uroot -S "$S/run/db-$i.sock" -N -e "SELECT MASTER_GTID_WAIT('$(mariadb --no-defaults -uroot -S "$S/run/db-0.sock" -N -e 'SELECT @@gtid_binlog_pos')', 30)" >/dev/null
 done
 
-run() { # test port -> "qps p95"
-  sysbench "$1" "${SB[@]}" --mysql-port="$2" --mysql-password="$MYSQL_PWD" --threads="$THREADS" --time="$SECS" --percentile=95 run \
+run() { # test[:ps] port -> "qps p95" (":ps": server-side prepared statements)
+  local mode=disable; [ "${1#*:}" = ps ] && mode=auto
+  sysbench "${1%:ps}" "${SB[@]}" --db-ps-mode=$mode --mysql-port="$2" --mysql-password="$MYSQL_PWD" --threads="$THREADS" --time="$SECS" --percentile=95 run \
     | awk '/queries:/ {gsub(/[(]/,"",$3); q=$3} /95th percentile:/ {p=$3} END {print q, p}'
 }
-echo "sysbench, $THREADS threads, ${SECS}s each, text protocol (--db-ps-mode=disable)"
+echo "sysbench, $THREADS threads, ${SECS}s each, text protocol (--db-ps-mode=disable); :ps = prepared statements (--db-ps-mode=auto)"
 printf '%-18s %-10s %12s %10s\n' test path qps p95_ms
 declare -A R
-for t in oltp_point_select oltp_read_only; do
+for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
   for path in direct haproxy router; do
     port=$([ $path = direct ] && echo $DB || ([ $path = haproxy ] && echo $HAP || echo $RT))
-    if [ -n "${PERF:-}" ] && [ $path = router ] && [ $t = oltp_point_select ]; then
+    if [ -n "${PERF:-}" ] && [ $path = router ] && [ "$t" = oltp_point_select ]; then
       perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
     fi
     read -r q p < <(run $t "$port")

@@ -564,7 +564,8 @@ $st->execute(); $st->bind_result($v); $st->fetch(); $out[] = $v; $st->free_resul
 $m->commit();
 $st->close();
 $e = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), '', {port});
-$out[] = $e->query('SELECT DATABASE()')->fetch_row()[0] === null ? 'no db' : 'a db';
+$out[] = ($e->query('SELECT DATABASE()')->fetch_row()[0] === null ? 'no db' : 'a db')
+    . ($e->thread_id == $e->query('SELECT CONNECTION_ID()')->fetch_row()[0] ? ' same id' : ' other id');
 $p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
 $s = $p->prepare('SELECT COUNT(*), MAX(v) FROM ryw WHERE v = ?');
 foreach (['ps', 'fresh', 'none'] as $x) {{ $s->execute([$x]); $out[] = implode(':', $s->fetch(PDO::FETCH_NUM)); }}
@@ -578,7 +579,7 @@ echo implode(',', $out), "\n";"#,
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "fresh,waited,fresh,ps,waited,no db,1:ps,1:fresh,0:",
+        "fresh,waited,fresh,ps,waited,no db same id,1:ps,1:fresh,0:",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

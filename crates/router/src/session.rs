@@ -129,9 +129,8 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()
     };
     let r = s.command_loop().await;
     // Ended between commands (quit or hang-up): the backend connections can be reset and
-    // reused. Sessions without a database are not pooled (a connection cannot go back to
-    // having none).
-    let reuse = r.is_ok() && s.reusable && s.db.is_some() && topo.resettable(s.primary.idx);
+    // reused.
+    let reuse = r.is_ok() && s.reusable && topo.resettable(s.primary.idx);
     s.release_replica(reuse);
     let p = s.primary;
     topo.backends[p.idx]
@@ -265,6 +264,41 @@ fn credential(topo: &Topology, user: &[u8], auth: &Auth) -> Option<Credential> {
     }
 }
 
+/// `COM_CHANGE_USER` on a pooled connection to the same user with no database (it also
+/// resets the session), answered with `SHA1(password)`; the server's final OK or ERR.
+async fn change_user(
+    lease: &mut Lease,
+    hello: &HandshakeResponse,
+    stage1: &[u8; 20],
+) -> std::io::Result<Vec<u8>> {
+    let token = handshake::native_token_from_stage1(stage1, &lease.greeting.nonce);
+    let mut c = vec![cmd::CHANGE_USER];
+    c.extend_from_slice(&hello.user);
+    c.push(0);
+    c.push(token.len() as u8);
+    c.extend_from_slice(&token);
+    c.push(0); // no database
+    c.extend_from_slice(&u16::from(hello.charset).to_le_bytes());
+    c.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+    c.push(0);
+    c.push(0); // no connection attributes
+    lease.conn.write_packet(0, &c).await?;
+    loop {
+        let (seq, p) = lease.conn.read_packet().await?;
+        if p.first() != Some(&0xfe) {
+            return Ok(p);
+        }
+        let sw = handshake::AuthSwitch::parse(&p).map_err(std::io::Error::other)?;
+        if sw.plugin != NATIVE_PASSWORD {
+            return Err(std::io::Error::other(
+                "unexpected auth plugin in COM_CHANGE_USER",
+            ));
+        }
+        let token = handshake::native_token_from_stage1(stage1, &sw.data);
+        lease.conn.write_packet(seq.wrapping_add(1), &token).await?;
+    }
+}
+
 /// The first connection `take` gives that its server has not closed meanwhile (a restart, a
 /// `KILL`, `wait_timeout`); closed ones are dropped.
 async fn live(mut take: impl FnMut() -> Option<Lease>) -> Option<Lease> {
@@ -349,7 +383,6 @@ async fn handshake(
     let next = hseq.wrapping_add(1);
     let stage1 = (pooled
         && hello.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD) == NATIVE_PASSWORD
-        && hello.database.is_some()
         && lease.key.as_ref() == Some(&Key::new(&sent, &greeting)))
     .then(|| {
         let s2 = topo.checkable(&hello.user)?;
@@ -357,15 +390,33 @@ async fn handshake(
     })
     .flatten();
     let credential = if let Some(s1) = stage1 {
-        // Checked here: switch the pooled connection to the client's database; its OK (or
-        // MariaDB's 1049/1044) answers the login.
-        let db = hello.database.clone().unwrap_or_default();
-        lease
-            .conn
-            .write_packet(0, &[&[cmd::INIT_DB][..], &db].concat())
-            .await
-            .map_err(end("primary"))?;
-        let (_, p) = lease.conn.read_packet().await.map_err(end("primary"))?;
+        // Checked here. Switch the pooled connection to the client's database (its OK, or
+        // MariaDB's 1049/1044, answers the login); a client without one gets a connection
+        // without one (`COM_CHANGE_USER` to the same user, the only way back to no database),
+        // and the OK a fresh login gets.
+        let p = match &hello.database {
+            Some(db) => {
+                let command = [&[cmd::INIT_DB][..], db].concat();
+                lease
+                    .conn
+                    .write_packet(0, &command)
+                    .await
+                    .map_err(end("primary"))?;
+                lease.conn.read_packet().await.map_err(end("primary"))?.1
+            }
+            None => {
+                let p = change_user(&mut lease, &hello, &s1)
+                    .await
+                    .map_err(end("primary"))?;
+                match hapress_wire::response::parse_ok(&p) {
+                    Ok(ok) => {
+                        let st = ok.status & !status::SESSION_STATE_CHANGED;
+                        vec![0, 0, 0, st as u8, (st >> 8) as u8, 0, 0]
+                    }
+                    Err(_) => p,
+                }
+            }
+        };
         let shown = match p.first() {
             Some(0x00) if track_added => ok_without_session_state(&p).unwrap_or_else(|| p.clone()),
             _ => p.clone(),
