@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Idle clients against `hapress router`: N clients connect at once and log in, then stay idle;
+# prints how many got a session and how many MariaDB's ERR 1040 (poolSize backend connections
+# per backend; the rest wait poolWaitMs), and the router's resident memory before, at the peak
+# and after they leave, in waves (later waves must not need more).
+# Usage: sudo bench/idle.sh [--clients N] [--waves W]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=10000; WAVES=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --clients) N=$2; shift 2 ;;
+    --waves) WAVES=$2; shift 2 ;;
+    *) echo "usage: $0 [--clients N]" >&2; exit 2 ;;
+  esac
+done
+. bench/common.sh
+bench_prepare --bench
+bench_workdir hapress-idle
+HTTP=18980; DB=18906; RT=18991
+cleanup() {
+  [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
+  "$H" down --state-dir "$WORK/state" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+printf 'apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: idle}\nspec:\n  web: {replicas: 1}\n' > "$WORK/hapress.yaml"
+"$H" up --detach -f "$WORK/hapress.yaml" --state-dir "$WORK/state" --http-port $HTTP --database-port $DB >/dev/null
+S=$WORK/state
+export MYSQL_PWD; MYSQL_PWD=$(cat "$S/secrets/db-wordpress-password")
+cat > "$WORK/router.yaml" <<YAML
+listen: 127.0.0.1:$RT
+backends: [127.0.0.1:$DB, 127.0.0.1:$((DB+1)), 127.0.0.1:$((DB+2))]
+monitorUser: hapress_router
+monitorPasswordFile: $S/secrets/db-router-password
+YAML
+ulimit -n $((N + 1024)) 2>/dev/null || true
+"$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
+sleep 1.5
+rss() { awk '/VmRSS/ {print $2}' "/proc/$RPID/status"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$RPID/status"; }
+before=$(rss)
+echo "router RSS before: $((before / 1024)) MiB"
+for wave in $(seq "$WAVES"); do
+  python3 bench/idle.py 127.0.0.1 $RT wordpress wordpress "$N" 3 > "$WORK/idle.out" &
+  IPID=$!
+  sleep 2.5; during=$(rss)
+  wait $IPID
+  sleep 2; after=$(rss)
+  echo "wave $wave: $N clients at once: $(cat "$WORK/idle.out")"
+  echo "wave $wave: router RSS with the clients $((during / 1024)) MiB, peak so far $(( $(hwm) / 1024)) MiB, after they left $((after / 1024)) MiB; open files after $(ls /proc/$RPID/fd | wc -l)"
+done
