@@ -84,7 +84,11 @@ fn accept(
             return;
         };
         topo.clients.fetch_add(1, Ordering::Relaxed);
-        let _ = crate::session::run(topo.clone(), config, client).await;
+        if let Err(e) = crate::session::run(topo.clone(), config, client).await {
+            if crate::session::trace_enabled() {
+                eprintln!("hapress router: trace: session ended: {}", e.0);
+            }
+        }
         topo.clients.fetch_sub(1, Ordering::Relaxed);
     });
 }

@@ -51,6 +51,8 @@ struct Session {
     /// How to log in to a replica as this user (`None`: reads stay on the primary).
     credential: Option<Credential>,
     deprecate_eof: bool,
+    /// `MARIADB_CLIENT_CACHE_METADATA` is in effect (result sets may skip their metadata).
+    cache_metadata: bool,
     view: SessionView,
     /// Statements replayed on every new replica connection (`SET NAMES`, `SET SESSION ...`).
     replay: Vec<Vec<u8>>,
@@ -510,6 +512,11 @@ async fn handshake(
         pool.note_login(k);
     }
     let deprecate_eof = hello.capabilities & greeting.capabilities & cap::DEPRECATE_EOF != 0;
+    let cache_metadata = hello.capabilities & cap::MYSQL == 0
+        && hello.mariadb_capabilities
+            & greeting.mariadb_capabilities
+            & hapress_wire::consts::mariadb_cap::CACHE_METADATA
+            != 0;
     topo.backends[pidx]
         .counters
         .sessions
@@ -524,6 +531,7 @@ async fn handshake(
         hello,
         credential,
         deprecate_eof,
+        cache_metadata,
         view: SessionView::default(),
         replay: Vec::new(),
         track_added,
@@ -775,7 +783,9 @@ impl Session {
             }
             c = self.client.next_chunk().await.map_err(end("client"))?;
         }
-        let Some(mut tracker) = ResponseTracker::new(payload, self.deprecate_eof) else {
+        let Some(mut tracker) = ResponseTracker::new(payload, self.deprecate_eof)
+            .map(|t| t.cache_metadata(self.cache_metadata))
+        else {
             return Ok(None);
         };
         // Relay the answer; flush whenever the backend has nothing more buffered.
@@ -1208,7 +1218,7 @@ async fn wait_gtid(
 
 /// `HAPRESS_ROUTER_TRACE=1`: log every command, its target and its outcome to stderr (the
 /// statement's first 100 bytes: never on in production, statements can hold data).
-fn trace_enabled() -> bool {
+pub(crate) fn trace_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("HAPRESS_ROUTER_TRACE").is_some_and(|v| v == "1"))
 }

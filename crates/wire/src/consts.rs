@@ -42,6 +42,13 @@ pub mod cap {
     pub const MYSQL: u32 = 1;
 }
 
+/// MariaDB extended capabilities (the greeting's and handshake response's extra 32 bits).
+pub mod mariadb_cap {
+    /// `MARIADB_CLIENT_CACHE_METADATA`: prepared statements' metadata is sent only when it
+    /// changed (a "metadata follows" byte after each result set's column count).
+    pub const CACHE_METADATA: u32 = 1 << 4;
+}
+
 /// Server status flags (in OK and EOF packets).
 pub mod status {
     pub const IN_TRANS: u16 = 0x0001;

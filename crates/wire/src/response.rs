@@ -238,6 +238,7 @@ pub struct ResponseTracker {
     local_infile_allowed: bool,
     prepared: Option<(u32, u16)>,
     last_ok: bool,
+    cache_metadata: bool,
 }
 
 impl ResponseTracker {
@@ -261,7 +262,16 @@ impl ResponseTracker {
             local_infile_allowed: c == cmd::QUERY,
             prepared: (c == cmd::STMT_PREPARE).then_some((0, 0)),
             last_ok: false,
+            cache_metadata: false,
         })
+    }
+
+    /// On a connection where MariaDB's `MARIADB_CLIENT_CACHE_METADATA` was negotiated: the
+    /// column count of a result set is followed by a "metadata follows" byte, and when it is
+    /// 0 (a prepared statement's unchanged metadata) no column definitions come.
+    pub fn cache_metadata(mut self, on: bool) -> Self {
+        self.cache_metadata = on;
+        self
     }
 
     /// True when the packet last fed was an OK packet (which carries session state when
@@ -326,11 +336,17 @@ impl ResponseTracker {
                     Step::LocalInfile
                 }
                 Some(_) => {
-                    let n = Reader::new(p).lenenc_int()?;
+                    let mut r = Reader::new(p);
+                    let n = r.lenenc_int()?;
                     if n == 0 {
                         return err("result set with zero columns");
                     }
-                    self.state = State::Columns(n);
+                    let metadata = !self.cache_metadata || r.u8().unwrap_or(1) != 0;
+                    self.state = if metadata {
+                        State::Columns(n)
+                    } else {
+                        State::AfterColumns
+                    };
                     Step::More
                 }
             },
@@ -624,6 +640,25 @@ mod tests {
         ];
         for (name, c, de, packets, want) in table {
             assert_eq!(run(c, de, &packets), want, "{name}");
+        }
+        // MARIADB_CLIENT_CACHE_METADATA: "metadata follows" 0 skips the definitions (the EOF
+        // that closes them still comes without DEPRECATE_EOF); 1 sends them.
+        for (de, packets) in [
+            (false, vec![vec![1, 0], eof(ac), vec![0, 0, 1], eof(ac)]),
+            (true, vec![vec![1, 0], vec![0, 0, 1], eof(ac)]),
+            (
+                false,
+                vec![vec![1, 1], COL.to_vec(), eof(ac), vec![0, 0, 1], eof(ac)],
+            ),
+        ] {
+            let mut t = ResponseTracker::new(&[cmd::STMT_EXECUTE], de)
+                .unwrap()
+                .cache_metadata(true);
+            let last = packets.len() - 1;
+            for (i, p) in packets.iter().enumerate() {
+                let step = t.feed(p, true).unwrap();
+                assert_eq!(step == Step::More, i < last, "{packets:?} at {i}");
+            }
         }
         // A progress report (ERR header, code 0xffff) is not the end of the answer.
         let mut t = ResponseTracker::new(&q, false).unwrap();
