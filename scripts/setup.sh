@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hapress needs on a fresh Debian 12 / Ubuntu machine, only what is missing.
 #   scripts/setup.sh          runtime: MariaDB, php-fpm, nginx, WordPress, and a Rust toolchain
-#   scripts/setup.sh --test   also the test tools (Python: kubernetes-validate, checkov)
+#   scripts/setup.sh --test   also the test tools (Python: kubernetes-validate, checkov; sysbench)
 #   scripts/setup.sh --bench  also the benchmark tools (wrk, sysbench, haproxy, bc)
 #   scripts/setup.sh --conformance  also MariaDB's test suite (bench/conformance.sh)
 set -euo pipefail
@@ -17,7 +17,7 @@ fi
 PKGS=(mariadb-server mariadb-client mariadb-backup php-fpm php-mysql php-cli wordpress nginx ca-certificates curl gcc)
 for arg in "$@"; do
   case "$arg" in
-    --test) PKGS+=(python3 python3-pip) ;;
+    --test) PKGS+=(python3 python3-pip sysbench) ;;
     --bench) PKGS+=(wrk sysbench haproxy bc) ;;
     --conformance) PKGS+=(mariadb-test) ;;
     *) echo "setup: unknown option $arg" >&2; exit 2 ;;

@@ -589,6 +589,39 @@ echo implode(',', $out), "\n";"#,
         r.status()
     );
 
+    // libmariadb's prepared statements (sysbench: binary protocol, cached metadata, several
+    // threads) run through the router and reach the replicas.
+    let before = r.routed_to_replicas();
+    let sysbench = |phase: &str, extra: &[&str]| {
+        let out = Command::new("sysbench")
+            .arg("oltp_point_select")
+            .args([
+                "--db-driver=mysql",
+                "--mysql-host=127.0.0.1",
+                "--mysql-user=wordpress",
+            ])
+            .arg(format!("--mysql-port={}", r.port))
+            .arg(format!("--mysql-password={pw}"))
+            .args(["--mysql-db=wordpress", "--tables=1", "--table-size=100"])
+            .args(["--db-ps-mode=auto", "--threads=2"])
+            .args(extra)
+            .arg(phase)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !text.contains("FATAL"), "{text}");
+        text
+    };
+    sysbench("prepare", &[]);
+    let text = sysbench("run", &["--time=2"]);
+    assert!(text.contains("queries:"), "{text}");
+    assert!(
+        r.routed_to_replicas() > before + 100,
+        "sysbench's prepared reads did not reach replicas: {}",
+        r.status()
+    );
+
     // A session opened before the failover: it will try to write afterwards.
     let go = c.dir.path().join("go");
     let old_session = format!(
