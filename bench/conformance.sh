@@ -26,6 +26,11 @@ trap cleanup EXIT
 if [ -z "$TESTS" ]; then
   TESTS=$(cd "$MTR/$SUITE" 2>/dev/null && ls *.test | sed "s/\.test$//; s/^/$SUITE./" | sort)
   [ -n "$TESTS" ] || TESTS=$(cd "$MTR/suite/$SUITE/t" && ls *.test | sed "s/\.test$//; s/^/$SUITE./" | sort)
+  # Cases that wreck the server for every case after them under --extern, on both sides:
+  # bad_user_table truncates mysql.global_priv and fails (it needs mtr's own server) before it
+  # puts the accounts back, so every later login is refused.
+  EXCLUDE="main.bad_user_table"
+  TESTS=$(echo "$TESTS" | grep -vxF -f <(echo "$EXCLUDE" | tr ' ' '\n'))
   [ "$LIMIT" -gt 0 ] && TESTS=$(echo "$TESTS" | head -n "$LIMIT")
 fi
 N=$(echo "$TESTS" | wc -w)

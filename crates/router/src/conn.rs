@@ -68,7 +68,8 @@ impl Conn {
     pub fn new(stream: Box<dyn Stream>) -> Self {
         Self {
             stream,
-            buf: Vec::with_capacity(16 * 1024),
+            // Allocated by the first read: a client still waiting for its greeting costs none.
+            buf: Vec::new(),
             start: 0,
             framer: Framer::new(),
         }

@@ -981,7 +981,12 @@ impl Session {
                 self.reusable &= why != "SET ROLE";
                 self.release_replica(true);
             }
-            Effect::Write => self.view.wrote = true,
+            Effect::Write => {
+                self.view.wrote = true;
+                if may_change_accounts(&payload[1..]) {
+                    self.topo.forget_logins();
+                }
+            }
             Effect::None => {}
         }
     }
@@ -1156,6 +1161,24 @@ impl Session {
         relay_auth(&mut self.client, conn, auth, 0, self.track_added).await?;
         Box::pin(self.command_loop()).await
     }
+}
+
+/// A write that may create, drop or change an account or its password (`CREATE USER`,
+/// `GRANT`, `SET PASSWORD`, `FLUSH PRIVILEGES`, any write to the `mysql` schema...).
+fn may_change_accounts(sql: &[u8]) -> bool {
+    let head = &sql[..sql.len().min(512)];
+    let lower = head.to_ascii_lowercase();
+    [
+        &b"user"[..],
+        b"grant",
+        b"revoke",
+        b"password",
+        b"privileges",
+        b"role",
+        b"mysql",
+    ]
+    .iter()
+    .any(|w| lower.windows(w.len()).any(|x| x == *w))
 }
 
 /// Sends `commands` (each answered by one OK or ERR: `COM_INIT_DB`, state replay) in one

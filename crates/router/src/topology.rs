@@ -231,6 +231,15 @@ impl Topology {
         p.up && !p.init_connect
     }
 
+    /// Stops checking passwords locally until the next probe re-reads the accounts (after a
+    /// statement that may change them went through the router).
+    pub fn forget_logins(&self) {
+        self.checkable
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Password hashes (`SHA1(SHA1(password))`) known for `user`.
     pub fn stage2s(&self, user: &[u8]) -> Vec<[u8; 20]> {
         self.users
@@ -297,18 +306,8 @@ pub async fn probe_loop(topo: Arc<Topology>, config: Arc<Config>, i: usize, pass
     let interval = Duration::from_millis(config.probe_interval_ms);
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut conn: Option<Conn> = None;
-    let mut ticks: u64 = 0;
     loop {
-        let result = probe_once(
-            &topo,
-            &config,
-            i,
-            &password,
-            &mut conn,
-            timeout,
-            ticks.is_multiple_of(10),
-        )
-        .await;
+        let result = probe_once(&topo, &config, i, &password, &mut conn, timeout).await;
         if let Err(e) = &result {
             conn = None;
             let mut p = topo.backends[i]
@@ -324,7 +323,6 @@ pub async fn probe_loop(topo: Arc<Topology>, config: Arc<Config>, i: usize, pass
         topo.backends[i]
             .pool
             .reap(Duration::from_millis(config.pool_idle_timeout_ms));
-        ticks += 1;
         tokio::time::sleep(interval).await;
     }
 }
@@ -336,7 +334,6 @@ async fn probe_once(
     password: &[u8],
     conn: &mut Option<Conn>,
     timeout: Duration,
-    refresh_users: bool,
 ) -> Result<(), String> {
     let addr = &topo.backends[i].addr;
     if conn.is_none() {
@@ -393,7 +390,9 @@ async fn probe_once(
         .probe
         .write()
         .unwrap_or_else(|e| e.into_inner()) = probe;
-    if is_writable && (refresh_users || topo.users.read().map(|u| u.is_empty()).unwrap_or(true)) {
+    // Every probe of the primary: the router checks passwords itself, so a dropped or changed
+    // account must stop working within one probe interval.
+    if is_writable {
         refresh_user_hashes(topo, c, timeout).await?;
     }
     Ok(())
