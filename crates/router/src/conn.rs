@@ -232,6 +232,16 @@ impl Conn {
         .map(|_| ())
     }
 
+    /// Sends an ERR packet in place of the greeting (the router's own refusals).
+    pub async fn send_greeting_err(&mut self, code: u16, message: &str) -> io::Result<()> {
+        self.write_packet(
+            0,
+            &hapress_wire::response::greeting_err_packet(code, message),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Flushes.
     pub async fn flush(&mut self) -> io::Result<()> {
         self.stream.flush().await

@@ -74,10 +74,8 @@ fn accept(
         let Ok(_permit) = permit else {
             topo.refused.fetch_add(1, Ordering::Relaxed);
             let _ = client
-                .send_err(
-                    0,
+                .send_greeting_err(
                     1040,
-                    "08004",
                     "Too many connections (hapress router: maxClientConnections reached)",
                 )
                 .await;

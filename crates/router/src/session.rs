@@ -180,7 +180,7 @@ async fn connect(
     else {
         topo.refused.fetch_add(1, Ordering::Relaxed);
         let msg = "Too many connections (hapress router: poolSize reached)";
-        let _ = client.send_err(seq, 1040, "08004", msg).await;
+        let _ = refuse(client, seq, 1040, "08004", msg).await;
         return Err(SessionEnd(msg.into()));
     };
     b.pool.opened.fetch_add(1, Ordering::Relaxed);
@@ -190,7 +190,7 @@ async fn connect(
         Err(e) => {
             b.counters.errors.fetch_add(1, Ordering::Relaxed);
             let msg = format!("hapress router: cannot reach the primary ({}): {e}", b.addr);
-            let _ = client.send_err(seq, 2003, "HY000", &msg).await;
+            let _ = refuse(client, seq, 2003, "HY000", &msg).await;
             return Err(SessionEnd(msg));
         }
     };
@@ -201,6 +201,22 @@ async fn connect(
     }
     let g = Greeting::parse(&g).map_err(end("primary greeting"))?;
     Ok(Lease::new(conn, g, permit))
+}
+
+/// The router's own refusal of a login: in place of the greeting (packet 0) without an SQL
+/// state, as MariaDB does there; later with one.
+async fn refuse(
+    client: &mut Conn,
+    seq: u8,
+    code: u16,
+    state: &str,
+    msg: &str,
+) -> std::io::Result<()> {
+    if seq == 0 {
+        client.send_greeting_err(code, msg).await
+    } else {
+        client.send_err(seq, code, state, msg).await
+    }
 }
 
 /// The state of a `mysql_native_password` exchange: plugin, nonce and the client's token.
@@ -327,10 +343,8 @@ async fn handshake(
     let Some(pidx) = topo.primary() else {
         topo.refused.fetch_add(1, Ordering::Relaxed);
         let _ = client
-            .send_err(
-                0,
+            .send_greeting_err(
                 2003,
-                "HY000",
                 "hapress router: no primary database server is available",
             )
             .await;

@@ -90,6 +90,15 @@ pub fn err_packet(code: u16, state: &str, message: &str) -> Vec<u8> {
     o
 }
 
+/// Encodes an ERR packet sent in place of the server greeting: no SQL state (the 4.1 protocol
+/// is not agreed on yet), as MariaDB sends "Too many connections" there.
+pub fn greeting_err_packet(code: u16, message: &str) -> Vec<u8> {
+    let mut o = vec![0xff];
+    o.extend_from_slice(&code.to_le_bytes());
+    o.extend_from_slice(message.as_bytes());
+    o
+}
+
 /// Encodes a minimal OK packet payload.
 pub fn ok_packet(status: u16) -> Vec<u8> {
     let mut o = vec![0, 0, 0];
