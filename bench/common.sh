@@ -14,3 +14,26 @@ bench_workdir() {
   WORK=$(mktemp -d "/tmp/$1.XXXXXX")
   chmod 755 "$WORK"
 }
+
+# Brings up a cluster named $1 in $WORK/state (HTTP port $2, database ports $3, $3+1, $3+2),
+# exports MYSQL_PWD (the WordPress account's password) and writes router config $WORK/$5 for
+# a second router on TCP 127.0.0.1:$4 (the cluster's own listens on a unix socket), with the
+# same monitor account.
+bench_cluster() {
+  printf 'apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: %s}\nspec:\n  web: {replicas: 1}\n' "$1" > "$WORK/hapress.yaml"
+  "$H" up --detach -f "$WORK/hapress.yaml" --state-dir "$WORK/state" --http-port "$2" --database-port "$3" >/dev/null
+  S=$WORK/state
+  export MYSQL_PWD; MYSQL_PWD=$(cat "$S/secrets/db-wordpress-password")
+  bench_router_config "$3" "$4" "$5"
+}
+
+# Writes router config $WORK/$3 listening on 127.0.0.1:$2 for the cluster whose databases
+# listen on $1, $1+1, $1+2.
+bench_router_config() {
+  cat > "$WORK/$3" <<YAML
+listen: 127.0.0.1:$2
+backends: [127.0.0.1:$1, 127.0.0.1:$(($1+1)), 127.0.0.1:$(($1+2))]
+monitorUser: hapress_router
+monitorPasswordFile: $S/secrets/db-router-password
+YAML
+}

@@ -24,16 +24,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-printf 'apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: idle}\nspec:\n  web: {replicas: 1}\n' > "$WORK/hapress.yaml"
-"$H" up --detach -f "$WORK/hapress.yaml" --state-dir "$WORK/state" --http-port $HTTP --database-port $DB >/dev/null
-S=$WORK/state
-export MYSQL_PWD; MYSQL_PWD=$(cat "$S/secrets/db-wordpress-password")
-cat > "$WORK/router.yaml" <<YAML
-listen: 127.0.0.1:$RT
-backends: [127.0.0.1:$DB, 127.0.0.1:$((DB+1)), 127.0.0.1:$((DB+2))]
-monitorUser: hapress_router
-monitorPasswordFile: $S/secrets/db-router-password
-YAML
+bench_cluster idle $HTTP $DB $RT router.yaml
 ulimit -n $((N + 1024)) 2>/dev/null || true
 "$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
 sleep 1.5

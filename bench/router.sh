@@ -29,20 +29,9 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-printf 'apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: rbench}\nspec:\n  web: {replicas: 1}\n' > "$WORK/hapress.yaml"
-"$H" up --detach -f "$WORK/hapress.yaml" --state-dir "$WORK/state" --http-port $HTTP --database-port $DB >/dev/null
-S=$WORK/state
-export MYSQL_PWD; MYSQL_PWD=$(cat "$S/secrets/db-wordpress-password")
-
-# A second router on TCP (the cluster's own listens on a unix socket), same monitor account.
-cat > "$WORK/router.yaml" <<YAML
-listen: 127.0.0.1:$RT
-backends: [127.0.0.1:$DB, 127.0.0.1:$((DB+1)), 127.0.0.1:$((DB+2))]
-monitorUser: hapress_router
-monitorPasswordFile: $S/secrets/db-router-password
-YAML
+bench_cluster rbench $HTTP $DB $RT router.yaml
 "$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
-sed -e "s/:$RT\$/:$RT0/" "$WORK/router.yaml" > "$WORK/router0.yaml"; echo 'poolSize: 0' >> "$WORK/router0.yaml"
+bench_router_config $DB $RT0 router0.yaml; echo 'poolSize: 0' >> "$WORK/router0.yaml"
 "$H" router --config "$WORK/router0.yaml" 2>"$WORK/router0.log" & R0PID=$!
 cat > "$WORK/haproxy.cfg" <<CFG
 global

@@ -130,6 +130,21 @@ fn client(port: u16, password: &str, db: &str, sql: &str) -> (bool, String, Stri
     )
 }
 
+/// `php -r script` with the WordPress password in `$PW` (never in argv): success, stdout
+/// (trimmed), stderr.
+fn run_php(password: &str, script: &str) -> (bool, String, String) {
+    let out = Command::new("php")
+        .args(["-r", script])
+        .env("PW", password)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `mariadb` as the WordPress user on `port`, database `wordpress`, reading `script` from
 /// stdin (so client commands such as `status` work).
 fn piped(port: u16, password: &str, script: &str) -> (bool, String, String) {
@@ -335,16 +350,10 @@ $s->execute([$id]);
 echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColumn(), ' ', $info, "\n";"#,
         port = r.port
     );
-    let out = Command::new("php")
-        .args(["-r", &php])
-        .env("PW", &pw)
-        .output()
-        .unwrap();
+    let (_, out, err) = run_php(&pw, &php);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "1 found 3 php Records: 2  Duplicates: 0  Warnings: 0",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out, "1 found 3 php Records: 2  Duplicates: 0  Warnings: 0",
+        "{err}"
     );
 
     // Pooling: a finished session's primary connection is reset and serves the next session
@@ -414,16 +423,8 @@ echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColum
         "new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {});",
         r.port
     );
-    let out = Command::new("php")
-        .args(["-r", &warm])
-        .env("PW", &pw)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, err) = run_php(&pw, &warm);
+    assert!(ok, "{err}");
     let php = format!(
         r#"$a = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
 $same = $a->thread_id == $a->query('SELECT CONNECTION_ID()')->fetch_row()[0];
@@ -433,17 +434,8 @@ try {{ $a->query('SELECT 1'); $r = 'alive'; }} catch (mysqli_sql_exception $e) {
 echo $same ? 'same' : 'differs', ' ', $r, "\n";"#,
         port = r.port
     );
-    let out = Command::new("php")
-        .args(["-r", &php])
-        .env("PW", &pw)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "same killed",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, out, err) = run_php(&pw, &php);
+    assert_eq!(out, "same killed", "{err}");
     // A client that connects and leaves without logging in (a health check) does not cost
     // the pooled connection it was greeted with.
     let idle = pool(&r, "idle");
@@ -572,16 +564,10 @@ foreach (['ps', 'fresh', 'none'] as $x) {{ $s->execute([$x]); $out[] = implode('
 echo implode(',', $out), "\n";"#,
         port = r.port
     );
-    let out = Command::new("php")
-        .args(["-r", &php])
-        .env("PW", &pw)
-        .output()
-        .unwrap();
+    let (_, out, err) = run_php(&pw, &php);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "fresh,waited,fresh,ps,waited,no db same id,1:ps,1:fresh,0:",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out, "fresh,waited,fresh,ps,waited,no db same id,1:ps,1:fresh,0:",
+        "{err}"
     );
     assert!(
         r.routed_to_replicas() >= before + 5,
