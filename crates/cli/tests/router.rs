@@ -608,6 +608,50 @@ echo implode(',', $out), "\n";"#,
         r.status()
     );
 
+    // The monitor account losing its privileges (MariaDB's own test suite revokes and drops
+    // accounts) does not take the site down: the primary is still known by @@read_only, the
+    // status says what failed, and logins are relayed to MariaDB, which still checks them.
+    // (The probe's open session keeps its global privileges; the table grant goes at once.)
+    let monitor = c.sql(
+        0,
+        "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.user WHERE User = 'hapress_router'",
+    );
+    let grants = c.sql(0, &format!("SHOW GRANTS FOR {monitor}"));
+    c.sql(
+        0,
+        &format!("REVOKE ALL PRIVILEGES, GRANT OPTION FROM {monitor}"),
+    );
+    let degraded = || {
+        let s = r.status();
+        s["primary"].is_string()
+            && s["backends"][0]["up"] == true
+            && s["backends"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("mysql.global_priv"))
+    };
+    let t = std::time::Instant::now();
+    while !degraded() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(degraded(), "{}", r.status());
+    let ok = client(r.port, &pw, "wordpress", "SELECT COUNT(*) FROM ryw");
+    assert!(ok.0, "{ok:?}");
+    let direct = client(c.db_port, "wrong", "wordpress", "SELECT 1");
+    let routed = client(r.port, "wrong", "wordpress", "SELECT 1");
+    assert!(!routed.0 && routed.2 == direct.2, "{routed:?} {direct:?}");
+    for g in grants.lines().filter(|g| g.starts_with("GRANT")) {
+        c.sql(0, g);
+    }
+    let t = std::time::Instant::now();
+    while r.status()["backends"][0]["error"].is_string() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        r.status()["backends"][0]["error"].is_null(),
+        "{}",
+        r.status()
+    );
+
     // A session opened before the failover: it will try to write afterwards.
     let go = c.dir.path().join("go");
     let old_session = format!(
@@ -680,4 +724,61 @@ catch (mysqli_sql_exception $e) {{ echo $e->getCode(); }}"#,
             "0"
         );
     }
+}
+
+/// With no primary (here: no server at all), a client is refused in place of the greeting with
+/// an error every client library can read: the `mariadb` CLI (libmariadb) prints the router's
+/// reason, not "2027 Received malformed packet", and PHP gets the same code.
+#[test]
+fn router_without_a_primary_refuses_with_a_readable_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(3);
+    let pwf = dir.path().join("pw");
+    std::fs::write(&pwf, "unused\n").unwrap();
+    let cfg = dir.path().join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{ports}\nbackends: [127.0.0.1:{}]\nmonitorUser: m\nmonitorPasswordFile: {}\nstatusListen: 127.0.0.1:{}\n",
+            ports + 2,
+            pwf.display(),
+            ports + 1
+        ),
+    )
+    .unwrap();
+    let child = hapress()
+        .args(["router", "--config", cfg.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = Router {
+        child,
+        port: ports,
+        status_port: ports + 1,
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || r.status()["backends"][0]
+            ["error"]
+            .is_string())
+        .is_some()
+    );
+    let (ok, _, err) = client(r.port, "x", "wordpress", "SELECT 1");
+    assert!(!ok);
+    assert!(
+        err.contains("1927") && err.contains("no primary database server is available"),
+        "{err}"
+    );
+    let (_, out, _) = run_php(
+        "x",
+        &format!(
+            "mysqli_report(MYSQLI_REPORT_OFF); $m = @new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {}); echo $m->connect_errno, ' ', $m->connect_error;",
+            r.port
+        ),
+    );
+    assert!(
+        out.starts_with("1927 ") && out.contains("no primary"),
+        "{out}"
+    );
 }

@@ -164,7 +164,7 @@ fn nonce() -> Vec<u8> {
 
 /// Opens a connection to backend `idx` under a permit of its pool and reads its greeting; on
 /// failure the client gets the error (packet number `seq`): MariaDB's ERR 1040 when the pool
-/// is full, 2003 when the server cannot be reached, or the server's own ERR.
+/// is full, 1927 (08S01) when the server cannot be reached, or the server's own ERR.
 async fn connect(
     topo: &Topology,
     config: &Config,
@@ -190,7 +190,7 @@ async fn connect(
         Err(e) => {
             b.counters.errors.fetch_add(1, Ordering::Relaxed);
             let msg = format!("hapress router: cannot reach the primary ({}): {e}", b.addr);
-            let _ = refuse(client, seq, 2003, "HY000", &msg).await;
+            let _ = refuse(client, seq, errcode::ER_CONNECTION_KILLED, "08S01", &msg).await;
             return Err(SessionEnd(msg));
         }
     };
@@ -344,7 +344,7 @@ async fn handshake(
         topo.refused.fetch_add(1, Ordering::Relaxed);
         let _ = client
             .send_greeting_err(
-                2003,
+                errcode::ER_CONNECTION_KILLED,
                 "hapress router: no primary database server is available",
             )
             .await;
@@ -890,8 +890,8 @@ impl Session {
         }
     }
 
-    /// A backend failed mid-command: the client gets error 2013 and the session ends, so nothing
-    /// is ever silently re-run.
+    /// A backend failed mid-command: the client gets error 1927 (08S01) and the session ends, so
+    /// nothing is ever silently re-run (WordPress re-runs a query only after 2006).
     async fn lost(&mut self, idx: usize, why: &str) -> R<Option<Outcome>> {
         self.topo.backends[idx]
             .counters
@@ -900,7 +900,7 @@ impl Session {
         let msg = format!("Lost connection to server during query (hapress router: {why})");
         let _ = self
             .client
-            .send_err(1, errcode::CR_SERVER_LOST, "HY000", &msg)
+            .send_err(1, errcode::ER_CONNECTION_KILLED, "08S01", &msg)
             .await;
         Err(SessionEnd(msg))
     }

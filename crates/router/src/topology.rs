@@ -367,34 +367,44 @@ async fn probe_once(
     .map_err(|_| "probe timed out".to_string())?
     .map_err(|e| e.to_string())?
     .map_err(|(code, m)| format!("probe query: {code} {m}"))?;
+    // A server refusing the rest of the probe (the monitor account lost a privilege, a system
+    // table is gone) is still up: its role comes from `@@read_only`. It is then taken for a
+    // replica that does not replicate (no reads go to it) and the error is shown in the status.
+    let mut error = None;
     let slave = tokio::time::timeout(timeout, query(c, "SHOW SLAVE STATUS", false))
         .await
         .map_err(|_| "probe timed out".to_string())?
         .map_err(|e| e.to_string())?
-        .map_err(|(code, m)| format!("SHOW SLAVE STATUS: {code} {m}"))?;
+        .unwrap_or_else(|(code, m)| {
+            error = Some(format!("SHOW SLAVE STATUS: {code} {m}"));
+            Default::default()
+        });
     let replicating = slave.get(0, "Slave_IO_Running") == Some("Yes")
         && slave.get(0, "Slave_SQL_Running") == Some("Yes");
-    let probe = Probe {
+    let read_only = vars.get(0, "ro") == Some("1");
+    // Every probe of the primary: the router checks passwords itself, so a dropped or changed
+    // account must stop working within one probe interval. Unreadable accounts: every login is
+    // relayed to MariaDB.
+    if !read_only {
+        if let Err(e) = refresh_user_hashes(topo, c, timeout).await {
+            topo.forget_logins();
+            error.get_or_insert(e);
+        }
+    }
+    *topo.backends[i]
+        .probe
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = Probe {
         up: true,
-        read_only: vars.get(0, "ro") == Some("1"),
+        read_only,
         replicating,
         lag_seconds: slave
             .get(0, "Seconds_Behind_Master")
             .and_then(|s| s.parse().ok()),
         gtid: vars.get(0, "gtid").unwrap_or("").to_string(),
         init_connect: vars.get(0, "ic") == Some("1"),
-        error: None,
+        error,
     };
-    let is_writable = !probe.read_only;
-    *topo.backends[i]
-        .probe
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = probe;
-    // Every probe of the primary: the router checks passwords itself, so a dropped or changed
-    // account must stop working within one probe interval.
-    if is_writable {
-        refresh_user_hashes(topo, c, timeout).await?;
-    }
     Ok(())
 }
 

@@ -62,10 +62,11 @@ pub mod status {
 
 /// Client-side error codes (what libmysqlclient reports) and server codes we generate.
 pub mod errcode {
-    /// "MySQL server has gone away".
-    pub const CR_SERVER_GONE_ERROR: u16 = 2006;
-    /// "Lost connection to server during query".
-    pub const CR_SERVER_LOST: u16 = 2013;
+    /// `ER_CONNECTION_KILLED` (SQLSTATE 08S01, a connection failure): what a proxy sends when
+    /// it ends a session for a backend's sake (MaxScale does the same). Not the client codes
+    /// 2003/2013 (`CR_*`, 2000-2099): libmariadb reads an ERR packet carrying one of those as
+    /// "2027 Received malformed packet" and drops the message.
+    pub const ER_CONNECTION_KILLED: u16 = 1927;
     /// `ER_CON_COUNT_ERROR`: too many connections.
     pub const ER_CON_COUNT_ERROR: u16 = 1040;
     /// `ER_NET_PACKET_TOO_LARGE`.
