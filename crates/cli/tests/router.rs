@@ -174,7 +174,8 @@ fn piped(port: u16, password: &str, script: &str) -> (bool, String, String) {
 
 #[test]
 fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
-    let (c, _) = Cluster::up("apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: rt}\nspec:\n  web: {replicas: 1}\n");
+    // max_allowed_packet 64M: room for packets over 16 MB (split packets) below.
+    let (c, _) = Cluster::up("apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: rt}\nspec:\n  web: {replicas: 1}\n  database:\n    config: {max_allowed_packet: 64M}\n");
     let r = start_router(&c, 3600);
     let pw = wp_password(&c);
 
@@ -607,6 +608,65 @@ echo implode(',', $out), "\n";"#,
         "sysbench's prepared reads did not reach replicas: {}",
         r.status()
     );
+
+    // The protocol's corners, seen by mysqli directly and through the router, must be identical
+    // (tests/php/corners.php): warnings, errors, affected rows, insert ids, info strings,
+    // column metadata, multi-statements with a procedure's several result sets (and
+    // COM_SET_OPTION), a 17 MB value both ways (split packets) as a literal and as long data,
+    // a read-only cursor (COM_STMT_FETCH), COM_CHANGE_USER right and wrong, LOAD DATA LOCAL
+    // INFILE, a temporary table, SQL_CALC_FOUND_ROWS, a query over max_allowed_packet.
+    let corners = |port: u16| {
+        let script = format!("{}/tests/php/corners.php", env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new("php")
+            .args([
+                "-d",
+                "mysqli.allow_local_infile=1",
+                &script,
+                &port.to_string(),
+            ])
+            .env("PW", &pw)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "corners.php on port {port}: {}{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let direct = corners(c.db_port);
+    let routed = corners(r.port);
+    for expected in [
+        "\"read back\",\n        \"big\",\n        17825792,\n        true",
+        "\"read back\",\n        \"long\",\n        17825792,\n        true",
+        "\"cursor\",\n        1,",
+        "Records: 3  Duplicates: 0  Warnings: 0",
+        "\"a new session works\"",
+        "Records: 3  Deleted: 0  Skipped: 0  Warnings: 0",
+        "Got a packet bigger than 'max_allowed_packet' bytes",
+    ] {
+        assert!(direct.contains(expected), "{expected:?} missing:\n{direct}");
+    }
+    if direct != routed {
+        let first = direct
+            .lines()
+            .zip(routed.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        let context = |t: &str| {
+            t.lines()
+                .skip(first.saturating_sub(12))
+                .take(24)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!(
+            "corners.php differs through the router at line {first}:\n--- direct\n{}\n--- routed\n{}",
+            context(&direct),
+            context(&routed)
+        );
+    }
 
     // The monitor account losing its privileges (MariaDB's own test suite revokes and drops
     // accounts) does not take the site down: the primary is still known by @@read_only, the

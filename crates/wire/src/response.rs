@@ -235,6 +235,9 @@ enum State {
     FieldList,
     /// COM_STATISTICS: one string.
     Statistics,
+    /// COM_SET_OPTION: one EOF packet (an OK with the 0xfe header under `DEPRECATE_EOF`), or
+    /// an ERR.
+    Eof,
     Finished,
 }
 
@@ -262,6 +265,7 @@ impl ResponseTracker {
             cmd::STMT_FETCH => State::Rows,
             cmd::FIELD_LIST => State::FieldList,
             cmd::STATISTICS => State::Statistics,
+            cmd::SET_OPTION => State::Eof,
             _ => State::Start,
         };
         Some(Self {
@@ -317,6 +321,12 @@ impl ResponseTracker {
         let step = match self.state {
             State::Finished => return err("packet after the end of the answer"),
             State::Statistics => self.done(Outcome::Ok(None)),
+            State::Eof if is_err => self.done(Outcome::Err),
+            State::Eof if terminator => {
+                let st = terminator_status(p, self.deprecate_eof)?;
+                self.done(Outcome::Ok(Some(st)))
+            }
+            State::Eof => return err("expected EOF after COM_SET_OPTION"),
             State::Start => match head {
                 None => return err("empty packet"),
                 Some(0xff) => self.done(Outcome::Err),
@@ -579,6 +589,20 @@ mod tests {
                 false,
                 vec![b"Uptime: 5".to_vec()],
                 (0, Step::Done(Outcome::Ok(None))),
+            ),
+            (
+                "set option (EOF)",
+                &[cmd::SET_OPTION, 0, 0],
+                false,
+                vec![eof(ac)],
+                (0, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "set option (deprecate EOF)",
+                &[cmd::SET_OPTION, 1, 0],
+                true,
+                vec![ok_fe(ac)],
+                (0, Step::Done(Outcome::Ok(Some(ac)))),
             ),
             (
                 "field list",
