@@ -187,17 +187,50 @@ pub fn router_status(layout: &crate::layout::Layout) -> Option<serde_json::Value
     serde_json::from_str(body).ok()
 }
 
-/// `primary=127.0.0.1:13306 readers=2 routed primary=721 replicas=120`.
+/// `primary=127.0.0.1:13306 readers=2 routed primary=721 replicas=120`, then what a probe of
+/// a backend failed on, if anything (`; 127.0.0.1:13306: SHOW SLAVE STATUS: 1227 ...`).
 fn router_cell(r: &serde_json::Value) -> String {
-    let readers = r["backends"].as_array().map_or(0, |b| {
-        b.iter()
-            .filter(|b| b["role"] == "replica" && b["replicating"] == true)
-            .count()
-    });
-    format!(
+    let backends = r["backends"].as_array().map_or(&[][..], |b| b.as_slice());
+    let readers = backends
+        .iter()
+        .filter(|b| b["role"] == "replica" && b["replicating"] == true)
+        .count();
+    let mut cell = format!(
         "primary={} readers={readers} routed primary={} replicas={}",
         r["primary"].as_str().unwrap_or("none"),
         r["routedToPrimary"],
         r["routedToReplicas"],
-    )
+    );
+    for b in backends {
+        if let (Some(addr), Some(e)) = (b["address"].as_str(), b["error"].as_str()) {
+            cell.push_str(&format!("; {addr}: {e}"));
+        }
+    }
+    cell
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_cell_shows_roles_counts_and_probe_errors() {
+        let r = serde_json::json!({
+            "primary": "127.0.0.1:13306", "routedToPrimary": 7, "routedToReplicas": 9,
+            "backends": [
+                {"address": "127.0.0.1:13306", "role": "primary", "replicating": false,
+                 "error": "SHOW SLAVE STATUS: 1227 Access denied"},
+                {"address": "127.0.0.1:13307", "role": "replica", "replicating": true, "error": null},
+                {"address": "127.0.0.1:13308", "role": "replica", "replicating": false, "error": null}
+            ]
+        });
+        assert_eq!(
+            router_cell(&r),
+            "primary=127.0.0.1:13306 readers=1 routed primary=7 replicas=9; 127.0.0.1:13306: SHOW SLAVE STATUS: 1227 Access denied"
+        );
+        assert_eq!(
+            router_cell(&serde_json::json!({})),
+            "primary=none readers=0 routed primary=null replicas=null"
+        );
+    }
 }
