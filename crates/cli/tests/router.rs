@@ -437,6 +437,44 @@ echo $same ? 'same' : 'differs', ' ', $r, "\n";"#,
     );
     let (_, out, err) = run_php(&pw, &php);
     assert_eq!(out, "same killed", "{err}");
+
+    // KILL QUERY / KILL CONNECTION of a session whose statement runs on a replica (a plain
+    // SELECT SLEEP) stops it there, as on one server: the same outcome as direct, at once.
+    let kill_sleep = |port: u16| {
+        let php = format!(
+            r#"mysqli_report(MYSQLI_REPORT_OFF);
+$out = [];
+foreach (['QUERY', 'CONNECTION'] as $kind) {{
+    $a = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
+    $b = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
+    $id = $a->query('SELECT CONNECTION_ID()')->fetch_row()[0];
+    $t = microtime(true);
+    $a->query('SELECT SLEEP(20)', MYSQLI_ASYNC);
+    usleep(500000);
+    $b->query("KILL $kind $id");
+    $read = $errors = $rejects = [$a];
+    mysqli::poll($read, $errors, $rejects, 25);
+    $r = $a->reap_async_query();
+    $v = $r ? $r->fetch_row()[0] : 'error';
+    $out[] = "$kind: $v " . $a->errno . ' ' . (microtime(true) - $t < 10 ? 'at once' : 'after the sleep');
+}}
+echo implode("; ", $out);"#
+        );
+        run_php(&pw, &php)
+    };
+    let before = r.routed_to_replicas();
+    let (direct, routed) = (kill_sleep(c.db_port), kill_sleep(r.port));
+    assert!(
+        direct
+            .1
+            .starts_with("QUERY: error 1317 at once; CONNECTION: error "),
+        "{direct:?}"
+    );
+    assert_eq!(routed.1, direct.1, "{routed:?}");
+    assert!(
+        r.routed_to_replicas() >= before + 2,
+        "the sleeps did not run on a replica"
+    );
     // A client that connects and leaves without logging in (a health check) does not cost
     // the pooled connection it was greeted with.
     let idle = pool(&r, "idle");

@@ -276,6 +276,38 @@ fn select_flags(code: &str) -> SelectFlags {
     f
 }
 
+/// `KILL [HARD | SOFT] [CONNECTION | QUERY] <thread id>`: the thread id and whether only the
+/// running statement is killed. `None` for any other statement, `KILL USER` and
+/// `KILL QUERY ID` (those name no thread), and for text the router cannot read plainly
+/// (comments between the words).
+pub fn kill_target(sql: &[u8]) -> Option<(u32, bool)> {
+    let text = std::str::from_utf8(sql).ok()?.to_ascii_lowercase();
+    let mut words = text
+        .split_ascii_whitespace()
+        .flat_map(|w| w.split(';'))
+        .filter(|w| !w.is_empty())
+        .peekable();
+    if words.next()? != "kill" {
+        return None;
+    }
+    if matches!(words.peek(), Some(&"hard" | &"soft")) {
+        words.next();
+    }
+    let query = match words.peek() {
+        Some(&"query") => {
+            words.next();
+            true
+        }
+        Some(&"connection") => {
+            words.next();
+            false
+        }
+        _ => false,
+    };
+    let id = words.next()?.parse().ok()?;
+    words.next().is_none().then_some((id, query))
+}
+
 /// Classifies one `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> Statement {
     let sc = scan(sql);
@@ -366,6 +398,25 @@ mod tests {
 
     fn place(sql: &str) -> Where {
         classify(sql.as_bytes()).place
+    }
+
+    #[test]
+    fn kill_targets() {
+        for (sql, want) in [
+            ("KILL 42", Some((42, false))),
+            ("kill connection 42;", Some((42, false))),
+            ("KILL QUERY 7", Some((7, true))),
+            ("KILL HARD QUERY 7 ;", Some((7, true))),
+            ("kill soft connection 9", Some((9, false))),
+            ("KILL QUERY ID 7", None),
+            ("KILL USER bob", None),
+            ("KILL 7, 8", None),
+            ("KILL /* x */ 7", None),
+            ("SELECT 1", None),
+            ("KILL", None),
+        ] {
+            assert_eq!(kill_target(sql.as_bytes()), want, "{sql}");
+        }
     }
 
     #[test]

@@ -17,12 +17,12 @@ use hapress_wire::response::{
 };
 use hapress_wire::stmt;
 
-use crate::classify::{classify, Effect, Statement};
+use crate::classify::{classify, kill_target, Effect, Statement};
 use crate::config::Config;
 use crate::conn::{login, query, Conn, Credential};
 use crate::pool::{self, Key, Lease, ReplicaState};
 use crate::route::{decide, ReadYourWrites, SessionView, Target};
-use crate::topology::Topology;
+use crate::topology::{OnReplica, Topology};
 
 /// A backend connection held by a session, with the backend's index.
 struct Backend {
@@ -70,6 +70,9 @@ struct Session {
     reusable: bool,
     /// Binary-protocol prepared statements, by the id the client knows (the primary's).
     prepared: HashMap<u32, Prepared>,
+    /// How the router logs in to a replica as this session's user to kill a statement of
+    /// it there (made on the first statement sent to a replica).
+    kill_login: Option<Arc<(Vec<u8>, Credential, HandshakeResponse)>>,
 }
 
 /// A prepared statement of a session: prepared on the primary, and on the session's replica
@@ -279,6 +282,32 @@ fn credential(topo: &Topology, user: &[u8], auth: &Auth) -> Option<Credential> {
             .iter()
             .find_map(|s2| handshake::native_recover_stage1(&auth.token, &auth.nonce, s2))
             .map(Credential::Stage1)
+    }
+}
+
+/// After the primary accepted `KILL [QUERY] id`: if session `id` is running a statement on a
+/// replica, kills it there too (as that session's own user, which may always kill its own
+/// threads; MariaDB has just said the killer may kill that session), so the statement stops
+/// as it would on one server. `KILL CONNECTION` kills the replica connection: the session then
+/// ends with error 1927, as a killed MariaDB session does.
+async fn kill_on_replica(topo: &Topology, config: &Config, id: u32, query_only: bool) {
+    let Some(run) = topo.on_replica(id) else {
+        return;
+    };
+    let (user, cred, tpl) = &*run.login;
+    let addr = &topo.backends[run.idx].addr;
+    let timeout = Duration::from_millis(config.connect_timeout_ms);
+    let what = if query_only { "QUERY" } else { "CONNECTION" };
+    let sql = format!("KILL {what} {}", run.thread_id);
+    let work = async {
+        let mut conn = Conn::connect(addr, timeout).await.ok()?;
+        login(&mut conn, user, cred, tpl).await.ok()?;
+        let r = query(&mut conn, &sql, false).await;
+        let _ = conn.write_packet(0, &[cmd::QUIT]).await;
+        r.ok()
+    };
+    if let Ok(Some(Err((code, msg)))) = tokio::time::timeout(timeout, work).await {
+        eprintln!("hapress router: {sql} on {addr}: {code} {msg}");
     }
 }
 
@@ -553,6 +582,7 @@ async fn handshake(
         replica_reached: None,
         reusable: true,
         prepared: HashMap::new(),
+        kill_login: None,
     }))
 }
 
@@ -634,14 +664,59 @@ impl Session {
                     first_payload[0]
                 );
             }
+            // While a statement runs on a replica, a KILL of this session must reach it there.
+            let on_replica = target == Target::Replica && self.note_on_replica();
             let outcome = self
                 .forward(c, target, readdressed.as_deref(), &first_payload)
-                .await?;
+                .await;
+            if on_replica {
+                self.topo
+                    .running_on_replica(self.primary.lease.greeting.connection_id, None);
+            }
+            let outcome = outcome?;
             if trace_enabled() {
                 eprintln!("hapress router: trace: done {outcome:?}");
             }
+            let killed = match (command, &outcome) {
+                (Some(cmd::QUERY), Some(Outcome::Ok(_))) => kill_target(&first_payload[1..]),
+                (Some(cmd::PROCESS_KILL), Some(Outcome::Ok(_))) => first_payload
+                    .get(1..5)
+                    .map(|b| (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), false)),
+                _ => None,
+            };
             self.after(command, stmt, target, outcome, &first_payload);
+            if let Some((id, query_only)) = killed {
+                kill_on_replica(&self.topo, &self.config, id, query_only).await;
+            }
         }
+    }
+
+    /// Records that this session's statement runs on its replica connection; false if it has
+    /// none or no way to log in there again.
+    fn note_on_replica(&mut self) -> bool {
+        let Some(b) = &self.replica else {
+            return false;
+        };
+        if self.kill_login.is_none() {
+            let Some(cred) = self.credential.clone() else {
+                return false;
+            };
+            let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);
+            tpl.database = None;
+            self.kill_login = Some(Arc::new((self.hello.user.clone(), cred, tpl)));
+        }
+        let Some(login) = self.kill_login.clone() else {
+            return false;
+        };
+        self.topo.running_on_replica(
+            self.primary.lease.greeting.connection_id,
+            Some(OnReplica {
+                idx: b.idx,
+                thread_id: b.lease.greeting.connection_id,
+                login,
+            }),
+        );
+        true
     }
 
     /// `COM_STMT_EXECUTE`: the statement it runs (for the bookkeeping after it) and whether
@@ -893,6 +968,11 @@ impl Session {
     /// A backend failed mid-command: the client gets error 1927 (08S01) and the session ends, so
     /// nothing is ever silently re-run (WordPress re-runs a query only after 2006).
     async fn lost(&mut self, idx: usize, why: &str) -> R<Option<Outcome>> {
+        if idx != self.primary.idx && self.primary.lease.conn.gone().await {
+            // The session was killed (`KILL CONNECTION`, which reached its replica connection
+            // too): it ends as a killed MariaDB session does, closed without an error packet.
+            return Err(SessionEnd("the session was killed".into()));
+        }
         self.topo.backends[idx]
             .counters
             .errors

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hapress_wire::consts::cap;
@@ -103,6 +103,22 @@ pub struct Topology {
     /// Highest GTID sequence per replication domain seen in any write's OK packet.
     newest: RwLock<std::collections::BTreeMap<u32, (u32, u64)>>,
     max_lag: u64,
+    /// Statements running on a replica, by the thread id their session's client knows (its
+    /// primary connection's): the replica and that connection's thread id there, so a `KILL`
+    /// of the session reaches the statement.
+    on_replica: Mutex<HashMap<u32, OnReplica>>,
+}
+
+/// A statement running on a replica: where, and how to log in there as its session's user to
+/// kill it.
+#[derive(Clone, Debug)]
+pub struct OnReplica {
+    /// The replica.
+    pub idx: usize,
+    /// The session's connection's thread id there.
+    pub thread_id: u32,
+    /// The session's user, credential and handshake template.
+    pub login: Arc<(Vec<u8>, Credential, HandshakeResponse)>,
 }
 
 impl Topology {
@@ -128,7 +144,27 @@ impl Topology {
             refused: AtomicU64::new(0),
             newest: RwLock::new(std::collections::BTreeMap::new()),
             max_lag: config.max_replication_lag,
+            on_replica: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The session known as `thread_id` runs a statement on a replica (`None`: the statement
+    /// is over).
+    pub fn running_on_replica(&self, thread_id: u32, on: Option<OnReplica>) {
+        let mut m = self.on_replica.lock().unwrap_or_else(|e| e.into_inner());
+        match on {
+            Some(r) => m.insert(thread_id, r),
+            None => m.remove(&thread_id),
+        };
+    }
+
+    /// Where the session known as `thread_id` is running a statement on a replica, if it is.
+    pub fn on_replica(&self, thread_id: u32) -> Option<OnReplica> {
+        self.on_replica
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&thread_id)
+            .cloned()
     }
 
     /// The current primary.
