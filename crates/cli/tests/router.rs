@@ -475,6 +475,40 @@ echo implode("; ", $out);"#
         r.routed_to_replicas() >= before + 2,
         "the sleeps did not run on a replica"
     );
+
+    // A backend that goes away mid-statement (here: its connection killed on the replica by
+    // root): the client connection is closed as MariaDB closes it, so libmariadb reports its
+    // own 2013, exactly as direct (not an ERR packet it would call "malformed").
+    let sleeper = Command::new("mariadb")
+        .args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", r.port)])
+        .args([
+            "-uwordpress",
+            "wordpress",
+            "-e",
+            "SELECT SLEEP(7) AS hapress_lost",
+        ])
+        .env("MYSQL_PWD", &pw)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let find = "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(7) AS hapress_lost%'";
+    let on = wait_for(Duration::from_secs(5), || {
+        [1, 2].iter().any(|&db| !c.sql(db, find).is_empty())
+    });
+    assert!(on.is_some(), "the sleep never showed on a replica");
+    for db in [1, 2] {
+        let id = c.sql(db, find);
+        if !id.is_empty() {
+            c.sql(db, &format!("KILL CONNECTION {id}"));
+        }
+    }
+    let out = sleeper.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("ERROR 2013") && err.contains("Lost connection"),
+        "{err}"
+    );
     // A client that connects and leaves without logging in (a health check) does not cost
     // the pooled connection it was greeted with.
     let idle = pool(&r, "idle");

@@ -289,7 +289,7 @@ fn credential(topo: &Topology, user: &[u8], auth: &Auth) -> Option<Credential> {
 /// replica, kills it there too (as that session's own user, which may always kill its own
 /// threads; MariaDB has just said the killer may kill that session), so the statement stops
 /// as it would on one server. `KILL CONNECTION` kills the replica connection: the session then
-/// ends with error 1927, as a killed MariaDB session does.
+/// ends closed, as a killed MariaDB session does.
 async fn kill_on_replica(topo: &Topology, config: &Config, id: u32, query_only: bool) {
     let Some(run) = topo.on_replica(id) else {
         return;
@@ -965,24 +965,22 @@ impl Session {
         }
     }
 
-    /// A backend failed mid-command: the client gets error 1927 (08S01) and the session ends, so
-    /// nothing is ever silently re-run (WordPress re-runs a query only after 2006).
+    /// A backend failed mid-command: the session ends and the client connection is closed
+    /// without an error packet, exactly as when a server goes away mid-statement (shutdown,
+    /// crash, `KILL CONNECTION`), so the client library reports its own "Lost connection"
+    /// (2013) or "gone away" (2006). The statement is never re-run by the router.
     async fn lost(&mut self, idx: usize, why: &str) -> R<Option<Outcome>> {
         if idx != self.primary.idx && self.primary.lease.conn.gone().await {
-            // The session was killed (`KILL CONNECTION`, which reached its replica connection
-            // too): it ends as a killed MariaDB session does, closed without an error packet.
+            // `KILL CONNECTION` of this session, which reached its replica connection too.
             return Err(SessionEnd("the session was killed".into()));
         }
         self.topo.backends[idx]
             .counters
             .errors
             .fetch_add(1, Ordering::Relaxed);
-        let msg = format!("Lost connection to server during query (hapress router: {why})");
-        let _ = self
-            .client
-            .send_err(1, errcode::ER_CONNECTION_KILLED, "08S01", &msg)
-            .await;
-        Err(SessionEnd(msg))
+        let addr = &self.topo.backends[idx].addr;
+        eprintln!("hapress router: lost {addr} during a statement ({why}); session closed");
+        Err(SessionEnd(format!("lost {addr} during a statement: {why}")))
     }
 
     /// Session bookkeeping after a command.

@@ -62,8 +62,8 @@ pub mod status {
 
 /// Client-side error codes (what libmysqlclient reports) and server codes we generate.
 pub mod errcode {
-    /// `ER_CONNECTION_KILLED` (SQLSTATE 08S01, a connection failure): what a proxy sends when
-    /// it ends a session for a backend's sake (MaxScale does the same). Not the client codes
+    /// `ER_CONNECTION_KILLED` (SQLSTATE 08S01, a connection failure): what the router sends
+    /// when it refuses a login for a backend's sake (MaxScale uses it for such errors too). Not the client codes
     /// 2003/2013 (`CR_*`, 2000-2099): libmariadb reads an ERR packet carrying one of those as
     /// "2027 Received malformed packet" and drops the message.
     pub const ER_CONNECTION_KILLED: u16 = 1927;
