@@ -386,12 +386,16 @@ impl ResponseTracker {
                     self.done(Outcome::Err)
                 } else if terminator {
                     let st = terminator_status(p, self.deprecate_eof)?;
-                    if !self.deprecate_eof && st & status::CURSOR_EXISTS == 0 {
+                    // A binary result set opened as a cursor ends here (rows come with
+                    // COM_STMT_FETCH). A text result set may carry the flag too (a stored
+                    // program with an open cursor): its rows follow as usual.
+                    let cursor = self.binary && st & status::CURSOR_EXISTS != 0;
+                    if cursor {
+                        self.done(Outcome::Ok(Some(st)))
+                    } else if !self.deprecate_eof {
                         // The EOF closing the column definitions.
                         self.state = State::Rows;
                         Step::More
-                    } else if st & status::CURSOR_EXISTS != 0 {
-                        self.done(Outcome::Ok(Some(st)))
                     } else {
                         self.end_result(st)
                     }
@@ -546,6 +550,35 @@ mod tests {
                 true,
                 vec![vec![2], COL.to_vec(), COL.to_vec(), ok_fe(ac)],
                 (3, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                // A stored program with an open cursor (an anonymous block in Oracle mode):
+                // its SELECTs' text result sets carry CURSOR_EXISTS; rows still follow.
+                "text result set flagged cursor-exists, then more",
+                &q,
+                false,
+                vec![
+                    vec![1],
+                    COL.to_vec(),
+                    eof(more | status::CURSOR_EXISTS),
+                    row.clone(),
+                    eof(more | status::CURSOR_EXISTS),
+                    ok(ac),
+                ],
+                (5, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "the same, deprecate eof",
+                &q,
+                true,
+                vec![
+                    vec![1],
+                    COL.to_vec(),
+                    row.clone(),
+                    ok_fe(more | status::CURSOR_EXISTS),
+                    ok(ac),
+                ],
+                (4, Step::Done(Outcome::Ok(Some(ac)))),
             ),
             (
                 "error mid rows",

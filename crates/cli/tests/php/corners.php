@@ -64,6 +64,9 @@ $m = connect($port);
 // greeting may carry another connection's id; see "Greeting guess" in the README.)
 q($m, "CREATE OR REPLACE TABLE corners (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(10), b LONGBLOB)");
 q($m, "CREATE OR REPLACE PROCEDURE corners_p() BEGIN SELECT 1 AS a; SELECT id, v FROM corners ORDER BY id; END");
+// A procedure reading through a cursor while it returns rows: MariaDB flags those text result
+// sets with "cursor exists".
+q($m, "CREATE OR REPLACE PROCEDURE corners_c() BEGIN DECLARE x INT; DECLARE c CURSOR FOR SELECT id FROM corners ORDER BY id; OPEN c; FETCH c INTO x; SELECT x; FETCH c INTO x; SELECT x; CLOSE c; END");
 q($m, "INSERT INTO corners (v) VALUES ('a'), ('b'), ('c')");
 q($m, "SELECT LAST_INSERT_ID(), ROW_COUNT()");
 q($m, "INSERT INTO corners (v) VALUES ('much too long')");
@@ -81,6 +84,7 @@ q($m, "SELECT SUM(a) FROM corners_tmp");
 q($m, "SELECT id, v, CAST(id AS DECIMAL(10,3)) d, NOW() IS NOT NULL n, 1.5e0 f FROM corners ORDER BY id");
 multi($m, "SELECT 1 AS one; CALL corners_p(); UPDATE corners SET v = 'z' WHERE id = 1; SELECT v FROM corners WHERE id = 1");
 multi($m, "SELECT 1; SELECT * FROM no_such_table; SELECT 3");
+multi($m, "CALL corners_c()");
 q($m, "SELECT 'after multi'");
 
 // Packets over 16 MB both ways (split into 16 MB - 1 chunks): a 17 MB literal, the same
