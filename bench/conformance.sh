@@ -2,9 +2,11 @@
 # Transparency check of the SQL router with MariaDB's own test suite: runs the same
 # mariadb-test-run cases against a fresh cluster's primary directly and against another fresh
 # cluster through `hapress router`, then compares the verdicts case by case.
-# Usage: sudo bench/conformance.sh [--suite main] [--limit N] [--tests "main.a main.b"]
-# Writes bench/conformance-<suite>.txt (verdicts side by side) and prints identical/total.
+# Usage: sudo bench/conformance.sh [--suite main[,json,...]] [--limit N] [--tests "main.a main.b"]
+# Writes bench/conformance-<suite>.txt per suite (verdicts side by side) and prints
+# identical/total per suite.
 # ONLY=direct or ONLY=routed runs one side (for investigating; the comparison is then moot).
+# POOL_SIZE=0 runs the router without pooling (cases that count server sessions then agree).
 # KEEP=1 leaves the work directory, its logs and both clusters running, for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +27,12 @@ cleanup() { [ -n "${KEEP:-}" ] && { echo "kept $WORK"; return; }; for d in "$WOR
 trap cleanup EXIT
 
 if [ -z "$TESTS" ]; then
-  TESTS=$(cd "$MTR/$SUITE" 2>/dev/null && ls *.test | sed "s/\.test$//; s/^/$SUITE./" | sort)
-  [ -n "$TESTS" ] || TESTS=$(cd "$MTR/suite/$SUITE/t" && ls *.test | sed "s/\.test$//; s/^/$SUITE./" | sort)
+  for S in ${SUITE//,/ }; do
+    if [ -d "$MTR/$S" ]; then T=$MTR/$S; else T=$MTR/suite/$S/t; fi
+    [ -d "$T" ] || { echo "no suite $S under $MTR" >&2; exit 2; }
+    TESTS+=$'\n'$(cd "$T" && ls *.test | sed "s/\.test$//; s/^/$S./" | sort)
+  done
+  TESTS=$(echo "$TESTS" | sed '/^$/d')
   # Cases that wreck the server for every case after them under --extern:
   # - bad_user_table truncates mysql.global_priv and fails (it needs mtr's own server) before
   #   it puts the accounts back: every later login is refused, on both sides;
@@ -96,6 +102,7 @@ monitorUser: hapress_router
 monitorPasswordFile: $R/secrets/db-router-password
 statusListen: $WORK/router-http.sock
 readYourWrites: global   # the suite interleaves connections: every read sees every acknowledged write
+poolSize: ${POOL_SIZE:-64}
 YAML
 "$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
 # Start only once the router knows the primary, both replicas and the password hashes.
@@ -109,19 +116,22 @@ done
 ROUTED_STATUS=$(curl -s --unix-socket "$WORK/router-http.sock" http://router/status || true)
 kill "$RPID" 2>/dev/null || true
 t1=$(date +%s)
-# A hand-picked --tests list writes beside the suite's file, never over it.
-OUT=bench/conformance-$SUITE${TESTS_GIVEN:+-selected}.txt
 join -a1 -a2 -e missing -o 0,1.2,2.2 "$WORK/direct.verdicts" "$WORK/routed.verdicts" > "$WORK/joined"
-{
-  echo "# bench/conformance.sh --suite $SUITE ($(date -u +%F)): test direct routed"
-  cat "$WORK/joined"
-} > "$OUT"
-total=$(wc -l < "$WORK/joined")
-same=$(awk '$2 == $3' "$WORK/joined" | wc -l)
-passd=$(awk '$2 == "pass"' "$WORK/joined" | wc -l)
-passr=$(awk '$3 == "pass"' "$WORK/joined" | wc -l)
-echo "verdicts identical: $same / $total  (pass direct: $passd, pass routed: $passr; $((t1 - t0)) s)"
-echo "router: $(echo "$ROUTED_STATUS" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["routedToPrimary"], "statements to the primary,", s["routedToReplicas"], "to replicas")' 2>/dev/null)"
-echo "differences:"; awk '$2 != $3' "$WORK/joined" | sed 's/^/  /'
-echo "full list: $OUT"
-[ -n "${TESTS_GIVEN:-}" ] || awk '$2 == "pass" {print $1}' "$WORK/joined" > "bench/conformance-$SUITE-pass-direct.txt"
+echo "router: $(echo "$ROUTED_STATUS" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["routedToPrimary"], "statements to the primary,", s["routedToReplicas"], "to replicas")' 2>/dev/null); $((t1 - t0)) s"
+# Per suite: bench/conformance-<suite>.txt, and the cases that pass directly. A hand-picked
+# --tests list writes beside the suite's file, never over it.
+for S in $(cut -d. -f1 "$WORK/joined" | sort -u); do
+  grep "^$S\." "$WORK/joined" > "$WORK/joined-$S" || true
+  OUT=bench/conformance-$S${TESTS_GIVEN:+-selected}.txt
+  {
+    echo "# bench/conformance.sh --suite $SUITE ($(date -u +%F)): test direct routed"
+    cat "$WORK/joined-$S"
+  } > "$OUT"
+  total=$(wc -l < "$WORK/joined-$S")
+  same=$(awk '$2 == $3' "$WORK/joined-$S" | wc -l)
+  passd=$(awk '$2 == "pass"' "$WORK/joined-$S" | wc -l)
+  passr=$(awk '$3 == "pass"' "$WORK/joined-$S" | wc -l)
+  echo "$S: verdicts identical: $same / $total  (pass direct: $passd, pass routed: $passr; $OUT)"
+  awk '$2 != $3' "$WORK/joined-$S" | sed 's/^/  differs: /'
+  [ -n "${TESTS_GIVEN:-}" ] || awk '$2 == "pass" {print $1}' "$WORK/joined-$S" > "bench/conformance-$S-pass-direct.txt"
+done

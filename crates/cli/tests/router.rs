@@ -509,6 +509,40 @@ echo implode("; ", $out);"#
         !out.status.success() && err.contains("ERROR 2013") && err.contains("Lost connection"),
         "{err}"
     );
+
+    // A client that hangs up while its statement waits (for a user lock held by another
+    // session) abandons the wait on the server too, as it would directly (main.dirty_close).
+    let mysql = |port: u16, sql: &str| {
+        Command::new("mariadb")
+            .args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}")])
+            .args(["-uwordpress", "wordpress", "-e", sql])
+            .env("MYSQL_PWD", &pw)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let _holder = KillOnDrop(Some(mysql(
+        c.db_port,
+        "SELECT GET_LOCK('hapress_held', 0); SELECT SLEEP(30)",
+    )));
+    let held = wait_for(Duration::from_secs(5), || {
+        c.sql(0, "SELECT IS_USED_LOCK('hapress_held') IS NOT NULL") == "1"
+    });
+    assert!(held.is_some(), "the direct session never took the lock");
+    let waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User lock' AND INFO LIKE 'SELECT GET_LOCK(''hapress_held'', 3600)%'";
+    let mut waiter = KillOnDrop(Some(mysql(r.port, "SELECT GET_LOCK('hapress_held', 3600)")));
+    let seen = wait_for(Duration::from_secs(5), || c.sql(0, waiting) == "1");
+    assert!(
+        seen.is_some(),
+        "the routed GET_LOCK never waited on the primary"
+    );
+    drop(waiter.0.take().map(|mut w| w.kill()));
+    let released = wait_for(Duration::from_secs(5), || c.sql(0, waiting) == "0");
+    assert!(
+        released.is_some(),
+        "the primary still waits for a client that hung up"
+    );
     // A client that connects and leaves without logging in (a health check) does not cost
     // the pooled connection it was greeted with.
     let idle = pool(&r, "idle");

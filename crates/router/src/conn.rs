@@ -121,6 +121,16 @@ impl Conn {
         Ok(())
     }
 
+    /// Reads what the peer sends into the buffer (kept for later reads) while less than
+    /// `limit` bytes are buffered: false once the peer hung up or errored; past the limit it
+    /// waits forever (the caller stops watching by dropping the future). Cancel-safe.
+    pub async fn fill_bounded(&mut self, limit: usize) -> bool {
+        if self.buffered().len() >= limit {
+            std::future::pending::<()>().await;
+        }
+        self.fill().await.is_ok()
+    }
+
     /// The next physical chunk: header and payload stay in the buffer until [`Conn::consume`].
     pub async fn next_chunk(&mut self) -> io::Result<Chunk> {
         loop {

@@ -19,7 +19,7 @@ use hapress_wire::stmt;
 
 use crate::classify::{classify, kill_target, Effect, Statement};
 use crate::config::Config;
-use crate::conn::{login, query, Conn, Credential};
+use crate::conn::{login, query, Conn, Credential, SMALL_PACKET_LIMIT};
 use crate::pool::{self, Key, Lease, ReplicaState};
 use crate::route::{decide, ReadYourWrites, SessionView, Target};
 use crate::topology::{OnReplica, Topology};
@@ -115,6 +115,16 @@ const KNOWN_COMMANDS: [u8; 16] = [
     cmd::STMT_FETCH,
     cmd::RESET_CONNECTION,
 ];
+
+/// A statement still unanswered after this long has its client watched for a hang-up.
+const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(50);
+
+/// Waits `after`, then until `client` hangs up. Bytes it sends meanwhile (a pipelined
+/// command) stay buffered for later, up to a bound; past it the client is no longer watched.
+async fn hung_up_after(client: &mut Conn, after: Duration) {
+    tokio::time::sleep(after).await;
+    while client.fill_bounded(SMALL_PACKET_LIMIT).await {}
+}
 
 /// A client must finish logging in within this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -880,8 +890,25 @@ impl Session {
         // Relay the answer; flush whenever the backend has nothing more buffered.
         let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut captured: Option<String> = None;
+        let mut answered = false;
         loop {
-            let rc = match backend.next_chunk().await {
+            let next = if answered || !backend.nothing_buffered() {
+                backend.next_chunk().await
+            } else {
+                // Until the answer starts, a client that hangs up ends the session and closes
+                // the backend connection, so the server sees the hang-up as it would directly
+                // (a statement waiting on a lock is abandoned, the lock released). Watched
+                // only after a short while: quick answers cost nothing extra.
+                tokio::select! {
+                    biased;
+                    r = backend.next_chunk() => r,
+                    () = hung_up_after(&mut self.client, CLIENT_WATCH_AFTER) => {
+                        return Err(SessionEnd("the client hung up during a statement".into()));
+                    }
+                }
+            };
+            answered = true;
+            let rc = match next {
                 Ok(rc) => rc,
                 Err(e) => {
                     let _ = self.client.write_raw(&out).await;

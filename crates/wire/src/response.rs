@@ -235,8 +235,8 @@ enum State {
     FieldList,
     /// COM_STATISTICS: one string.
     Statistics,
-    /// COM_SET_OPTION: one EOF packet (an OK with the 0xfe header under `DEPRECATE_EOF`), or
-    /// an ERR.
+    /// COM_SET_OPTION, COM_SHUTDOWN, COM_DEBUG: one EOF packet (an OK with the 0xfe header
+    /// under `DEPRECATE_EOF`), or an ERR.
     Eof,
     Finished,
 }
@@ -265,7 +265,7 @@ impl ResponseTracker {
             cmd::STMT_FETCH => State::Rows,
             cmd::FIELD_LIST => State::FieldList,
             cmd::STATISTICS => State::Statistics,
-            cmd::SET_OPTION => State::Eof,
+            cmd::SET_OPTION | cmd::SHUTDOWN | cmd::DEBUG => State::Eof,
             _ => State::Start,
         };
         Some(Self {
@@ -626,6 +626,13 @@ mod tests {
             (
                 "set option (EOF)",
                 &[cmd::SET_OPTION, 0, 0],
+                false,
+                vec![eof(ac)],
+                (0, Step::Done(Outcome::Ok(Some(ac)))),
+            ),
+            (
+                "shutdown",
+                &[cmd::SHUTDOWN, 0],
                 false,
                 vec![eof(ac)],
                 (0, Step::Done(Outcome::Ok(Some(ac)))),
