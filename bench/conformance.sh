@@ -6,6 +6,8 @@
 # Writes bench/conformance-<suite>.txt per suite (verdicts side by side) and prints
 # identical/total per suite.
 # ONLY=direct or ONLY=routed runs one side (for investigating; the comparison is then moot).
+# PARALLEL=1 runs both sides at once (half the time; timing-sensitive cases may then differ:
+# re-run the differences with --tests).
 # POOL_SIZE=0 runs the router without pooling (cases that count server sessions then agree).
 # KEEP=1 leaves the work directory, its logs and both clusters running, for inspection.
 set -euo pipefail
@@ -111,8 +113,13 @@ for _ in $(seq 1 100); do
     | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["primary"] and sum(b["replicating"] for b in s["backends"]) == 2 else 1)' 2>/dev/null && break
   sleep 0.2
 done
-[ "${ONLY:-}" = routed ] || run_mtr direct --extern socket="$WORK/direct/state/run/db-0.sock" --extern user=mtr --extern password="$PWA"
-[ "${ONLY:-}" = direct ] || run_mtr routed --extern socket="$WORK/router.sock" --extern user=mtr --extern password="$PWB"
+direct() { [ "${ONLY:-}" = routed ] || run_mtr direct --extern socket="$WORK/direct/state/run/db-0.sock" --extern user=mtr --extern password="$PWA"; }
+routed() { [ "${ONLY:-}" = direct ] || run_mtr routed --extern socket="$WORK/router.sock" --extern user=mtr --extern password="$PWB"; }
+if [ -n "${PARALLEL:-}" ]; then
+  direct & D=$!; routed & R2=$!; wait $D $R2
+else
+  direct; routed
+fi
 ROUTED_STATUS=$(curl -s --unix-socket "$WORK/router-http.sock" http://router/status || true)
 kill "$RPID" 2>/dev/null || true
 t1=$(date +%s)

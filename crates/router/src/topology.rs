@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hapress_wire::consts::cap;
 use hapress_wire::handshake::{parse_stage2_hex, HandshakeResponse};
@@ -101,7 +101,8 @@ pub struct Topology {
     /// Client sessions refused (limit reached or no primary).
     pub refused: AtomicU64,
     /// Highest GTID sequence per replication domain seen in any write's OK packet.
-    newest: RwLock<std::collections::BTreeMap<u32, (u32, u64)>>,
+    /// Per replication domain: server id, sequence number, and when it was seen.
+    newest: RwLock<std::collections::BTreeMap<u32, (u32, u64, Instant)>>,
     max_lag: u64,
     /// Statements running on a replica, by the thread id their session's client knows (its
     /// primary connection's): the replica and that connection's thread id there, so a `KILL`
@@ -218,13 +219,39 @@ impl Topology {
 
     /// Records a GTID acknowledged to some client (for `readYourWrites: global`).
     pub fn note_gtid(&self, gtid: &str) {
+        let now = Instant::now();
         let mut m = self.newest.write().unwrap_or_else(|e| e.into_inner());
         for (d, s, n) in parse_gtids(gtid) {
-            let e = m.entry(d).or_insert((s, n));
+            let e = m.entry(d).or_insert((s, n, now));
             if n > e.1 {
-                *e = (s, n);
+                *e = (s, n, now);
             }
         }
+    }
+
+    /// The primary's `@@gtid_current_pos`, read by a probe that started at `probe_started`. A
+    /// write seen before then is in that position unless the primary's GTIDs went back
+    /// (`RESET MASTER`, a rebuilt primary): the newest GTID then follows the primary, or
+    /// reads with `readYourWrites: global` would wait for a GTID no replica ever reaches.
+    pub fn primary_position(&self, pos: &str, probe_started: Instant) {
+        let primary: HashMap<u32, (u32, u64)> = parse_gtids(pos)
+            .into_iter()
+            .map(|(d, s, n)| (d, (s, n)))
+            .collect();
+        let mut m = self.newest.write().unwrap_or_else(|e| e.into_inner());
+        m.retain(|d, e| {
+            if e.2 >= probe_started {
+                return true;
+            }
+            match primary.get(d) {
+                Some(&(s, n)) if n < e.1 => {
+                    *e = (s, n, e.2);
+                    true
+                }
+                Some(_) => true,
+                None => false,
+            }
+        });
     }
 
     /// The newest GTID position seen through this router (`None` before any write).
@@ -232,7 +259,7 @@ impl Topology {
         let m = self.newest.read().unwrap_or_else(|e| e.into_inner());
         (!m.is_empty()).then(|| {
             m.iter()
-                .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
+                .map(|(d, (s, n, _))| format!("{d}-{s}-{n}"))
                 .collect::<Vec<_>>()
                 .join(",")
         })
@@ -391,6 +418,7 @@ async fn probe_once(
         *conn = Some(c);
     }
     let c = conn.as_mut().ok_or("no connection")?;
+    let started = Instant::now();
     let vars = tokio::time::timeout(
         timeout,
         query(
@@ -422,6 +450,7 @@ async fn probe_once(
     // account must stop working within one probe interval. Unreadable accounts: every login is
     // relayed to MariaDB.
     if !read_only {
+        topo.primary_position(vars.get(0, "gtid").unwrap_or(""), started);
         if let Err(e) = refresh_user_hashes(topo, c, timeout).await {
             topo.forget_logins();
             error.get_or_insert(e);
@@ -508,6 +537,30 @@ pub fn parse_gtids(s: &str) -> Vec<(u32, u32, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_gtid_follows_a_primary_whose_gtids_went_back() {
+        let topo = Topology::new(
+            &serde_yaml::from_str(
+                "listen: x\nbackends: [a]\nmonitorUser: m\nmonitorPasswordFile: f\n",
+            )
+            .unwrap(),
+        );
+        let before = Instant::now();
+        topo.note_gtid("0-1-272,1-1-9");
+        // A probe that started before the write may not show it yet: kept.
+        topo.primary_position("0-1-3", before);
+        assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-272,1-1-9"));
+        // A later probe that shows less: RESET MASTER; domain 1 is gone altogether.
+        std::thread::sleep(Duration::from_millis(2));
+        topo.primary_position("0-1-3", Instant::now());
+        assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-3"));
+        topo.note_gtid("0-1-4");
+        topo.primary_position("0-1-5", Instant::now());
+        assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-4"));
+        topo.primary_position("", Instant::now());
+        assert_eq!(topo.newest_gtid(), None);
+    }
 
     #[test]
     fn gtid_positions() {
