@@ -30,6 +30,8 @@ pub enum Effect {
     Pin(&'static str),
     /// Modifies data: later reads of this session must see it (read-your-writes).
     Write,
+    /// `SET GLOBAL`: new connections take the new value; pooled ones would not.
+    SetGlobal,
 }
 
 /// A classified statement.
@@ -90,11 +92,22 @@ fn scan(sql: &[u8]) -> Scan {
             }
             b'`' => {
                 i += 1;
+                let start = i;
                 while i < n && sql[i] != b'`' {
                     i += 1;
                 }
+                // A quoted identifier is just an identifier, unless it names a schema whose
+                // contents differ per server.
+                let name = String::from_utf8_lossy(&sql[start..i.min(n)]).to_ascii_lowercase();
                 i += 1;
-                push(&mut s, 'i');
+                if matches!(
+                    name.as_str(),
+                    "mysql" | "information_schema" | "performance_schema" | "sys"
+                ) {
+                    name.chars().for_each(|c| push(&mut s, c));
+                } else {
+                    push(&mut s, 'i');
+                }
                 continue;
             }
             b'#' => {
@@ -260,7 +273,12 @@ fn select_flags(code: &str) -> SelectFlags {
         if call && (w == "found_rows" || w == "row_count") {
             f.found_rows = true;
         }
-        if matches!(w, "information_schema" | "performance_schema" | "sys") {
+        // Per-server state: status and processlist, and the `mysql` system tables (`CREATE
+        // SERVER` is not replicated, `gtid_slave_pos` and statistics differ per server).
+        if matches!(
+            w,
+            "information_schema" | "performance_schema" | "sys" | "mysql"
+        ) {
             f.server_local = true;
         }
         match (words[1], words[2], w) {
@@ -381,7 +399,9 @@ fn classify_set(code: &str) -> Effect {
         // The active role decides privileges on every server, and survives a reset.
         "role" => Effect::Pin("SET ROLE"),
         "transaction" | "password" | "default" | "statement" => Effect::None,
-        _ if global => Effect::None,
+        _ if global => Effect::SetGlobal,
+        // With it, `WHERE auto_increment_column IS NULL` reads the session's last insert id.
+        _ if has_word(code, "sql_auto_is_null") => Effect::Pin("sql_auto_is_null"),
         // autocommit is followed through the server's status flags; replaying autocommit=0 on a
         // replica would hold a read snapshot there.
         _ if has_word(code, "autocommit") => Effect::None,
@@ -436,6 +456,8 @@ mod tests {
                 Where::Primary,
             ),
             ("SELECT * FROM performance_schema.threads", Where::Primary),
+            ("SELECT Server_name FROM mysql.servers", Where::Primary),
+            ("SELECT * FROM `mysql`.`user`", Where::Primary),
             ("SELECT * FROM information_schema_like", Where::AnyServer),
             ("SELECT ROW_COUNT()", Where::Previous),
             ("SHOW WARNINGS", Where::Previous),
@@ -492,8 +514,13 @@ mod tests {
             ("SET @@session.time_zone = '+00:00'", Effect::Replay),
             ("SET @@time_zone = '+00:00'", Effect::Replay),
             ("SET CHARACTER SET utf8", Effect::Replay),
-            ("SET GLOBAL read_only = 1", Effect::None),
-            ("SET @@global.x = 1", Effect::None),
+            ("SET GLOBAL read_only = 1", Effect::SetGlobal),
+            ("SET @@global.max_allowed_packet = 1024", Effect::SetGlobal),
+            (
+                "SET SESSION sql_auto_is_null = 1",
+                Effect::Pin("sql_auto_is_null"),
+            ),
+            ("SET @@global.x = 1", Effect::SetGlobal),
             ("SET autocommit = 0", Effect::None),
             (
                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",

@@ -79,6 +79,8 @@ pub struct Lease {
     /// Permit of the backend's pool (`None` when pooling is off).
     _permit: Option<OwnedSemaphorePermit>,
     since: Instant,
+    /// The pool generation the connection was opened in (see [`Pool::renew`]).
+    generation: u64,
 }
 
 impl Lease {
@@ -91,9 +93,13 @@ impl Lease {
             state: None,
             _permit: permit,
             since: Instant::now(),
+            generation: GENERATION.load(Ordering::Relaxed),
         }
     }
 }
+
+/// Bumped by [`Pool::renew`]: connections opened before are not pooled again.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Why no connection could be had.
 #[derive(Debug)]
@@ -212,8 +218,24 @@ impl Pool {
         Some(idle.remove(i))
     }
 
+    /// Connections opened from now on differ from those opened before (a `SET GLOBAL` went
+    /// through the router: a new connection takes the new global values, and some of them,
+    /// such as `max_allowed_packet`, a reset does not refresh): every pool's idle connections
+    /// are closed, and those in use are closed when their sessions end.
+    pub fn renew(pools: &[&Pool]) {
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+        for p in pools {
+            let stale = std::mem::take(&mut *p.idle());
+            stale.into_iter().for_each(close);
+        }
+    }
+
     /// Puts a connection (reset, or untouched since it left) back.
     pub fn put(&self, mut lease: Lease) {
+        if lease.generation != GENERATION.load(Ordering::Relaxed) {
+            close(lease);
+            return;
+        }
         lease.since = Instant::now();
         self.idle().push(lease);
         self.returned.notify_waiters();

@@ -1106,6 +1106,10 @@ impl Session {
                     self.topo.forget_logins();
                 }
             }
+            Effect::SetGlobal => {
+                let pools: Vec<&pool::Pool> = self.topo.backends.iter().map(|b| &*b.pool).collect();
+                pool::Pool::renew(&pools);
+            }
             Effect::None => {}
         }
     }
