@@ -84,8 +84,13 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A connection just opened under `permit`.
-    pub fn new(conn: Conn, greeting: Greeting, permit: Option<OwnedSemaphorePermit>) -> Self {
+    /// A connection just opened under `permit`, for `pool`.
+    pub fn new(
+        conn: Conn,
+        greeting: Greeting,
+        permit: Option<OwnedSemaphorePermit>,
+        pool: &Pool,
+    ) -> Self {
         Self {
             conn,
             greeting,
@@ -93,13 +98,10 @@ impl Lease {
             state: None,
             _permit: permit,
             since: Instant::now(),
-            generation: GENERATION.load(Ordering::Relaxed),
+            generation: pool.generation.load(Ordering::Relaxed),
         }
     }
 }
-
-/// Bumped by [`Pool::renew`]: connections opened before are not pooled again.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Why no connection could be had.
 #[derive(Debug)]
@@ -125,6 +127,8 @@ pub struct Pool {
     pub mismatched: AtomicU64,
     /// Sessions refused after waiting `poolWaitMs` for a free slot.
     pub exhausted: AtomicU64,
+    /// Bumped by [`Pool::renew`]: connections opened before are not pooled again.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Lease {
@@ -149,6 +153,7 @@ impl Pool {
             reused: AtomicU64::new(0),
             mismatched: AtomicU64::new(0),
             exhausted: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -223,8 +228,8 @@ impl Pool {
     /// such as `max_allowed_packet`, a reset does not refresh): every pool's idle connections
     /// are closed, and those in use are closed when their sessions end.
     pub fn renew(pools: &[&Pool]) {
-        GENERATION.fetch_add(1, Ordering::Relaxed);
         for p in pools {
+            p.generation.fetch_add(1, Ordering::Relaxed);
             let stale = std::mem::take(&mut *p.idle());
             stale.into_iter().for_each(close);
         }
@@ -232,7 +237,7 @@ impl Pool {
 
     /// Puts a connection (reset, or untouched since it left) back.
     pub fn put(&self, mut lease: Lease) {
-        if lease.generation != GENERATION.load(Ordering::Relaxed) {
+        if lease.generation != self.generation.load(Ordering::Relaxed) {
             close(lease);
             return;
         }
@@ -363,9 +368,33 @@ mod tests {
     async fn lease(pool: &Pool, id: u32, key: Option<Key>) -> Lease {
         let permit = pool.permit(Duration::from_millis(10)).await.unwrap();
         let (a, _b) = tokio::io::duplex(64);
-        let mut l = Lease::new(Conn::new(Box::new(a)), greeting(id), permit);
+        let mut l = Lease::new(Conn::new(Box::new(a)), greeting(id), permit, pool);
         l.key = key;
         l
+    }
+
+    #[tokio::test]
+    async fn a_set_global_retires_every_connection_opened_before_it() {
+        let pool = Pool::new(4);
+        let k = Key::new(&hello("wp", cap::PROTOCOL_41), &greeting(1));
+        let idle = lease(&pool, 1, Some(k.clone())).await;
+        let busy = lease(&pool, 2, Some(k.clone())).await;
+        pool.put(idle);
+        Pool::renew(&[&pool]);
+        assert_eq!(pool.idle_count(), 0, "idle connections are closed at once");
+        pool.put(busy);
+        assert_eq!(
+            pool.idle_count(),
+            0,
+            "one in use is closed when its session ends"
+        );
+        let fresh = lease(&pool, 3, Some(k)).await;
+        pool.put(fresh);
+        assert_eq!(
+            pool.idle_count(),
+            1,
+            "connections opened after it are pooled"
+        );
     }
 
     #[test]

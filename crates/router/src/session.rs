@@ -213,7 +213,7 @@ async fn connect(
         return Err(SessionEnd("primary refused the connection".into()));
     }
     let g = Greeting::parse(&g).map_err(end("primary greeting"))?;
-    Ok(Lease::new(conn, g, permit))
+    Ok(Lease::new(conn, g, permit, &b.pool))
 }
 
 /// The router's own refusal of a login: in place of the greeting (packet 0) without an SQL
@@ -1226,7 +1226,7 @@ impl Session {
                 let mut conn = Conn::connect(&backend.addr, timeout).await.ok()?;
                 // Replica logins never negotiate DEPRECATE_EOF differently from the client's.
                 let g = login(&mut conn, &self.hello.user, &cred, &tpl).await.ok()?;
-                let mut l = Lease::new(conn, g, permit);
+                let mut l = Lease::new(conn, g, permit, &pool);
                 l.key = Some(Key::new(&tpl, &l.greeting));
                 Some(l)
             };
