@@ -774,6 +774,42 @@ echo implode(',', $out), "\n";"#,
         );
     }
 
+    // A SET GLOBAL of a variable that changes results, through the router, reaches the
+    // replicas too (and retires pooled connections): a new session's read on a replica then
+    // answers as the primary would (main.func_str).
+    c.sql(
+        0,
+        "CREATE USER 'hpadmin'@'%' IDENTIFIED BY 'Adm1n-pw'; GRANT ALL ON *.* TO 'hpadmin'@'%'",
+    );
+    // (The router logs in to replicas as a user once a probe has read its password hash.)
+    std::thread::sleep(Duration::from_millis(600));
+    let admin = |sql: &str| {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", r.port)])
+            .args(["-uhpadmin", "-e", sql])
+            .env("MYSQL_PWD", "Adm1n-pw")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    admin("SET GLOBAL max_allowed_packet = 1048576");
+    let big = "SELECT REPEAT('a', 2000000) IS NULL AS truncated; SHOW WARNINGS";
+    let before = r.routed_to_replicas();
+    let routed = client(r.port, &pw, "wordpress", big);
+    assert!(
+        r.routed_to_replicas() > before,
+        "the read did not run on a replica"
+    );
+    let direct = client(c.db_port, &pw, "wordpress", big);
+    assert!(direct.1.contains("(1048576)"), "{direct:?}");
+    assert_eq!(routed, direct);
+    admin("SET GLOBAL max_allowed_packet = 67108864");
+    assert_eq!(c.sql(1, "SELECT @@global.max_allowed_packet"), "67108864");
+
     // The monitor account losing its privileges (MariaDB's own test suite revokes and drops
     // accounts) does not take the site down: the primary is still known by @@read_only, the
     // status says what failed, and logins are relayed to MariaDB, which still checks them.

@@ -326,6 +326,66 @@ pub fn kill_target(sql: &[u8]) -> Option<(u32, bool)> {
     words.next().is_none().then_some((id, query))
 }
 
+/// Global variables that change what statements return, which the router sets on the replicas
+/// too when a `SET GLOBAL` of one goes through it. Nothing about replication, roles, logging
+/// or resources a replica sizes for itself.
+const MIRRORED_GLOBALS: &[&str] = &[
+    "max_allowed_packet",
+    "net_buffer_length",
+    "sql_mode",
+    "ft_boolean_syntax",
+    "optimizer_switch",
+    "optimizer_search_depth",
+    "optimizer_prune_level",
+    "optimizer_use_condition_selectivity",
+    "div_precision_increment",
+    "group_concat_max_len",
+    "lc_time_names",
+    "time_zone",
+    "default_week_format",
+    "max_sort_length",
+    "max_statement_time",
+    "in_predicate_conversion_threshold",
+    "old_mode",
+    "sql_select_limit",
+    "max_join_size",
+    "max_recursive_iterations",
+    "max_sp_recursion_depth",
+    "character_set_server",
+    "collation_server",
+];
+
+/// True for `SET GLOBAL v = ...` / `SET @@global.v = ...` of one variable of
+/// [`MIRRORED_GLOBALS`].
+pub fn mirrored_global(sql: &[u8]) -> bool {
+    let sc = scan(sql);
+    if sc.multi {
+        return false;
+    }
+    let code = sc.code.trim().trim_end_matches(';').trim();
+    let Some(rest) = code
+        .strip_prefix("set global ")
+        .or_else(|| code.strip_prefix("set @@global."))
+    else {
+        return false;
+    };
+    let (name, value) = match rest.split_once('=') {
+        Some((n, v)) => (n.trim(), v),
+        None => return false,
+    };
+    // One assignment: no comma outside parentheses in the value.
+    let mut depth = 0i32;
+    for ch in value.chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => return false,
+            _ => {}
+        }
+    }
+    MIRRORED_GLOBALS.contains(&name)
+}
+
 /// Classifies one `COM_QUERY` text.
 pub fn classify(sql: &[u8]) -> Statement {
     let sc = scan(sql);
@@ -418,6 +478,26 @@ mod tests {
 
     fn place(sql: &str) -> Where {
         classify(sql.as_bytes()).place
+    }
+
+    #[test]
+    fn mirrored_globals() {
+        for (sql, want) in [
+            ("SET GLOBAL max_allowed_packet = 1048576", true),
+            ("set @@global.sql_mode='ANSI'", true),
+            ("SET GLOBAL ft_boolean_syntax = ' +-><()~*:\"\"&|';", true),
+            (
+                "SET GLOBAL max_allowed_packet = 1024, net_buffer_length = 1024",
+                false,
+            ),
+            ("SET GLOBAL read_only = 1", false),
+            ("SET GLOBAL event_scheduler = ON", false),
+            ("SET SESSION sql_mode = ''", false),
+            ("SET GLOBAL sql_mode = CONCAT(@@sql_mode, ',ANSI')", true),
+            ("SET GLOBAL sql_mode = ''; SELECT 1", false),
+        ] {
+            assert_eq!(mirrored_global(sql.as_bytes()), want, "{sql}");
+        }
     }
 
     #[test]

@@ -304,20 +304,33 @@ async fn kill_on_replica(topo: &Topology, config: &Config, id: u32, query_only: 
     let Some(run) = topo.on_replica(id) else {
         return;
     };
-    let (user, cred, tpl) = &*run.login;
-    let addr = &topo.backends[run.idx].addr;
-    let timeout = Duration::from_millis(config.connect_timeout_ms);
     let what = if query_only { "QUERY" } else { "CONNECTION" };
     let sql = format!("KILL {what} {}", run.thread_id);
+    run_as(topo, config, run.idx, &run.login, &sql).await;
+}
+
+/// Runs `sql` on backend `idx` over a new connection logged in as `who` (user, credential,
+/// handshake template), within the connect timeout; an error is logged.
+async fn run_as(
+    topo: &Topology,
+    config: &Config,
+    idx: usize,
+    who: &(Vec<u8>, Credential, HandshakeResponse),
+    sql: &str,
+) {
+    let (user, cred, tpl) = who;
+    let addr = &topo.backends[idx].addr;
+    let timeout = Duration::from_millis(config.connect_timeout_ms);
     let work = async {
         let mut conn = Conn::connect(addr, timeout).await.ok()?;
         login(&mut conn, user, cred, tpl).await.ok()?;
-        let r = query(&mut conn, &sql, false).await;
+        let r = query(&mut conn, sql, false).await;
         let _ = conn.write_packet(0, &[cmd::QUIT]).await;
         r.ok()
     };
     if let Ok(Some(Err((code, msg)))) = tokio::time::timeout(timeout, work).await {
-        eprintln!("hapress router: {sql} on {addr}: {code} {msg}");
+        let shown: String = sql.chars().take(80).collect();
+        eprintln!("hapress router: {shown} on {addr}: {code} {msg}");
     }
 }
 
@@ -674,6 +687,12 @@ impl Session {
                     first_payload[0]
                 );
             }
+            if command == Some(cmd::QUERY)
+                && stmt.as_ref().is_some_and(|s| s.effect == Effect::SetGlobal)
+                && crate::classify::mirrored_global(&first_payload[1..])
+            {
+                self.mirror_global(&first_payload[1..]).await;
+            }
             // While a statement runs on a replica, a KILL of this session must reach it there.
             let on_replica = target == Target::Replica && self.note_on_replica();
             let outcome = self
@@ -704,18 +723,13 @@ impl Session {
     /// Records that this session's statement runs on its replica connection; false if it has
     /// none or no way to log in there again.
     fn note_on_replica(&mut self) -> bool {
-        let Some(b) = &self.replica else {
+        if self.replica.is_none() {
+            return false;
+        }
+        let Some(login) = self.own_login() else {
             return false;
         };
-        if self.kill_login.is_none() {
-            let Some(cred) = self.credential.clone() else {
-                return false;
-            };
-            let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);
-            tpl.database = None;
-            self.kill_login = Some(Arc::new((self.hello.user.clone(), cred, tpl)));
-        }
-        let Some(login) = self.kill_login.clone() else {
+        let Some(b) = &self.replica else {
             return false;
         };
         self.topo.running_on_replica(
@@ -727,6 +741,35 @@ impl Session {
             }),
         );
         true
+    }
+
+    /// How the router logs in to another server as this session's user (no database).
+    fn own_login(&mut self) -> Option<Arc<(Vec<u8>, Credential, HandshakeResponse)>> {
+        if self.kill_login.is_none() {
+            let cred = self.credential.clone()?;
+            let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);
+            tpl.database = None;
+            self.kill_login = Some(Arc::new((self.hello.user.clone(), cred, tpl)));
+        }
+        self.kill_login.clone()
+    }
+
+    /// A `SET GLOBAL` of a variable that changes what statements return
+    /// ([`crate::classify::mirrored_global`]) is run on every replica that is up too, as this
+    /// session's user, before the primary gets it: reads on replicas then behave as on the
+    /// primary, as on one server. The primary's answer is the client's.
+    async fn mirror_global(&mut self, sql: &[u8]) {
+        let Some(login) = self.own_login() else {
+            return;
+        };
+        let Ok(text) = std::str::from_utf8(sql) else {
+            return;
+        };
+        for idx in 0..self.topo.backends.len() {
+            if idx != self.primary.idx && self.topo.replica_up(idx) {
+                run_as(&self.topo, &self.config, idx, &login, text).await;
+            }
+        }
     }
 
     /// `COM_STMT_EXECUTE`: the statement it runs (for the bookkeeping after it) and whether

@@ -205,6 +205,15 @@ impl Topology {
             .min_by_key(|&i| self.backends[i].counters.sessions.load(Ordering::Relaxed))
     }
 
+    /// True while backend `i` is an up, read-only server other than the primary.
+    pub fn replica_up(&self, i: usize) -> bool {
+        let p = self.backends[i]
+            .probe
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        Some(i) != self.primary() && p.up && p.read_only
+    }
+
     /// True while backend `i` is fit for reads (called per statement: no allocation).
     pub fn replica_fit(&self, i: usize) -> bool {
         if Some(i) == self.primary() {
