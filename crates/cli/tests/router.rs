@@ -33,6 +33,22 @@ impl Drop for Router {
     }
 }
 
+/// `hapress router --config cfg`, listening on `port` and serving its status on `port + 1`.
+fn spawn_router(cfg: &std::path::Path, port: u16) -> Router {
+    let child = hapress()
+        .args(["router", "--config", cfg.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Router {
+        child,
+        port,
+        status_port: port + 1,
+    }
+}
+
 fn start_router(c: &Cluster, max_lag: u64) -> Router {
     // `hapress up` created the monitor account; a second router uses the same one.
     let dir = c.dir.path();
@@ -52,18 +68,7 @@ fn start_router(c: &Cluster, max_lag: u64) -> Router {
         ),
     )
     .unwrap();
-    let child = hapress()
-        .args(["router", "--config", cfg.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let r = Router {
-        child,
-        port: ports,
-        status_port: ports + 1,
-    };
+    let r = spawn_router(&cfg, ports);
     let ready = wait_for(Duration::from_secs(10), || {
         let s = r.status();
         s["primary"].is_string()
@@ -948,18 +953,7 @@ fn router_without_a_primary_refuses_with_a_readable_error() {
         ),
     )
     .unwrap();
-    let child = hapress()
-        .args(["router", "--config", cfg.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let r = Router {
-        child,
-        port: ports,
-        status_port: ports + 1,
-    };
+    let r = spawn_router(&cfg, ports);
     assert!(
         wait_for(Duration::from_secs(10), || r.status()["backends"][0]
             ["error"]

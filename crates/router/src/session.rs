@@ -70,9 +70,9 @@ struct Session {
     reusable: bool,
     /// Binary-protocol prepared statements, by the id the client knows (the primary's).
     prepared: HashMap<u32, Prepared>,
-    /// How the router logs in to a replica as this session's user to kill a statement of
-    /// it there (made on the first statement sent to a replica).
-    kill_login: Option<Arc<(Vec<u8>, Credential, HandshakeResponse)>>,
+    /// How the router logs in to another server as this session's user (to kill a statement
+    /// of it on a replica, to mirror a `SET GLOBAL`); made on first use.
+    login_elsewhere: Option<Arc<(Vec<u8>, Credential, HandshakeResponse)>>,
 }
 
 /// A prepared statement of a session: prepared on the primary, and on the session's replica
@@ -605,7 +605,7 @@ async fn handshake(
         replica_reached: None,
         reusable: true,
         prepared: HashMap::new(),
-        kill_login: None,
+        login_elsewhere: None,
     }))
 }
 
@@ -745,13 +745,13 @@ impl Session {
 
     /// How the router logs in to another server as this session's user (no database).
     fn own_login(&mut self) -> Option<Arc<(Vec<u8>, Credential, HandshakeResponse)>> {
-        if self.kill_login.is_none() {
+        if self.login_elsewhere.is_none() {
             let cred = self.credential.clone()?;
             let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);
             tpl.database = None;
-            self.kill_login = Some(Arc::new((self.hello.user.clone(), cred, tpl)));
+            self.login_elsewhere = Some(Arc::new((self.hello.user.clone(), cred, tpl)));
         }
-        self.kill_login.clone()
+        self.login_elsewhere.clone()
     }
 
     /// A `SET GLOBAL` of a variable that changes what statements return
