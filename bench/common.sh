@@ -28,11 +28,14 @@ bench_cluster() {
 }
 
 # Writes router config $WORK/$3 listening on 127.0.0.1:$2 for the cluster whose databases
-# listen on $1, $1+1, $1+2.
+# listen on $1, $1+1, $1+2. Backends are the servers' unix sockets, as `hapress up` configures
+# its own router; with $4 = tcp, their TCP ports.
 bench_router_config() {
+  local b="$S/run/db-0.sock, $S/run/db-1.sock, $S/run/db-2.sock"
+  [ "${4:-}" = tcp ] && b="127.0.0.1:$1, 127.0.0.1:$(($1+1)), 127.0.0.1:$(($1+2))"
   cat > "$WORK/$3" <<YAML
 listen: 127.0.0.1:$2
-backends: [127.0.0.1:$1, 127.0.0.1:$(($1+1)), 127.0.0.1:$(($1+2))]
+backends: [$b]
 monitorUser: hapress_router
 monitorPasswordFile: $S/secrets/db-router-password
 YAML

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # SQL router benchmark: sysbench against the primary directly, through HAProxy (TCP mode, the
 # usual alternative) and through `hapress router` (read/write splitting on), in one run, so the
-# ratios compare like with like on this machine.
+# ratios compare like with like on this machine. Clients always connect over TCP. The router
+# reaches the servers over their unix sockets, as `hapress up` configures it ("router"); two
+# controls: the router over TCP ("router-tcp") and HAProxy to the primary's unix socket
+# ("haproxy-sock").
 # Then PHP's connection per request (what WordPress does): each of N PHP processes connects,
 # sets utf8mb4, reads one option and disconnects, in a loop; through the router with pooling
 # on (the default) and off (poolSize: 0).
@@ -20,10 +23,11 @@ done
 . bench/common.sh
 bench_prepare --bench
 bench_workdir hapress-rbench
-HTTP=18780; DB=18706; HAP=18790; RT=18791; RT0=18792
+HTTP=18780; DB=18706; HAP=18790; RT=18791; RT0=18792; RTT=18793; HAPS=18794
 cleanup() {
   [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
   [ -n "${R0PID:-}" ] && kill "$R0PID" 2>/dev/null || true
+  [ -n "${RTPID:-}" ] && kill "$RTPID" 2>/dev/null || true
   [ -n "${HPID:-}" ] && kill "$HPID" 2>/dev/null || true
   "$H" down --state-dir "$WORK/state" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -33,6 +37,8 @@ bench_cluster rbench $HTTP $DB $RT router.yaml
 "$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
 bench_router_config $DB $RT0 router0.yaml; echo 'poolSize: 0' >> "$WORK/router0.yaml"
 "$H" router --config "$WORK/router0.yaml" 2>"$WORK/router0.log" & R0PID=$!
+bench_router_config $DB $RTT router-tcp.yaml tcp
+"$H" router --config "$WORK/router-tcp.yaml" 2>"$WORK/router-tcp.log" & RTPID=$!
 cat > "$WORK/haproxy.cfg" <<CFG
 global
   maxconn 4096
@@ -44,6 +50,9 @@ defaults
 listen mariadb
   bind 127.0.0.1:$HAP
   server db0 127.0.0.1:$DB
+listen mariadb-sock
+  bind 127.0.0.1:$HAPS
+  server db0 $S/run/db-0.sock
 CFG
 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & HPID=$!
 sleep 1
@@ -61,20 +70,21 @@ run() { # test[:ps] port -> "qps p95" (":ps": server-side prepared statements)
     | awk '/queries:/ {gsub(/[(]/,"",$3); q=$3} /95th percentile:/ {p=$3} END {print q, p}'
 }
 echo "sysbench, $THREADS threads, ${SECS}s each, text protocol (--db-ps-mode=disable); :ps = prepared statements (--db-ps-mode=auto)"
-printf '%-18s %-10s %12s %10s\n' test path qps p95_ms
+printf '%-18s %-12s %12s %10s\n' test path qps p95_ms
 declare -A R
 for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
-  for path in direct haproxy router; do
-    port=$([ $path = direct ] && echo $DB || ([ $path = haproxy ] && echo $HAP || echo $RT))
+  for path in direct haproxy haproxy-sock router router-tcp; do
+    case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; router) port=$RT ;; *) port=$RTT ;; esac
     if [ -n "${PERF:-}" ] && [ $path = router ] && [ "$t" = oltp_point_select ]; then
       perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
     fi
     read -r q p < <(run $t "$port")
     R[$t.$path]=$q
-    printf '%-18s %-10s %12.0f %10s\n' "$t" "$path" "$q" "$p"
+    printf '%-18s %-12s %12.0f %10s\n' "$t" "$path" "$q" "$p"
   done
-  printf '%-18s router/haproxy %.2f   router/direct %.2f\n' "$t" \
-    "$(echo "${R[$t.router]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.direct]}" | bc -l)"
+  printf '%-18s router/haproxy %.2f   router/direct %.2f   router/haproxy-sock %.2f   router-tcp/haproxy %.2f\n' "$t" \
+    "$(echo "${R[$t.router]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.direct]}" | bc -l)" \
+    "$(echo "${R[$t.router]} / ${R[$t.haproxy-sock]}" | bc -l)" "$(echo "${R[$t.router-tcp]} / ${R[$t.haproxy]}" | bc -l)"
 done
 cat > "$WORK/connect.php" <<'PHP'
 <?php

@@ -197,6 +197,12 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
         router["router"]["routedToReplicas"].as_u64().unwrap() > 0,
         "no WordPress read reached a replica: {router}"
     );
+    // ... over the servers' unix sockets (and their `localhost` accounts).
+    assert_eq!(
+        router["router"]["primary"],
+        format!("{}/run/db-0.sock", c.state_dir()),
+        "{router}"
+    );
     let wp_config =
         std::fs::read_to_string(format!("{}/site/wp-config.php", c.state_dir())).unwrap();
     assert!(

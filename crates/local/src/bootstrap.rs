@@ -21,6 +21,9 @@ fn connect_host(spec: &WordPressClusterSpec) -> &str {
     }
 }
 
+/// What WordPress's account may do.
+const WORDPRESS_GRANTS: &str = "ALL PRIVILEGES ON wordpress.*";
+
 /// SQL that creates (or re-keys) account `user`@`host` with `password` and `grants`;
 /// idempotent, so an interrupted `up` can run it again.
 fn account(host: &str, user: &str, password: &str, grants: &[&str]) -> String {
@@ -64,7 +67,7 @@ pub fn replication(
         &host,
         "wordpress",
         &secrets.db_password,
-        &["ALL PRIVILEGES ON wordpress.*"],
+        &[WORDPRESS_GRANTS],
     ));
     sql(tools, &psock, &setup)?;
     let replicas: Vec<u32> = (0..spec.database.instances)
@@ -131,14 +134,52 @@ pub fn router_user(
     primary: u32,
 ) -> Result<()> {
     let host = quote(&account_host(spec));
-    let grants = [
-        "SLAVE MONITOR, REPLICATION CLIENT ON *.*",
-        "SELECT ON mysql.global_priv",
-    ];
     sql(
         tools,
         &layout.db_socket(primary),
-        &account(&host, "hapress_router", &secrets.router_password, &grants),
+        &account(
+            &host,
+            "hapress_router",
+            &secrets.router_password,
+            &ROUTER_GRANTS,
+        ),
     )?;
+    Ok(())
+}
+
+/// What the router's monitor account may do.
+const ROUTER_GRANTS: [&str; 2] = [
+    "SLAVE MONITOR, REPLICATION CLIENT ON *.*",
+    "SELECT ON mysql.global_priv",
+];
+
+/// The accounts the embedded router logs in with over the servers' unix sockets, where
+/// MariaDB sees every client as `localhost`: `wordpress` and the monitor account, with the same
+/// passwords and grants as their TCP accounts. Nothing to do when those are `'%'` (which
+/// matches `localhost` too). Idempotent.
+pub fn socket_accounts(
+    tools: &Tools,
+    layout: &Layout,
+    spec: &WordPressClusterSpec,
+    secrets: &Secrets,
+    primary: u32,
+) -> Result<()> {
+    if account_host(spec) == "%" {
+        return Ok(());
+    }
+    let host = quote("localhost");
+    let mut setup = account(
+        &host,
+        "wordpress",
+        &secrets.db_password,
+        &[WORDPRESS_GRANTS],
+    );
+    setup.push_str(&account(
+        &host,
+        "hapress_router",
+        &secrets.router_password,
+        &ROUTER_GRANTS,
+    ));
+    sql(tools, &layout.db_socket(primary), &setup)?;
     Ok(())
 }

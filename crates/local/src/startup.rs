@@ -139,6 +139,11 @@ impl Runtime {
             self.state.once(&self.layout, "router-user", || {
                 bootstrap::router_user(&self.tools, &self.layout, &spec, &self.secrets, primary)
             })?;
+            // The router reaches the servers over their unix sockets (clusters made before
+            // that get the accounts on their next `up`).
+            self.state.once(&self.layout, "socket-accounts", || {
+                bootstrap::socket_accounts(&self.tools, &self.layout, &spec, &self.secrets, primary)
+            })?;
             if let Some(r) = &mut self.router {
                 r.spawn()?;
             }

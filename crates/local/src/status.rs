@@ -187,8 +187,8 @@ pub fn router_status(layout: &crate::layout::Layout) -> Option<serde_json::Value
     serde_json::from_str(body).ok()
 }
 
-/// `primary=127.0.0.1:13306 readers=2 routed primary=721 replicas=120`, then what a probe of
-/// a backend failed on, if anything (`; 127.0.0.1:13306: SHOW SLAVE STATUS: 1227 ...`).
+/// `primary=db-0 readers=2 routed primary=721 replicas=120`, then what a probe of a backend
+/// failed on, if anything (`; db-0: SHOW SLAVE STATUS: 1227 ...`).
 fn router_cell(r: &serde_json::Value) -> String {
     let backends = r["backends"].as_array().map_or(&[][..], |b| b.as_slice());
     let readers = backends
@@ -197,16 +197,26 @@ fn router_cell(r: &serde_json::Value) -> String {
         .count();
     let mut cell = format!(
         "primary={} readers={readers} routed primary={} replicas={}",
-        r["primary"].as_str().unwrap_or("none"),
+        r["primary"].as_str().map_or("none", short_address),
         r["routedToPrimary"],
         r["routedToReplicas"],
     );
     for b in backends {
         if let (Some(addr), Some(e)) = (b["address"].as_str(), b["error"].as_str()) {
-            cell.push_str(&format!("; {addr}: {e}"));
+            cell.push_str(&format!("; {}: {e}", short_address(addr)));
         }
     }
     cell
+}
+
+/// A backend as the status table names it: `db-0` for the embedded router's
+/// `…/run/db-0.sock`, any other address as it is.
+fn short_address(addr: &str) -> &str {
+    std::path::Path::new(addr)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f.strip_suffix(".sock"))
+        .unwrap_or(addr)
 }
 
 #[cfg(test)]
@@ -227,6 +237,18 @@ mod tests {
         assert_eq!(
             router_cell(&r),
             "primary=127.0.0.1:13306 readers=1 routed primary=7 replicas=9; 127.0.0.1:13306: SHOW SLAVE STATUS: 1227 Access denied"
+        );
+        let r = serde_json::json!({
+            "primary": "/var/lib/hapress/default/run/db-1.sock", "routedToPrimary": 1,
+            "routedToReplicas": 0,
+            "backends": [
+                {"address": "/var/lib/hapress/default/run/db-0.sock", "role": "down",
+                 "replicating": false, "error": "connect: No such file or directory"}
+            ]
+        });
+        assert_eq!(
+            router_cell(&r),
+            "primary=db-1 readers=0 routed primary=1 replicas=0; db-0: connect: No such file or directory"
         );
         assert_eq!(
             router_cell(&serde_json::json!({})),

@@ -496,31 +496,61 @@ async fn refresh_user_hashes(
     .map_err(|_| "reading users timed out".to_string())?
     .map_err(|e| e.to_string())?
     .map_err(|(code, m)| format!("reading mysql.global_priv (grant SELECT ON mysql.global_priv to the monitor user): {code} {m}"))?;
-    let mut users: HashMap<Vec<u8>, Vec<[u8; 20]>> = HashMap::new();
-    let mut accounts: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut checkable: HashMap<Vec<u8>, [u8; 20]> = HashMap::new();
-    for i in 0..rows.rows.len() {
-        let Some(u) = rows.get(i, "u") else { continue };
-        let u = u.as_bytes().to_vec();
-        *accounts.entry(u.clone()).or_default() += 1;
-        let Some(s2) = rows.get(i, "h").and_then(parse_stage2_hex) else {
-            continue;
-        };
-        users.entry(u.clone()).or_default().push(s2);
-        if rows.get(i, "ok") == Some("1") {
-            checkable.insert(u, s2);
-        }
-    }
-    checkable.retain(|u, _| accounts.get(u) == Some(&1));
+    let accounts = (0..rows.rows.len()).filter_map(|i| {
+        let u = rows.get(i, "u")?;
+        Some((
+            u.as_bytes().to_vec(),
+            rows.get(i, "h").and_then(parse_stage2_hex),
+            rows.get(i, "ok") == Some("1"),
+        ))
+    });
+    let (users, checkable) = logins(accounts);
     *topo.users.write().unwrap_or_else(|e| e.into_inner()) = users;
     *topo.checkable.write().unwrap_or_else(|e| e.into_inner()) = checkable;
     Ok(())
 }
 
+/// From every account (user name, password hash if it has one, checkable as [`USERS_SQL`]
+/// says): the hashes known per user name, and the user names whose logins the router may check
+/// itself. That needs every account of the name checkable and with the same hash: MariaDB picks
+/// the account by the host it sees (the router's), and then whichever it picks, the password
+/// check gives the same answer (`wordpress`@`127.0.0.1` and `wordpress`@`localhost` in `hapress
+/// up`).
+#[allow(clippy::type_complexity)]
+fn logins(
+    accounts: impl Iterator<Item = (Vec<u8>, Option<[u8; 20]>, bool)>,
+) -> (HashMap<Vec<u8>, Vec<[u8; 20]>>, HashMap<Vec<u8>, [u8; 20]>) {
+    let mut users: HashMap<Vec<u8>, Vec<[u8; 20]>> = HashMap::new();
+    // Per user name: the one hash all its accounts share, or None once they disagree.
+    let mut agreed: HashMap<Vec<u8>, Option<[u8; 20]>> = HashMap::new();
+    for (u, s2, ok) in accounts {
+        if let Some(s2) = s2 {
+            users.entry(u.clone()).or_default().push(s2);
+        }
+        let same = match (s2, ok) {
+            (Some(s2), true) => Some(s2),
+            _ => None,
+        };
+        agreed
+            .entry(u)
+            .and_modify(|a| {
+                if *a != same {
+                    *a = None;
+                }
+            })
+            .or_insert(same);
+    }
+    let checkable = agreed
+        .into_iter()
+        .filter_map(|(u, s2)| Some((u, s2?)))
+        .collect();
+    (users, checkable)
+}
+
 /// Every account's password hash, and whether the router may check a login of it itself: a
 /// `mysql_native_password` account that is not locked, whose password is not expired and has
-/// no lifetime of its own (only such an account, when it is the only one with that user name,
-/// so the host part cannot matter).
+/// no lifetime of its own (and only when every account of that user name is such an account
+/// with the same password: [`logins`]).
 const USERS_SQL: &str = "SELECT User AS u, JSON_VALUE(Priv, '$.authentication_string') AS h, \
      (IFNULL(JSON_VALUE(Priv, '$.plugin'), 'mysql_native_password') = 'mysql_native_password' \
      AND IFNULL(JSON_VALUE(Priv, '$.account_locked'), 'false') = 'false' \
@@ -546,6 +576,33 @@ pub fn parse_gtids(s: &str) -> Vec<(u32, u32, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logins_are_checked_locally_only_when_every_account_of_the_name_agrees() {
+        let (a, b) = ([1u8; 20], [2u8; 20]);
+        let rows = vec![
+            // one account: checkable
+            (b"solo".to_vec(), Some(a), true),
+            // two hosts, one password (hapress up's wordpress): checkable
+            (b"wordpress".to_vec(), Some(a), true),
+            (b"wordpress".to_vec(), Some(a), true),
+            // two hosts, two passwords: which one MariaDB uses depends on the host
+            (b"split".to_vec(), Some(a), true),
+            (b"split".to_vec(), Some(b), true),
+            // one of the accounts locked (or another plugin, expired): relayed
+            (b"locked".to_vec(), Some(a), true),
+            (b"locked".to_vec(), Some(a), false),
+            // no native hash at all
+            (b"socket".to_vec(), None, false),
+        ];
+        let (users, checkable) = logins(rows.into_iter());
+        let mut names: Vec<_> = checkable.keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, vec![b"solo".to_vec(), b"wordpress".to_vec()]);
+        assert_eq!(checkable[&b"wordpress".to_vec()], a);
+        assert_eq!(users[&b"split".to_vec()], vec![a, b]);
+        assert!(!users.contains_key(&b"socket".to_vec()));
+    }
 
     #[test]
     fn the_newest_gtid_follows_a_primary_whose_gtids_went_back() {
