@@ -601,7 +601,7 @@ mod tests {
         assert_eq!(names, vec![b"solo".to_vec(), b"wordpress".to_vec()]);
         assert_eq!(checkable[&b"wordpress".to_vec()], a);
         assert_eq!(users[&b"split".to_vec()], vec![a, b]);
-        assert!(!users.contains_key(&b"socket".to_vec()));
+        assert!(!users.contains_key(b"socket".as_slice()));
     }
 
     #[test]
