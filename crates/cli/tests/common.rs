@@ -28,17 +28,26 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// `n` consecutive free TCP ports (probed by binding).
+/// `n` consecutive free TCP ports (probed by binding), below the kernel's ephemeral range: a
+/// port there can be held by a client connection's TIME_WAIT (tens of thousands after a
+/// benchmark), which no server can bind until it expires.
 pub fn free_ports(n: u16) -> u16 {
-    'outer: for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000u32, low.saturating_sub(u32::from(n)).max(10_001));
+    // Spread concurrent test processes: a seed from the clock and the process id.
+    let mut x = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 60000 {
-            continue;
-        }
+            .as_nanos() as u64;
+    'outer: for _ in 0..500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let base = (from + (x % u64::from(to - from)) as u32) as u16;
         for p in base..base + n {
             if TcpListener::bind(("127.0.0.1", p)).is_err() {
                 continue 'outer;
@@ -46,7 +55,7 @@ pub fn free_ports(n: u16) -> u16 {
         }
         return base;
     }
-    panic!("no free port range");
+    panic!("no {n} free consecutive ports in {from}..{to}");
 }
 
 /// A cluster started with `up --detach` in a temp state dir; stopped on drop.

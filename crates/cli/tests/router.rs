@@ -821,7 +821,8 @@ echo implode(',', $out), "\n";"#,
     // (The probe's open session keeps its global privileges; the table grant goes at once.)
     let monitor = c.sql(
         0,
-        "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.user WHERE User = 'hapress_router'",
+        // (this router reaches the servers over TCP; the cluster's own, over their sockets)
+        "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.user WHERE User = 'hapress_router' AND Host = '127.0.0.1'",
     );
     let grants = c.sql(0, &format!("SHOW GRANTS FOR {monitor}"));
     c.sql(
