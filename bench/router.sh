@@ -3,8 +3,9 @@
 # usual alternative) and through `hapress router` (read/write splitting on), in one run, so the
 # ratios compare like with like on this machine. Clients always connect over TCP. The router
 # reaches the servers over their unix sockets, as `hapress up` configures it ("router"); two
-# controls: the router over TCP ("router-tcp") and HAProxy to the primary's unix socket
-# ("haproxy-sock").
+# controls: the router over TCP ("router-tcp"), HAProxy to the primary's unix socket
+# ("haproxy-sock") and a null proxy to that socket ("null-proxy": bytes copied both ways on one
+# tokio thread, no parsing; the floor for any proxy hop here, crates/router/examples).
 # Then PHP's connection per request (what WordPress does): each of N PHP processes connects,
 # sets utf8mb4, reads one option and disconnects, in a loop; through the router with pooling
 # on (the default) and off (poolSize: 0).
@@ -23,11 +24,12 @@ done
 . bench/common.sh
 bench_prepare --bench
 bench_workdir hapress-rbench
-HTTP=18780; DB=18706; HAP=18790; RT=18791; RT0=18792; RTT=18793; HAPS=18794
+HTTP=18780; DB=18706; HAP=18790; RT=18791; RT0=18792; RTT=18793; HAPS=18794; NUL=18795
 cleanup() {
   [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
   [ -n "${R0PID:-}" ] && kill "$R0PID" 2>/dev/null || true
   [ -n "${RTPID:-}" ] && kill "$RTPID" 2>/dev/null || true
+  [ -n "${NPID:-}" ] && kill "$NPID" 2>/dev/null || true
   [ -n "${HPID:-}" ] && kill "$HPID" 2>/dev/null || true
   "$H" down --state-dir "$WORK/state" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -39,6 +41,8 @@ bench_router_config $DB $RT0 router0.yaml; echo 'poolSize: 0' >> "$WORK/router0.
 "$H" router --config "$WORK/router0.yaml" 2>"$WORK/router0.log" & R0PID=$!
 bench_router_config $DB $RTT router-tcp.yaml tcp
 "$H" router --config "$WORK/router-tcp.yaml" 2>"$WORK/router-tcp.log" & RTPID=$!
+cargo build --release --quiet --example null_proxy -p hapress-router
+target/release/examples/null_proxy 127.0.0.1:$NUL "$S/run/db-0.sock" & NPID=$!
 cat > "$WORK/haproxy.cfg" <<CFG
 global
   maxconn 4096
@@ -73,8 +77,8 @@ echo "sysbench, $THREADS threads, ${SECS}s each, text protocol (--db-ps-mode=dis
 printf '%-18s %-12s %12s %10s\n' test path qps p95_ms
 declare -A R
 for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
-  for path in direct haproxy haproxy-sock router router-tcp; do
-    case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; router) port=$RT ;; *) port=$RTT ;; esac
+  for path in direct haproxy haproxy-sock null-proxy router router-tcp; do
+    case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; null-proxy) port=$NUL ;; router) port=$RT ;; *) port=$RTT ;; esac
     if [ -n "${PERF:-}" ] && [ $path = router ] && [ "$t" = oltp_point_select ]; then
       perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
     fi
@@ -82,9 +86,10 @@ for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
     R[$t.$path]=$q
     printf '%-18s %-12s %12.0f %10s\n' "$t" "$path" "$q" "$p"
   done
-  printf '%-18s router/haproxy %.2f   router/direct %.2f   router/haproxy-sock %.2f   router-tcp/haproxy %.2f\n' "$t" \
+  printf '%-18s router/haproxy %.2f   router/direct %.2f   router/haproxy-sock %.2f   router-tcp/haproxy %.2f   null-proxy/haproxy %.2f   router/null-proxy %.2f\n' "$t" \
     "$(echo "${R[$t.router]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.direct]}" | bc -l)" \
-    "$(echo "${R[$t.router]} / ${R[$t.haproxy-sock]}" | bc -l)" "$(echo "${R[$t.router-tcp]} / ${R[$t.haproxy]}" | bc -l)"
+    "$(echo "${R[$t.router]} / ${R[$t.haproxy-sock]}" | bc -l)" "$(echo "${R[$t.router-tcp]} / ${R[$t.haproxy]}" | bc -l)" \
+    "$(echo "${R[$t.null-proxy]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.null-proxy]}" | bc -l)"
 done
 cat > "$WORK/connect.php" <<'PHP'
 <?php
