@@ -73,6 +73,8 @@ struct Session {
     /// How the router logs in to another server as this session's user (to kill a statement
     /// of it on a replica, to mirror a `SET GLOBAL`); made on first use.
     login_elsewhere: Option<Arc<(Vec<u8>, Credential, HandshakeResponse)>>,
+    /// The buffer answers are relayed through, kept between statements.
+    relay: Vec<u8>,
 }
 
 /// A prepared statement of a session: prepared on the primary, and on the session's replica
@@ -116,15 +118,15 @@ const KNOWN_COMMANDS: [u8; 16] = [
     cmd::RESET_CONNECTION,
 ];
 
-/// A statement still unanswered after this long has its client watched for a hang-up.
-const CLIENT_WATCH_AFTER: Duration = Duration::from_millis(50);
-
-/// Waits `after`, then until `client` hangs up. Bytes it sends meanwhile (a pipelined
-/// command) stay buffered for later, up to a bound; past it the client is no longer watched.
-async fn hung_up_after(client: &mut Conn, after: Duration) {
-    tokio::time::sleep(after).await;
+/// Waits until `client` hangs up. Bytes it sends meanwhile (a pipelined command) stay
+/// buffered for later, up to a bound; past it the client is no longer watched. Costs no
+/// syscall while the client is quiet (tokio knows its socket has nothing to read) and no timer.
+async fn hung_up(client: &mut Conn) {
     while client.fill_bounded(SMALL_PACKET_LIMIT).await {}
 }
+
+/// The largest relay buffer a session keeps between statements.
+const KEPT_RELAY_BUFFER: usize = 256 * 1024;
 
 /// A client must finish logging in within this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -606,6 +608,7 @@ async fn handshake(
         reusable: true,
         prepared: HashMap::new(),
         login_elsewhere: None,
+        relay: Vec::new(),
     }))
 }
 
@@ -931,7 +934,8 @@ impl Session {
             return Ok(None);
         };
         // Relay the answer; flush whenever the backend has nothing more buffered.
-        let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut out = std::mem::take(&mut self.relay);
+        out.clear();
         let mut captured: Option<String> = None;
         let mut answered = false;
         loop {
@@ -940,12 +944,11 @@ impl Session {
             } else {
                 // Until the answer starts, a client that hangs up ends the session and closes
                 // the backend connection, so the server sees the hang-up as it would directly
-                // (a statement waiting on a lock is abandoned, the lock released). Watched
-                // only after a short while: quick answers cost nothing extra.
+                // (a statement waiting on a lock is abandoned, the lock released).
                 tokio::select! {
                     biased;
                     r = backend.next_chunk() => r,
-                    () = hung_up_after(&mut self.client, CLIENT_WATCH_AFTER) => {
+                    () = hung_up(&mut self.client) => {
                         return Err(SessionEnd("the client hung up during a statement".into()));
                     }
                 }
@@ -1012,6 +1015,9 @@ impl Session {
                 Step::More => {}
                 Step::Done(o) => {
                     topo.backends[idx].counters.observe(started.elapsed());
+                    if out.capacity() <= KEPT_RELAY_BUFFER {
+                        self.relay = out;
+                    }
                     if captured.is_some() {
                         self.last_gtid = captured;
                         self.replica_reached = None;
