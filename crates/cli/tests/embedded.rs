@@ -209,6 +209,39 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
         wp_config.contains("run/router.sock"),
         "WordPress does not connect through the router"
     );
+    // Through the router MariaDB sees `localhost`: an account for '%' logs in, one for
+    // '127.0.0.1' only gets MariaDB's 1045 there (and works directly over TCP), as the README
+    // says.
+    c.sql(
+        0,
+        "CREATE USER anyhost@'%' IDENTIFIED BY 'pw-any'; CREATE USER tcponly@'127.0.0.1' IDENTIFIED BY 'pw-tcp'",
+    );
+    let login = |user: &str, pw: &str, via: &[String]| {
+        let out = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-u",
+                user,
+                "-N",
+                "-e",
+                "SELECT CURRENT_USER()",
+            ])
+            .args(via)
+            .env("MYSQL_PWD", pw)
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    let router_sock = vec![format!("--socket={}/run/router.sock", c.state_dir())];
+    let tcp = vec![
+        "--protocol=tcp".to_string(),
+        "-h127.0.0.1".to_string(),
+        format!("-P{}", c.db_port),
+    ];
+    assert_eq!(login("anyhost", "pw-any", &router_sock).trim(), "anyhost@%");
+    let refused = login("tcponly", "pw-tcp", &router_sock);
+    assert!(refused.contains("ERROR 1045"), "{refused}");
+    assert_eq!(login("tcponly", "pw-tcp", &tcp).trim(), "tcponly@127.0.0.1");
 
     // kill -9 of the router: restarted, and the site answers again.
     let rpid = pid_of(&c, "router");

@@ -462,6 +462,8 @@ fn classify_set(code: &str) -> Effect {
         _ if global => Effect::SetGlobal,
         // With it, `WHERE auto_increment_column IS NULL` reads the session's last insert id.
         _ if has_word(code, "sql_auto_is_null") => Effect::Pin("sql_auto_is_null"),
+        // `SHOW PROFILES` lists what the server it runs on profiled for the session.
+        _ if has_word(code, "profiling") => Effect::Pin("profiling"),
         // autocommit is followed through the server's status flags; replaying autocommit=0 on a
         // replica would hold a read snapshot there.
         _ if has_word(code, "autocommit") => Effect::None,
@@ -600,6 +602,8 @@ mod tests {
                 "SET SESSION sql_auto_is_null = 1",
                 Effect::Pin("sql_auto_is_null"),
             ),
+            ("SET profiling = 1", Effect::Pin("profiling")),
+            ("SET SESSION profiling_history_size = 20", Effect::Replay),
             ("SET @@global.x = 1", Effect::SetGlobal),
             ("SET autocommit = 0", Effect::None),
             (
