@@ -90,9 +90,18 @@ enum Command {
     /// Run the SQL router: a MySQL-protocol proxy that sends writes to the primary and
     /// autocommit reads to healthy replicas, and follows the primary when it moves.
     ///
-    /// Clients log in with their own MariaDB accounts; the handshake is relayed to the primary.
-    /// The config file (YAML) names the listen address, the backends and a monitor account
-    /// (see README: "The SQL router").
+    /// Clients log in with their own MariaDB accounts, as to one server; backend connections
+    /// are pooled across sessions. `hapress up` runs one for you; run it yourself with a
+    /// config file (YAML) such as the example below.
+    #[command(after_long_help = "Example config:\n  \
+        listen: 127.0.0.1:3306                 # or a unix socket path\n  \
+        backends: [10.0.0.1:3306, 10.0.0.2:3306, /run/mysqld/mysqld.sock]\n  \
+        monitorUser: hapress_router            # GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.*;\n  \
+        \x20                                      # GRANT SELECT ON mysql.global_priv\n  \
+        monitorPasswordFile: /etc/hapress/router-password   # mode 0600\n  \
+        statusListen: 127.0.0.1:9104           # GET /metrics, GET /status\n\n\
+        Every other setting (lag limit, read-your-writes, pool size, timeouts) has a default:\n\
+        see README, \"The SQL router\". SIGTERM or SIGINT stops the router.")]
     Router {
         /// Router config file.
         #[arg(long)]
