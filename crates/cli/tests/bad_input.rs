@@ -236,7 +236,11 @@ fn interrupted_up_is_completed_by_the_next_up() {
         .output()
         .unwrap();
     let t = text(&out);
-    assert!(out.status.success(), "{t}");
+    assert!(
+        out.status.success(),
+        "{t}\n{}",
+        logs_tail(&state.join("logs"))
+    );
     let (code, body) = http(ports, "GET", "/", None, "");
     assert_eq!(code, 200);
     assert!(body.contains("Resumed Site"));
@@ -247,4 +251,23 @@ fn interrupted_up_is_completed_by_the_next_up() {
         std::net::TcpListener::bind(("127.0.0.1", ports + 1)).is_ok(),
         "db-0 still running after down"
     );
+}
+
+/// The last lines of every log under `dir`, for a failure message.
+fn logs_tail(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    for p in names {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("== {}\n", p.display()));
+        for l in &lines[lines.len().saturating_sub(15)..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }

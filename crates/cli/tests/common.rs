@@ -28,6 +28,9 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Port ranges [`free_ports`] has handed out in this process: (first, count).
+static HANDED_OUT: std::sync::Mutex<Vec<(u16, u16)>> = std::sync::Mutex::new(Vec::new());
+
 /// `n` consecutive free TCP ports (probed by binding), below the kernel's ephemeral range: a
 /// port there can be held by a client connection's TIME_WAIT (tens of thousands after a
 /// benchmark), which no server can bind until it expires.
@@ -48,11 +51,18 @@ pub fn free_ports(n: u16) -> u16 {
         x ^= x >> 7;
         x ^= x << 17;
         let base = (from + (x % u64::from(to - from)) as u32) as u16;
+        // Never the same port twice in this process: tests run in parallel threads, and one
+        // may not have bound its ports yet when another probes.
+        let mut given = HANDED_OUT.lock().unwrap();
+        if given.iter().any(|&(b, m)| base < b + m && b < base + n) {
+            continue;
+        }
         for p in base..base + n {
             if TcpListener::bind(("127.0.0.1", p)).is_err() {
                 continue 'outer;
             }
         }
+        given.push((base, n));
         return base;
     }
     panic!("no {n} free consecutive ports in {from}..{to}");

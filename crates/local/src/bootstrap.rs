@@ -96,6 +96,29 @@ pub fn replication(
     Ok(())
 }
 
+/// Waits until every replica has applied all the primary has now (after the WordPress
+/// install: the site's first reads may go to any replica).
+pub fn replicas_caught_up(
+    tools: &Tools,
+    layout: &Layout,
+    spec: &WordPressClusterSpec,
+    primary: u32,
+) -> Result<()> {
+    let pos = sql(
+        tools,
+        &layout.db_socket(primary),
+        "SELECT @@gtid_binlog_pos;",
+    )?
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap_or_default();
+    for r in (0..spec.database.instances).filter(|&i| i != primary) {
+        wait_for_gtid(tools, layout, r, &pos, Duration::from_secs(60))?;
+    }
+    Ok(())
+}
+
 /// Waits until replica `r` has applied `gtid`.
 pub fn wait_for_gtid(
     tools: &Tools,

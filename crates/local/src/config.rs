@@ -224,7 +224,7 @@ fn php_str(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// `wp-config.php`: credentials, salts, URL. WordPress connects to the primary over TCP.
+/// `wp-config.php`: credentials, salts, URL; `db_host` is where WordPress connects ([`wp_db_host`]).
 pub fn wp_config(
     spec: &WordPressClusterSpec,
     url: &str,
@@ -240,7 +240,15 @@ pub fn wp_config(
     define("DB_NAME", php_str("wordpress"));
     define("DB_USER", php_str("wordpress"));
     define("DB_PASSWORD", php_str(&secrets.db_password));
-    define("DB_HOST", php_str(db_host));
+    // hapress's installer defines it first: it talks to the primary, not through the router.
+    let _ = writeln!(
+        s,
+        "defined('DB_HOST') || define('DB_HOST', {});",
+        php_str(db_host)
+    );
+    let mut define = |k: &str, v: String| {
+        let _ = writeln!(s, "define({}, {v});", php_str(k));
+    };
     define("DB_CHARSET", php_str("utf8mb4"));
     define("DB_COLLATE", php_str(""));
     for (name, value) in SALT_NAMES.iter().zip(&secrets.salts) {
@@ -399,7 +407,8 @@ mod tests {
             &secrets,
         );
         assert!(php.contains(r"define('DB_PASSWORD', 'p\'w\\');"));
-        assert!(php.contains("define('DB_HOST', 'localhost:/s/run/router.sock');"));
+        assert!(php
+            .contains("defined('DB_HOST') || define('DB_HOST', 'localhost:/s/run/router.sock');"));
         assert_eq!(
             php.matches("_KEY'").count() + php.matches("_SALT'").count(),
             8

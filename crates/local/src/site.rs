@@ -111,21 +111,42 @@ $u = parse_url($in['url']);
 $_SERVER['HTTP_HOST'] = $u['host'] . (isset($u['port']) ? ':' . $u['port'] : '');
 $_SERVER['REQUEST_URI'] = '/';
 define('WP_INSTALLING', true);
+// The primary itself, not the router: a replica may not have everything yet.
+define('DB_HOST', $in['db_host']);
 require $in['docroot'] . '/wp-load.php';
 require_once ABSPATH . 'wp-admin/includes/upgrade.php';
-if (is_blog_installed()) { echo "already-installed\n"; exit(0); }
+if (is_blog_installed()) {
+    // hapress runs this only until it has recorded an install as finished, and serves nothing
+    // before: these tables are from an install that was interrupted, maybe half done (default
+    // title, no admin). Drop them; hapress runs this script again on empty tables (a new
+    // process: WordPress keeps roles and options in memory).
+    global $wpdb;
+    $like = $wpdb->esc_like($wpdb->prefix) . '%';
+    foreach ($wpdb->get_col($wpdb->prepare('SHOW TABLES LIKE %s', $like)) as $t) {
+        $wpdb->query("DROP TABLE IF EXISTS `$t`");
+    }
+    echo "dropped-interrupted\n";
+    exit(0);
+}
 $r = wp_install($in['title'], $in['user'], $in['email'], true, '', wp_slash($in['password']), $in['language']);
 if (is_wp_error($r)) { fwrite(STDERR, $r->get_error_message() . "\n"); exit(1); }
 echo "installed\n";
 "#;
 
-/// Installs WordPress through PHP CLI (no browser); returns false if it was installed already.
+/// util-linux's tool to run a program with a parent-death signal.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// Installs WordPress through PHP CLI (no browser), talking to the primary at `db_host`
+/// (`host:port`). Called until hapress has recorded an install as finished: WordPress tables
+/// found then are from an interrupted install, which is dropped and done again. Returns true
+/// when that happened.
 pub fn install(
     tools: &Tools,
     layout: &Layout,
     cluster: &Cluster,
     admin_password: &str,
     user: Option<&WorkerUser>,
+    db_host: &str,
 ) -> Result<bool> {
     let script = layout.run_dir().join("install.php");
     write_if_changed(&script, INSTALL_PHP, 0o644)?;
@@ -133,6 +154,7 @@ pub fn install(
     let input = serde_json::json!({
         "url": cluster.embedded_url(),
         "docroot": layout.site_dir(),
+        "db_host": db_host,
         "title": site.title,
         "user": site.admin_user,
         "email": site.admin_email,
@@ -140,37 +162,58 @@ pub fn install(
         "language": if site.locale == "en_US" { "" } else { site.locale.as_str() },
     });
     let log = layout.log("site-install.log");
-    let mut cmd = Command::new(&tools.php);
-    cmd.arg(&script)
-        .current_dir(layout.site_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(&log).context(|| format!("creating {}", log.display()))?);
-    if let Some(u) = user {
-        // Run as the workers' account so files WordPress creates stay writable by them.
-        cmd.uid(u.uid).gid(u.gid);
+    let log_file = fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
+    let mut redone = false;
+    loop {
+        // An installer left running by a killed supervisor would reconnect (WordPress
+        // retries) and write into the install the next `up` does: it gets SIGKILL when the
+        // supervisor dies (util-linux's setpriv, on every Debian system).
+        let mut cmd = if Path::new(SETPRIV).exists() {
+            let mut c = Command::new(SETPRIV);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(&tools.php);
+            c
+        } else {
+            Command::new(&tools.php)
+        };
+        cmd.arg(&script)
+            .current_dir(layout.site_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(
+                log_file
+                    .try_clone()
+                    .context(|| format!("opening {}", log.display()))?,
+            );
+        if let Some(u) = user {
+            // Run as the workers' account so files WordPress creates stay writable by them.
+            cmd.uid(u.uid).gid(u.gid);
+        }
+        let mut child = cmd
+            .spawn()
+            .context(|| format!("running {}", tools.php.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input.to_string().as_bytes())
+                .context(|| "sending install parameters".into())?;
+        }
+        let out = child
+            .wait_with_output()
+            .context(|| "waiting for the installer".into())?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && stdout.contains("dropped-interrupted") && !redone {
+            redone = true;
+            continue;
+        }
+        if !out.status.success() || !stdout.contains("installed") {
+            return Err(step_error(
+                "installing WordPress",
+                format!(
+                    "the installer failed ({}); see {}",
+                    out.status,
+                    log.display()
+                ),
+            ));
+        }
+        return Ok(redone);
     }
-    let mut child = cmd
-        .spawn()
-        .context(|| format!("running {}", tools.php.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.to_string().as_bytes())
-            .context(|| "sending install parameters".into())?;
-    }
-    let out = child
-        .wait_with_output()
-        .context(|| "waiting for the installer".into())?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !stdout.contains("installed") {
-        return Err(step_error(
-            "installing WordPress",
-            format!(
-                "the installer failed ({}); see {}",
-                out.status,
-                log.display()
-            ),
-        ));
-    }
-    Ok(!stdout.contains("already-installed"))
 }

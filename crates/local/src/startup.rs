@@ -178,20 +178,26 @@ impl Runtime {
             progress.done("already installed");
             false
         } else {
-            let fresh = site::install(
+            let redone = site::install(
                 &self.tools,
                 &self.layout,
                 &self.cluster,
                 &self.secrets.admin_password,
                 self.user.as_ref(),
+                &format!(
+                    "{}:{}",
+                    spec.embedded.bind_address,
+                    config::db_port(&spec, self.state.primary)
+                ),
             )?;
+            bootstrap::replicas_caught_up(&self.tools, &self.layout, &spec, self.state.primary)?;
             self.state.mark_done(&self.layout, "site-installed")?;
-            progress.done(if fresh {
-                "installed"
+            progress.done(if redone {
+                "installed (an interrupted install was dropped and done again)"
             } else {
-                "was installed already"
+                "installed"
             });
-            fresh
+            true
         };
         self.check_stop()?;
 
@@ -231,7 +237,8 @@ impl Runtime {
             return Err(step_error(
                 "checking the site",
                 format!(
-                    "GET / answered {code} without the site title; see {}",
+                    "GET / answered {code} without the site title ({}); see {}",
+                    page_text(&body),
                     self.layout.logs_dir().display()
                 ),
             ));
@@ -262,5 +269,51 @@ impl Runtime {
             step,
             format!("not ready within {timeout:?}; see {log}"),
         ))
+    }
+}
+
+/// What a page says, for an error message: its text without tags, in one line of at most 200
+/// characters ("Error establishing a database connection", PHP's critical error...).
+fn page_text(html: &str) -> String {
+    let (body, mut in_tag) = match html.split_once("<body") {
+        Some((_, b)) => (b, true),
+        None => (html, false),
+    };
+    let mut text = String::new();
+    for ch in body.chars() {
+        match ch {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut line = words.join(" ");
+    if let Some((cut, _)) = line.char_indices().nth(200) {
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    if line.is_empty() {
+        "an empty page".into()
+    } else {
+        format!("the page says: {line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn page_text_is_the_body_without_tags_in_one_short_line() {
+        let page = "<html><head><title>WordPress &rsaquo; Error</title><style>p{}</style></head>\n<body id=\"error-page\">\n<div class=\"wp-die-message\"><h1>Error establishing a database connection</h1></div></body></html>";
+        assert_eq!(
+            super::page_text(page),
+            "the page says: Error establishing a database connection"
+        );
+        assert_eq!(super::page_text(""), "an empty page");
+        assert!(super::page_text(&"x ".repeat(300)).ends_with("..."));
     }
 }

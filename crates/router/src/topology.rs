@@ -25,6 +25,11 @@ pub struct Probe {
     pub replicating: bool,
     /// `Seconds_Behind_Master`.
     pub lag_seconds: Option<u64>,
+    /// A replica has everything the primary had `maxReplicationLag` seconds before this probe
+    /// (by GTID; [`Topology::reference_position`]). `Seconds_Behind_Master` alone says 0 for a
+    /// replica that has applied all it received but has not received the newest yet, as right
+    /// after the primary restarted.
+    pub caught_up: bool,
     /// `@@gtid_current_pos`.
     pub gtid: String,
     /// `@@init_connect` is set: a reset connection would not run it again, so connections to
@@ -104,6 +109,8 @@ pub struct Topology {
     /// Per replication domain: server id, sequence number, and when it was seen.
     newest: RwLock<std::collections::BTreeMap<u32, (u32, u64, Instant)>>,
     max_lag: u64,
+    /// The primary's GTID position at its recent probes: when, which backend, the position.
+    primary_history: Mutex<std::collections::VecDeque<(Instant, usize, String)>>,
     /// Statements running on a replica, by the thread id their session's client knows (its
     /// primary connection's): the replica and that connection's thread id there, so a `KILL`
     /// of the session reaches the statement.
@@ -145,6 +152,7 @@ impl Topology {
             refused: AtomicU64::new(0),
             newest: RwLock::new(std::collections::BTreeMap::new()),
             max_lag: config.max_replication_lag,
+            primary_history: Mutex::new(std::collections::VecDeque::new()),
             on_replica: Mutex::new(HashMap::new()),
         }
     }
@@ -223,7 +231,43 @@ impl Topology {
             .probe
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        p.up && p.read_only && p.replicating && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
+        p.up && p.read_only
+            && p.replicating
+            && p.caught_up
+            && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
+    }
+
+    /// Records the position of the primary (backend `i`) at a probe that started at `at`.
+    pub fn record_primary_position(&self, i: usize, pos: &str, at: Instant) {
+        let mut h = self
+            .primary_history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if h.back().is_some_and(|e| e.1 != i) {
+            h.clear(); // another primary: its own history starts now
+        }
+        h.push_back((at, i, pos.to_string()));
+        // Keep the newest entry that is at least maxReplicationLag old, and all after it.
+        let limit = Duration::from_secs(self.max_lag);
+        while h.len() >= 2 && h[1].0.elapsed() >= limit {
+            h.pop_front();
+        }
+    }
+
+    /// What a replica must have applied to be read from at `now`: the primary's position
+    /// `maxReplicationLag` seconds ago, or the oldest this router has seen if it has not watched
+    /// that long (`None` before the first probe of a primary).
+    pub fn reference_position(&self, now: Instant) -> Option<String> {
+        let h = self
+            .primary_history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let limit = Duration::from_secs(self.max_lag);
+        h.iter()
+            .rev()
+            .find(|e| e.0 <= now && now.duration_since(e.0) >= limit)
+            .or_else(|| h.front())
+            .map(|e| e.2.clone())
     }
 
     /// Records a GTID acknowledged to some client (for `readYourWrites: global`).
@@ -281,10 +325,7 @@ impl Topology {
             .probe
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let have = parse_gtids(&p.gtid);
-        parse_gtids(gtid)
-            .iter()
-            .all(|(d, _, n)| have.iter().any(|(hd, _, hn)| hd == d && hn >= n))
+        gtid_covers(&p.gtid, gtid)
     }
 
     /// The password hash of `user` when the router may check its logins itself (see
@@ -339,6 +380,7 @@ impl Topology {
                     "readOnly": p.read_only,
                     "replicating": p.replicating,
                     "lagSeconds": p.lag_seconds,
+                    "caughtUp": p.caught_up,
                     "gtid": p.gtid,
                     "error": p.error,
                     "sessions": b.counters.sessions.load(Ordering::Relaxed),
@@ -458,8 +500,14 @@ async fn probe_once(
     // Every probe of the primary: the router checks passwords itself, so a dropped or changed
     // account must stop working within one probe interval. Unreadable accounts: every login is
     // relayed to MariaDB.
+    let gtid = vars.get(0, "gtid").unwrap_or("");
+    let caught_up = read_only
+        && topo
+            .reference_position(started)
+            .is_some_and(|r| gtid_covers(gtid, &r));
     if !read_only {
-        topo.primary_position(vars.get(0, "gtid").unwrap_or(""), started);
+        topo.record_primary_position(i, gtid, started);
+        topo.primary_position(gtid, started);
         if let Err(e) = refresh_user_hashes(topo, c, timeout).await {
             topo.forget_logins();
             error.get_or_insert(e);
@@ -475,7 +523,8 @@ async fn probe_once(
         lag_seconds: slave
             .get(0, "Seconds_Behind_Master")
             .and_then(|s| s.parse().ok()),
-        gtid: vars.get(0, "gtid").unwrap_or("").to_string(),
+        caught_up,
+        gtid: gtid.to_string(),
         init_connect: vars.get(0, "ic") == Some("1"),
         error,
     };
@@ -558,6 +607,14 @@ const USERS_SQL: &str = "SELECT User AS u, JSON_VALUE(Priv, '$.authentication_st
      AND IFNULL(JSON_VALUE(Priv, '$.password_lifetime'), '-1') = '-1' \
      AND @@default_password_lifetime = 0) AS ok FROM mysql.global_priv";
 
+/// True when position `have` includes every domain's sequence number of `want`.
+pub fn gtid_covers(have: &str, want: &str) -> bool {
+    let have = parse_gtids(have);
+    parse_gtids(want)
+        .iter()
+        .all(|(d, _, n)| have.iter().any(|(hd, _, hn)| hd == d && hn >= n))
+}
+
 /// Parses a GTID position such as `0-1-42,1-2-7` into (domain, server, sequence) triples;
 /// malformed parts are skipped.
 pub fn parse_gtids(s: &str) -> Vec<(u32, u32, u64)> {
@@ -576,6 +633,42 @@ pub fn parse_gtids(s: &str) -> Vec<(u32, u32, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_must_have_what_the_primary_had_max_lag_ago() {
+        let topo = Topology::new(
+            &serde_yaml::from_str(
+                "listen: x\nbackends: [a, b]\nmonitorUser: m\nmonitorPasswordFile: f\nmaxReplicationLag: 5\n",
+            )
+            .unwrap(),
+        );
+        let t0 = Instant::now();
+        assert_eq!(topo.reference_position(t0), None);
+        topo.record_primary_position(0, "0-1-10", t0);
+        topo.record_primary_position(0, "0-1-20", t0 + Duration::from_secs(3));
+        // Watched for less than 5 s: the oldest position seen.
+        assert_eq!(
+            topo.reference_position(t0 + Duration::from_secs(4))
+                .as_deref(),
+            Some("0-1-10")
+        );
+        // Later: what the primary had at least 5 s before.
+        assert_eq!(
+            topo.reference_position(t0 + Duration::from_secs(9))
+                .as_deref(),
+            Some("0-1-20")
+        );
+        assert!(gtid_covers("0-1-20,1-2-3", "0-1-20"));
+        assert!(!gtid_covers("0-1-19", "0-1-20"));
+        assert!(!gtid_covers("1-1-30", "0-1-20"), "a domain it lacks");
+        // Another primary: its history starts over.
+        topo.record_primary_position(1, "0-2-21", t0 + Duration::from_secs(10));
+        assert_eq!(
+            topo.reference_position(t0 + Duration::from_secs(11))
+                .as_deref(),
+            Some("0-2-21")
+        );
+    }
 
     #[test]
     fn logins_are_checked_locally_only_when_every_account_of_the_name_agrees() {
