@@ -107,7 +107,7 @@ YAML
 # Start only once the router knows the primary, both replicas and the password hashes.
 for _ in $(seq 1 100); do
   curl -s --unix-socket "$WORK/router-http.sock" http://router/status 2>/dev/null \
-    | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["primary"] and sum(b["replicating"] for b in s["backends"]) == 2 else 1)' 2>/dev/null && break
+    | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["primary"] and sum(b["replicating"] and b["caughtUp"] for b in s["backends"]) == 2 else 1)' 2>/dev/null && break
   sleep 0.2
 done
 # Many cases run RESET MASTER (25 in main), after which the replicas stop (their next GTID is

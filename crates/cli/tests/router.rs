@@ -72,9 +72,12 @@ fn start_router(c: &Cluster, max_lag: u64) -> Router {
     let ready = wait_for(Duration::from_secs(10), || {
         let s = r.status();
         s["primary"].is_string()
-            && s["backends"]
-                .as_array()
-                .is_some_and(|b| b.iter().filter(|b| b["replicating"] == true).count() == 2)
+            && s["backends"].as_array().is_some_and(|b| {
+                b.iter()
+                    .filter(|b| b["replicating"] == true && b["caughtUp"] == true)
+                    .count()
+                    == 2
+            })
     });
     assert!(
         ready.is_some(),
