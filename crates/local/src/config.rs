@@ -281,8 +281,8 @@ pub fn wp_db_host(spec: &WordPressClusterSpec, layout: &Layout, primary: u32) ->
     }
 }
 
-/// The SQL router's config: every database server by its unix socket (cheaper per statement
-/// than loopback TCP: `bench/router.sh`), the monitor account's password file.
+/// The SQL router's config: every database server by its unix socket (no loopback TCP between
+/// two local processes), the monitor account's password file.
 pub fn router_yaml(spec: &WordPressClusterSpec, layout: &Layout) -> String {
     let backends: Vec<String> = (0..spec.database.instances)
         .map(|i| format!("\"{}\"", layout.db_socket(i).display()))
