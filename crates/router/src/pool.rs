@@ -225,14 +225,12 @@ impl Pool {
 
     /// Connections opened from now on differ from those opened before (a `SET GLOBAL` went
     /// through the router: a new connection takes the new global values, and some of them,
-    /// such as `max_allowed_packet`, a reset does not refresh): every pool's idle connections
-    /// are closed, and those in use are closed when their sessions end.
-    pub fn renew(pools: &[&Pool]) {
-        for p in pools {
-            p.generation.fetch_add(1, Ordering::Relaxed);
-            let stale = std::mem::take(&mut *p.idle());
-            stale.into_iter().for_each(close);
-        }
+    /// such as `max_allowed_packet`, a reset does not refresh): the idle connections are
+    /// closed, and those in use are closed when their sessions end.
+    pub fn renew(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        let stale = std::mem::take(&mut *self.idle());
+        stale.into_iter().for_each(close);
     }
 
     /// Puts a connection (reset, or untouched since it left) back.
@@ -380,7 +378,7 @@ mod tests {
         let idle = lease(&pool, 1, Some(k.clone())).await;
         let busy = lease(&pool, 2, Some(k.clone())).await;
         pool.put(idle);
-        Pool::renew(&[&pool]);
+        pool.renew();
         assert_eq!(pool.idle_count(), 0, "idle connections are closed at once");
         pool.put(busy);
         assert_eq!(

@@ -726,9 +726,6 @@ impl Session {
     /// Records that this session's statement runs on its replica connection; false if it has
     /// none or no way to log in there again.
     fn note_on_replica(&mut self) -> bool {
-        if self.replica.is_none() {
-            return false;
-        }
         let Some(login) = self.own_login() else {
             return false;
         };
@@ -1155,10 +1152,7 @@ impl Session {
                     self.topo.forget_logins();
                 }
             }
-            Effect::SetGlobal => {
-                let pools: Vec<&pool::Pool> = self.topo.backends.iter().map(|b| &*b.pool).collect();
-                pool::Pool::renew(&pools);
-            }
+            Effect::SetGlobal => self.topo.backends.iter().for_each(|b| b.pool.renew()),
             Effect::None => {}
         }
     }

@@ -238,7 +238,7 @@ impl Topology {
     }
 
     /// Records the position of the primary (backend `i`) at a probe that started at `at`.
-    pub fn record_primary_position(&self, i: usize, pos: &str, at: Instant) {
+    fn record_primary_position(&self, i: usize, pos: &str, at: Instant) {
         let mut h = self
             .primary_history
             .lock()
@@ -282,11 +282,13 @@ impl Topology {
         }
     }
 
-    /// The primary's `@@gtid_current_pos`, read by a probe that started at `probe_started`. A
-    /// write seen before then is in that position unless the primary's GTIDs went back
-    /// (`RESET MASTER`, a rebuilt primary): the newest GTID then follows the primary, or
-    /// reads with `readYourWrites: global` would wait for a GTID no replica ever reaches.
-    pub fn primary_position(&self, pos: &str, probe_started: Instant) {
+    /// The `@@gtid_current_pos` of the primary (backend `i`), read by a probe that started at
+    /// `probe_started`: kept for [`Topology::reference_position`]. A write seen before then is
+    /// in that position unless the primary's GTIDs went back (`RESET MASTER`, a rebuilt
+    /// primary): the newest GTID then follows the primary, or reads with `readYourWrites:
+    /// global` would wait for a GTID no replica ever reaches.
+    pub fn primary_position(&self, i: usize, pos: &str, probe_started: Instant) {
+        self.record_primary_position(i, pos, probe_started);
         let primary: HashMap<u32, (u32, u64)> = parse_gtids(pos)
             .into_iter()
             .map(|(d, s, n)| (d, (s, n)))
@@ -506,8 +508,7 @@ async fn probe_once(
             .reference_position(started)
             .is_some_and(|r| gtid_covers(gtid, &r));
     if !read_only {
-        topo.record_primary_position(i, gtid, started);
-        topo.primary_position(gtid, started);
+        topo.primary_position(i, gtid, started);
         if let Err(e) = refresh_user_hashes(topo, c, timeout).await {
             topo.forget_logins();
             error.get_or_insert(e);
@@ -634,14 +635,19 @@ pub fn parse_gtids(s: &str) -> Vec<(u32, u32, u64)> {
 mod tests {
     use super::*;
 
+    /// A topology from a router config with `extra` (YAML lines) added.
+    fn topology(extra: &str) -> Topology {
+        Topology::new(
+            &serde_yaml::from_str(&format!(
+                "listen: x\nmonitorUser: m\nmonitorPasswordFile: f\n{extra}"
+            ))
+            .unwrap(),
+        )
+    }
+
     #[test]
     fn a_replica_must_have_what_the_primary_had_max_lag_ago() {
-        let topo = Topology::new(
-            &serde_yaml::from_str(
-                "listen: x\nbackends: [a, b]\nmonitorUser: m\nmonitorPasswordFile: f\nmaxReplicationLag: 5\n",
-            )
-            .unwrap(),
-        );
+        let topo = topology("backends: [a, b]\nmaxReplicationLag: 5\n");
         let t0 = Instant::now();
         assert_eq!(topo.reference_position(t0), None);
         topo.record_primary_position(0, "0-1-10", t0);
@@ -699,25 +705,20 @@ mod tests {
 
     #[test]
     fn the_newest_gtid_follows_a_primary_whose_gtids_went_back() {
-        let topo = Topology::new(
-            &serde_yaml::from_str(
-                "listen: x\nbackends: [a]\nmonitorUser: m\nmonitorPasswordFile: f\n",
-            )
-            .unwrap(),
-        );
+        let topo = topology("backends: [a]\n");
         let before = Instant::now();
         topo.note_gtid("0-1-272,1-1-9");
         // A probe that started before the write may not show it yet: kept.
-        topo.primary_position("0-1-3", before);
+        topo.primary_position(0, "0-1-3", before);
         assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-272,1-1-9"));
         // A later probe that shows less: RESET MASTER; domain 1 is gone altogether.
         std::thread::sleep(Duration::from_millis(2));
-        topo.primary_position("0-1-3", Instant::now());
+        topo.primary_position(0, "0-1-3", Instant::now());
         assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-3"));
         topo.note_gtid("0-1-4");
-        topo.primary_position("0-1-5", Instant::now());
+        topo.primary_position(0, "0-1-5", Instant::now());
         assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-4"));
-        topo.primary_position("", Instant::now());
+        topo.primary_position(0, "", Instant::now());
         assert_eq!(topo.newest_gtid(), None);
     }
 
