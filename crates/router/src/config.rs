@@ -32,6 +32,22 @@ pub struct Config {
     /// How often every backend is probed (milliseconds).
     #[serde(default = "default_probe")]
     pub probe_interval_ms: u64,
+    /// Timeout of one probe: connect, login and its queries (milliseconds). A server that
+    /// does not answer within it counts as down for routing; missed probes in a row are how the
+    /// failover manager detects a lost primary.
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout_ms: u64,
+    /// Where replicas reach each backend (`host:port`, as in `CHANGE MASTER TO`), in the order
+    /// of `backends`; by default the backends' own addresses. The router compares it with each
+    /// replica's `Master_Host:Master_Port` to see which server it follows, and the failover
+    /// manager points replicas at it.
+    #[serde(default)]
+    pub replication_addresses: Option<Vec<String>>,
+    /// Automatic failover by this router (absent: the router only follows the primary). Any
+    /// number of routers may have it: only the one holding the lock on a majority of the
+    /// servers acts.
+    #[serde(default)]
+    pub failover: Option<FailoverConfig>,
     /// Timeout for connecting and logging in to a backend (milliseconds).
     #[serde(default = "default_connect")]
     pub connect_timeout_ms: u64,
@@ -55,6 +71,53 @@ pub struct Config {
     pub status_listen: Option<String>,
 }
 
+/// Automatic failover settings.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// The account replicas replicate with (`CHANGE MASTER TO MASTER_USER`).
+    pub replication_user: String,
+    /// File holding its password (mode 0600).
+    pub replication_password_file: PathBuf,
+    /// Probes in a row the primary must miss before it is taken for lost.
+    #[serde(default = "default_detect_probes")]
+    pub detect_probes: u32,
+    /// How long (milliseconds) every replica of a primary that misses probes must have
+    /// received nothing from it (no event, no heartbeat) to confirm it is gone.
+    #[serde(default = "default_silence")]
+    pub silence_ms: u64,
+    /// The heartbeat period replicas are given (`MASTER_HEARTBEAT_PERIOD`, milliseconds): a
+    /// primary that is alive but idle still sends this often.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+    /// Turn semi-synchronous replication's primary side on for a promoted server.
+    #[serde(default = "default_true")]
+    pub semi_sync: bool,
+}
+
+impl FailoverConfig {
+    /// The replication account's password.
+    pub fn replication_password(&self) -> Result<String, String> {
+        read_secret(&self.replication_password_file)
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_detect_probes() -> u32 {
+    3
+}
+fn default_silence() -> u64 {
+    1500
+}
+fn default_heartbeat() -> u64 {
+    500
+}
+fn default_probe_timeout() -> u64 {
+    500
+}
 fn default_lag() -> u64 {
     5
 }
@@ -62,7 +125,7 @@ fn default_gtid_wait() -> u64 {
     50
 }
 fn default_probe() -> u64 {
-    300
+    250
 }
 fn default_connect() -> u64 {
     2000
@@ -105,16 +168,53 @@ impl Config {
         if self.max_client_connections == 0 {
             return Err("maxClientConnections: must be >= 1".into());
         }
+        if self.probe_timeout_ms < 10 {
+            return Err(format!(
+                "probeTimeoutMs: must be >= 10, got {}",
+                self.probe_timeout_ms
+            ));
+        }
+        if let Some(r) = &self.replication_addresses {
+            if r.len() != self.backends.len() {
+                return Err(format!(
+                    "replicationAddresses: one per backend ({}), got {}",
+                    self.backends.len(),
+                    r.len()
+                ));
+            }
+        }
+        if let Some(f) = &self.failover {
+            if f.detect_probes == 0 {
+                return Err("failover.detectProbes: must be >= 1".into());
+            }
+            if f.heartbeat_ms < 100 || f.silence_ms < f.heartbeat_ms * 2 {
+                return Err(format!(
+                    "failover: heartbeatMs must be >= 100 and silenceMs at least twice it (a silent replica must have missed two heartbeats), got {} and {}",
+                    f.heartbeat_ms, f.silence_ms
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Where replicas reach each backend, in `backends` order.
+    pub fn replication_addresses(&self) -> Vec<String> {
+        self.replication_addresses
+            .clone()
+            .unwrap_or_else(|| self.backends.clone())
     }
 
     /// The monitor account's password.
     pub fn monitor_password(&self) -> Result<Vec<u8>, String> {
-        let mut p = std::fs::read(&self.monitor_password_file)
-            .map_err(|e| format!("reading {}: {e}", self.monitor_password_file.display()))?;
-        while p.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
-            p.pop();
-        }
-        Ok(p)
+        read_secret(&self.monitor_password_file)
     }
+}
+
+/// A secret file's content without its trailing newline.
+fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let mut p = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    while p.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+        p.pop();
+    }
+    Ok(p)
 }

@@ -6,7 +6,9 @@
 //! - [`route`]: statement x session state x backend health -> target (pure).
 //! - [`config`]: the router's settings file.
 //! - [`conn`]: the only owner of sockets: buffered chunk I/O, the router's own logins.
-//! - [`topology`]: probes of every backend, the primary election, user password hashes.
+//! - [`probe`]: one task per backend reading its role, positions and replication threads.
+//! - [`topology`]: what the probes saw, the primary election, user password hashes.
+//! - [`failover`]: the failover manager (one router of many acts) and its SQL actions.
 //! - [`pool`]: backend connections reused across client sessions, bounded per backend.
 //! - [`session`]: one client session: relayed handshake, routing, forwarding.
 //! - [`server`]: listener, connection limit, `/metrics` and `/status`.
@@ -14,7 +16,9 @@
 pub mod classify;
 pub mod config;
 pub mod conn;
+pub mod failover;
 pub mod pool;
+pub mod probe;
 pub mod route;
 pub mod server;
 pub mod session;

@@ -10,7 +10,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::conn::{Conn, Listener, Stream};
-use crate::topology::{probe_loop, Topology};
+use crate::probe::probe_loop;
+use crate::topology::Topology;
 
 /// Runs the router until the process is stopped.
 pub async fn serve(config: Config) -> Result<(), String> {
@@ -24,6 +25,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
             i,
             password.clone(),
         ));
+    }
+    if let Some(f) = &config.failover {
+        let manager =
+            crate::failover::manager::Manager::new(topo.clone(), config.clone(), f, password)?;
+        tokio::spawn(manager.run());
     }
     if let Some(addr) = &config.status_listen {
         let l = Listener::bind(addr, None)

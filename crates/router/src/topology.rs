@@ -1,21 +1,24 @@
-//! What the router knows about its backends, refreshed by one probe task per backend: up or
-//! down, `read_only`, replication threads and lag, GTID position; which one is the primary;
-//! and the password hashes it needs to log in to replicas on a client's behalf.
+//! What the router knows about its backends, refreshed by the prober ([`crate::probe`]): up or
+//! down, `read_only`, replication threads and lag, GTID position; which one is the primary
+//! ([`hapress_topology::decide::elect`]); and the password hashes it needs to log in to
+//! replicas on a client's behalf.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use hapress_wire::consts::cap;
-use hapress_wire::handshake::{parse_stage2_hex, HandshakeResponse};
+use hapress_wire::handshake::HandshakeResponse;
 
 use crate::config::Config;
-use crate::conn::{login, query, Conn, Credential};
+use crate::conn::Credential;
 use crate::pool::Pool;
+use hapress_topology::decide::{self, Io, ReplicaSeen, ServerSeen};
+use hapress_topology::gtid::{gtid_covers, parse_gtids};
+use hapress_topology::ManagerStatus;
 
 /// One backend's last probe.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Probe {
     /// Answered the last probe.
     pub up: bool,
@@ -37,6 +40,33 @@ pub struct Probe {
     pub init_connect: bool,
     /// Last probe error.
     pub error: Option<String>,
+    /// Probes in a row that failed (0 after one that answered).
+    pub failures: u32,
+    /// `@@server_id`.
+    pub server_id: u32,
+    /// Its replication configuration and threads, if it has one.
+    pub replica: Option<ReplicaStatus>,
+    /// What its IO thread had received at the last probe (heartbeats, position read).
+    pub heard: String,
+    /// When a probe last saw `heard` change (or first saw it).
+    pub heard_at: Option<Instant>,
+}
+
+/// A server's replication configuration and threads (`SHOW SLAVE STATUS`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicaStatus {
+    /// `Master_Host:Master_Port`.
+    pub master: String,
+    /// The IO thread.
+    pub io: Io,
+    /// The SQL thread runs.
+    pub sql_running: bool,
+    /// `Last_IO_Errno`.
+    pub io_errno: u32,
+    /// `Last_SQL_Errno`.
+    pub sql_errno: u32,
+    /// `Last_IO_Error`, `Last_SQL_Error`.
+    pub last_error: Option<String>,
 }
 
 /// Counters of one backend.
@@ -81,6 +111,8 @@ impl Counters {
 pub struct Backend {
     /// Address.
     pub addr: String,
+    /// Where replicas reach it (`host:port` as in `CHANGE MASTER`).
+    pub replication_addr: String,
     /// Last probe.
     pub probe: RwLock<Probe>,
     /// Counters.
@@ -95,6 +127,8 @@ pub struct Topology {
     /// Backends, in config order.
     pub backends: Vec<Backend>,
     primary: RwLock<Option<usize>>,
+    /// The primary before the current one (or the current one): what a failover starts from.
+    former: RwLock<Option<usize>>,
     users: RwLock<HashMap<Vec<u8>, Vec<[u8; 20]>>>,
     checkable: RwLock<HashMap<Vec<u8>, [u8; 20]>>,
     /// Reads routed to replicas / to the primary; writes.
@@ -115,6 +149,8 @@ pub struct Topology {
     /// primary connection's): the replica and that connection's thread id there, so a `KILL`
     /// of the session reaches the statement.
     on_replica: Mutex<HashMap<u32, OnReplica>>,
+    /// What this router's failover manager is doing.
+    manager: Mutex<ManagerStatus>,
 }
 
 /// A statement running on a replica: where, and how to log in there as its session's user to
@@ -136,14 +172,17 @@ impl Topology {
             backends: config
                 .backends
                 .iter()
-                .map(|a| Backend {
+                .zip(config.replication_addresses())
+                .map(|(a, r)| Backend {
                     addr: a.clone(),
+                    replication_addr: r,
                     probe: RwLock::new(Probe::default()),
                     counters: Counters::default(),
                     pool: Arc::new(Pool::new(config.pool_size)),
                 })
                 .collect(),
             primary: RwLock::new(None),
+            former: RwLock::new(None),
             users: RwLock::new(HashMap::new()),
             checkable: RwLock::new(HashMap::new()),
             routed_replica: AtomicU64::new(0),
@@ -154,6 +193,7 @@ impl Topology {
             max_lag: config.max_replication_lag,
             primary_history: Mutex::new(std::collections::VecDeque::new()),
             on_replica: Mutex::new(HashMap::new()),
+            manager: Mutex::new(ManagerStatus::default()),
         }
     }
 
@@ -189,20 +229,129 @@ impl Topology {
             .clone()
     }
 
-    /// Re-derives the primary: the one live server with `read_only=OFF` (the current one wins a
-    /// tie, so two writable servers never make the router flap).
-    fn elect(&self) {
-        let writable: Vec<usize> = (0..self.backends.len())
-            .filter(|&i| {
-                let p = self.probe_of(i);
-                p.up && !p.read_only
-            })
-            .collect();
+    /// What this router's failover manager is doing.
+    pub fn manager_status(&self) -> ManagerStatus {
+        self.manager
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the manager's status.
+    pub fn update_manager<R>(&self, f: impl FnOnce(&mut ManagerStatus) -> R) -> R {
+        f(&mut self.manager.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The primary this router routed to last (the current one while there is one).
+    pub fn former(&self) -> Option<usize> {
+        *self.former.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-derives the primary from the last probes ([`decide::elect`]); true when it changed.
+    pub fn elect(&self) -> bool {
+        let seen = self.observations(Instant::now());
         let mut cur = self.primary.write().unwrap_or_else(|e| e.into_inner());
-        *cur = match *cur {
-            Some(c) if writable.contains(&c) => Some(c),
-            _ => writable.first().copied(),
+        let next = decide::elect(&seen, *cur);
+        let changed = next != *cur;
+        if changed {
+            match next {
+                Some(p) => eprintln!(
+                    "hapress router: topology: primary is now {} ({})",
+                    self.backends[p].replication_addr, self.backends[p].addr
+                ),
+                None => eprintln!("hapress router: topology: no primary"),
+            }
+        }
+        *cur = next;
+        if next.is_some() {
+            *self.former.write().unwrap_or_else(|e| e.into_inner()) = next;
+        }
+        changed
+    }
+
+    /// Takes `p` as the primary at once (the acting manager just promoted it); the probes
+    /// confirm it.
+    pub fn set_primary(&self, p: usize) {
+        *self.primary.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+        *self.former.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    }
+
+    /// Every server as the topology decisions see it at `now`.
+    pub fn observations(&self, now: Instant) -> Vec<ServerSeen> {
+        (0..self.backends.len())
+            .map(|i| {
+                let p = self.probe_of(i);
+                ServerSeen {
+                    reachable: p.up,
+                    failures: p.failures,
+                    read_only: p.read_only,
+                    gtid: p.gtid.clone(),
+                    replica: p.replica.as_ref().map(|r| ReplicaSeen {
+                        master: self
+                            .backends
+                            .iter()
+                            .position(|b| b.replication_addr == r.master),
+                        io: r.io,
+                        sql_running: r.sql_running,
+                        silent_for: p
+                            .heard_at
+                            .map_or(Duration::MAX, |h| now.saturating_duration_since(h)),
+                        io_errno: r.io_errno,
+                        sql_errno: r.sql_errno,
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Records a probe of backend `i` that answered; `heard` is what its IO thread had
+    /// received, seen at `at`.
+    pub fn probed(&self, i: usize, mut probe: Probe, heard: String, at: Instant) {
+        let mut p = self.backends[i]
+            .probe
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let io_running = probe.replica.as_ref().is_some_and(|r| r.io == Io::Running);
+        probe.heard_at = if !io_running {
+            None
+        } else if p.heard == heard && p.heard_at.is_some() {
+            p.heard_at
+        } else {
+            Some(at)
         };
+        probe.heard = heard;
+        *p = probe;
+    }
+
+    /// Records a probe of backend `i` that failed.
+    pub fn probe_failed(&self, i: usize, error: String) {
+        let mut p = self.backends[i]
+            .probe
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let failures = p.failures.saturating_add(1);
+        if p.up || failures == 1 {
+            eprintln!(
+                "hapress router: probe of {}: {error}",
+                self.backends[i].addr
+            );
+        }
+        *p = Probe {
+            error: Some(error),
+            failures,
+            server_id: p.server_id,
+            ..Probe::default()
+        };
+    }
+
+    /// Replaces the password hashes read from the primary.
+    pub(crate) fn set_logins(
+        &self,
+        users: HashMap<Vec<u8>, Vec<[u8; 20]>>,
+        checkable: HashMap<Vec<u8>, [u8; 20]>,
+    ) {
+        *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
+        *self.checkable.write().unwrap_or_else(|e| e.into_inner()) = checkable;
     }
 
     /// A replica fit for reads: up, read-only, replicating, within the lag limit; the one with
@@ -223,18 +372,27 @@ impl Topology {
     }
 
     /// True while backend `i` is fit for reads (called per statement: no allocation).
+    ///
+    /// While there is no primary (it was lost and no other is promoted yet), a replica that was
+    /// caught up when its primary went away keeps serving reads although its IO thread is
+    /// reconnecting: it has what it had, and there is nowhere fresher to read from.
     pub fn replica_fit(&self, i: usize) -> bool {
-        if Some(i) == self.primary() {
+        let primary = self.primary();
+        if Some(i) == primary {
             return false;
         }
         let p = self.backends[i]
             .probe
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        p.up && p.read_only
-            && p.replicating
-            && p.caught_up
-            && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
+        let fresh = if primary.is_some() {
+            p.replicating && p.lag_seconds.is_some_and(|l| l <= self.max_lag)
+        } else {
+            p.replica
+                .as_ref()
+                .is_some_and(|r| r.sql_errno == 0 && r.io_errno != 1236)
+        };
+        p.up && p.read_only && p.caught_up && fresh
     }
 
     /// Records the position of the primary (backend `i`) at a probe that started at `at`.
@@ -373,6 +531,7 @@ impl Topology {
             "clients": self.clients.load(Ordering::Relaxed),
             "routedToPrimary": self.routed_primary.load(Ordering::Relaxed),
             "routedToReplicas": self.routed_replica.load(Ordering::Relaxed),
+            "manager": self.manager_status(),
             "backends": self.backends.iter().enumerate().map(|(i, b)| {
                 let p = self.probe_of(i);
                 serde_json::json!({
@@ -383,6 +542,12 @@ impl Topology {
                     "replicating": p.replicating,
                     "lagSeconds": p.lag_seconds,
                     "caughtUp": p.caught_up,
+                    "replicationAddress": b.replication_addr,
+                    "serverId": p.server_id,
+                    "failures": p.failures,
+                    "replicatesFrom": p.replica.as_ref().map(|r| r.master.clone()),
+                    "ioThread": p.replica.as_ref().map(|r| r.io),
+                    "replicationError": p.replica.as_ref().and_then(|r| r.last_error.clone()),
                     "gtid": p.gtid,
                     "error": p.error,
                     "sessions": b.counters.sessions.load(Ordering::Relaxed),
@@ -401,236 +566,6 @@ impl Topology {
         })
     }
 }
-
-/// The handshake template the router uses for its own logins.
-pub fn monitor_template() -> HandshakeResponse {
-    HandshakeResponse {
-        capabilities: cap::LONG_PASSWORD
-            | cap::PROTOCOL_41
-            | cap::TRANSACTIONS
-            | cap::SECURE_CONNECTION
-            | cap::MULTI_RESULTS
-            | cap::PLUGIN_AUTH,
-        max_packet: 16 << 20,
-        charset: 45,
-        ..HandshakeResponse::default()
-    }
-}
-
-/// Probes backend `i` forever.
-pub async fn probe_loop(topo: Arc<Topology>, config: Arc<Config>, i: usize, password: Vec<u8>) {
-    let interval = Duration::from_millis(config.probe_interval_ms);
-    let timeout = Duration::from_millis(config.connect_timeout_ms);
-    let mut conn: Option<Conn> = None;
-    loop {
-        let result = probe_once(&topo, &config, i, &password, &mut conn, timeout).await;
-        if let Err(e) = &result {
-            conn = None;
-            let mut p = topo.backends[i]
-                .probe
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            *p = Probe {
-                error: Some(e.clone()),
-                ..Probe::default()
-            };
-        }
-        topo.elect();
-        topo.backends[i]
-            .pool
-            .reap(Duration::from_millis(config.pool_idle_timeout_ms));
-        tokio::time::sleep(interval).await;
-    }
-}
-
-async fn probe_once(
-    topo: &Topology,
-    config: &Config,
-    i: usize,
-    password: &[u8],
-    conn: &mut Option<Conn>,
-    timeout: Duration,
-) -> Result<(), String> {
-    let addr = &topo.backends[i].addr;
-    if conn.is_none() {
-        let mut c = Conn::connect(addr, timeout)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        tokio::time::timeout(
-            timeout,
-            login(
-                &mut c,
-                config.monitor_user.as_bytes(),
-                &Credential::Password(password.to_vec()),
-                &monitor_template(),
-            ),
-        )
-        .await
-        .map_err(|_| format!("login to {addr} timed out"))?
-        .map_err(|e| format!("login to {addr} as {}: {e}", config.monitor_user))?;
-        *conn = Some(c);
-    }
-    let c = conn.as_mut().ok_or("no connection")?;
-    let started = Instant::now();
-    let vars = tokio::time::timeout(
-        timeout,
-        query(
-            c,
-            "SELECT @@read_only AS ro, @@gtid_current_pos AS gtid, @@init_connect <> '' AS ic",
-            false,
-        ),
-    )
-    .await
-    .map_err(|_| "probe timed out".to_string())?
-    .map_err(|e| e.to_string())?
-    .map_err(|(code, m)| format!("probe query: {code} {m}"))?;
-    // A server refusing the rest of the probe (the monitor account lost a privilege, a system
-    // table is gone) is still up: its role comes from `@@read_only`. It is then taken for a
-    // replica that does not replicate (no reads go to it) and the error is shown in the status.
-    let mut error = None;
-    let slave = tokio::time::timeout(timeout, query(c, "SHOW SLAVE STATUS", false))
-        .await
-        .map_err(|_| "probe timed out".to_string())?
-        .map_err(|e| e.to_string())?
-        .unwrap_or_else(|(code, m)| {
-            error = Some(format!("SHOW SLAVE STATUS: {code} {m}"));
-            Default::default()
-        });
-    let replicating = slave.get(0, "Slave_IO_Running") == Some("Yes")
-        && slave.get(0, "Slave_SQL_Running") == Some("Yes");
-    let read_only = vars.get(0, "ro") == Some("1");
-    // Every probe of the primary: the router checks passwords itself, so a dropped or changed
-    // account must stop working within one probe interval. Unreadable accounts: every login is
-    // relayed to MariaDB.
-    let gtid = vars.get(0, "gtid").unwrap_or("");
-    let caught_up = read_only
-        && topo
-            .reference_position(started)
-            .is_some_and(|r| gtid_covers(gtid, &r));
-    if !read_only {
-        topo.primary_position(i, gtid, started);
-        if let Err(e) = refresh_user_hashes(topo, c, timeout).await {
-            topo.forget_logins();
-            error.get_or_insert(e);
-        }
-    }
-    *topo.backends[i]
-        .probe
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = Probe {
-        up: true,
-        read_only,
-        replicating,
-        lag_seconds: slave
-            .get(0, "Seconds_Behind_Master")
-            .and_then(|s| s.parse().ok()),
-        caught_up,
-        gtid: gtid.to_string(),
-        init_connect: vars.get(0, "ic") == Some("1"),
-        error,
-    };
-    Ok(())
-}
-
-/// Reads `mysql_native_password` hashes from the primary.
-async fn refresh_user_hashes(
-    topo: &Topology,
-    c: &mut Conn,
-    timeout: Duration,
-) -> Result<(), String> {
-    let rows = tokio::time::timeout(
-        timeout,
-        query(c, USERS_SQL, false),
-    )
-    .await
-    .map_err(|_| "reading users timed out".to_string())?
-    .map_err(|e| e.to_string())?
-    .map_err(|(code, m)| format!("reading mysql.global_priv (grant SELECT ON mysql.global_priv to the monitor user): {code} {m}"))?;
-    let accounts = (0..rows.rows.len()).filter_map(|i| {
-        let u = rows.get(i, "u")?;
-        Some((
-            u.as_bytes().to_vec(),
-            rows.get(i, "h").and_then(parse_stage2_hex),
-            rows.get(i, "ok") == Some("1"),
-        ))
-    });
-    let (users, checkable) = logins(accounts);
-    *topo.users.write().unwrap_or_else(|e| e.into_inner()) = users;
-    *topo.checkable.write().unwrap_or_else(|e| e.into_inner()) = checkable;
-    Ok(())
-}
-
-/// From every account (user name, password hash if it has one, checkable as [`USERS_SQL`]
-/// says): the hashes known per user name, and the user names whose logins the router may check
-/// itself. That needs every account of the name checkable and with the same hash: MariaDB picks
-/// the account by the host it sees (the router's), and then whichever it picks, the password
-/// check gives the same answer (`wordpress`@`127.0.0.1` and `wordpress`@`localhost` in `hapress
-/// up`).
-#[allow(clippy::type_complexity)]
-fn logins(
-    accounts: impl Iterator<Item = (Vec<u8>, Option<[u8; 20]>, bool)>,
-) -> (HashMap<Vec<u8>, Vec<[u8; 20]>>, HashMap<Vec<u8>, [u8; 20]>) {
-    let mut users: HashMap<Vec<u8>, Vec<[u8; 20]>> = HashMap::new();
-    // Per user name: the one hash all its accounts share, or None once they disagree.
-    let mut agreed: HashMap<Vec<u8>, Option<[u8; 20]>> = HashMap::new();
-    for (u, s2, ok) in accounts {
-        if let Some(s2) = s2 {
-            users.entry(u.clone()).or_default().push(s2);
-        }
-        let same = match (s2, ok) {
-            (Some(s2), true) => Some(s2),
-            _ => None,
-        };
-        agreed
-            .entry(u)
-            .and_modify(|a| {
-                if *a != same {
-                    *a = None;
-                }
-            })
-            .or_insert(same);
-    }
-    let checkable = agreed
-        .into_iter()
-        .filter_map(|(u, s2)| Some((u, s2?)))
-        .collect();
-    (users, checkable)
-}
-
-/// Every account's password hash, and whether the router may check a login of it itself: a
-/// `mysql_native_password` account that is not locked, whose password is not expired and has
-/// no lifetime of its own (and only when every account of that user name is such an account
-/// with the same password: [`logins`]).
-const USERS_SQL: &str = "SELECT User AS u, JSON_VALUE(Priv, '$.authentication_string') AS h, \
-     (IFNULL(JSON_VALUE(Priv, '$.plugin'), 'mysql_native_password') = 'mysql_native_password' \
-     AND IFNULL(JSON_VALUE(Priv, '$.account_locked'), 'false') = 'false' \
-     AND IFNULL(JSON_VALUE(Priv, '$.password_last_changed'), '1') <> '0' \
-     AND IFNULL(JSON_VALUE(Priv, '$.password_lifetime'), '-1') = '-1' \
-     AND @@default_password_lifetime = 0) AS ok FROM mysql.global_priv";
-
-/// True when position `have` includes every domain's sequence number of `want`.
-pub fn gtid_covers(have: &str, want: &str) -> bool {
-    let have = parse_gtids(have);
-    parse_gtids(want)
-        .iter()
-        .all(|(d, _, n)| have.iter().any(|(hd, _, hn)| hd == d && hn >= n))
-}
-
-/// Parses a GTID position such as `0-1-42,1-2-7` into (domain, server, sequence) triples;
-/// malformed parts are skipped.
-pub fn parse_gtids(s: &str) -> Vec<(u32, u32, u64)> {
-    s.split(',')
-        .filter_map(|g| {
-            let mut it = g.trim().splitn(3, '-');
-            Some((
-                it.next()?.parse().ok()?,
-                it.next()?.parse().ok()?,
-                it.next()?.parse().ok()?,
-            ))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,33 +612,6 @@ mod tests {
     }
 
     #[test]
-    fn logins_are_checked_locally_only_when_every_account_of_the_name_agrees() {
-        let (a, b) = ([1u8; 20], [2u8; 20]);
-        let rows = vec![
-            // one account: checkable
-            (b"solo".to_vec(), Some(a), true),
-            // two hosts, one password (hapress up's wordpress): checkable
-            (b"wordpress".to_vec(), Some(a), true),
-            (b"wordpress".to_vec(), Some(a), true),
-            // two hosts, two passwords: which one MariaDB uses depends on the host
-            (b"split".to_vec(), Some(a), true),
-            (b"split".to_vec(), Some(b), true),
-            // one of the accounts locked (or another plugin, expired): relayed
-            (b"locked".to_vec(), Some(a), true),
-            (b"locked".to_vec(), Some(a), false),
-            // no native hash at all
-            (b"socket".to_vec(), None, false),
-        ];
-        let (users, checkable) = logins(rows.into_iter());
-        let mut names: Vec<_> = checkable.keys().cloned().collect();
-        names.sort();
-        assert_eq!(names, vec![b"solo".to_vec(), b"wordpress".to_vec()]);
-        assert_eq!(checkable[&b"wordpress".to_vec()], a);
-        assert_eq!(users[&b"split".to_vec()], vec![a, b]);
-        assert!(!users.contains_key(b"socket".as_slice()));
-    }
-
-    #[test]
     fn the_newest_gtid_follows_a_primary_whose_gtids_went_back() {
         let topo = topology("backends: [a]\n");
         let before = Instant::now();
@@ -720,12 +628,5 @@ mod tests {
         assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-4"));
         topo.primary_position(0, "", Instant::now());
         assert_eq!(topo.newest_gtid(), None);
-    }
-
-    #[test]
-    fn gtid_positions() {
-        assert_eq!(parse_gtids("0-1-42,1-2-7"), vec![(0, 1, 42), (1, 2, 7)]);
-        assert_eq!(parse_gtids(""), vec![]);
-        assert_eq!(parse_gtids("x-1-2, 0-1-3"), vec![(0, 1, 3)]);
     }
 }

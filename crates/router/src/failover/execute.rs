@@ -1,0 +1,135 @@
+//! The actions of [`super::decide::plan`] as SQL, over the manager's own connection to each
+//! server (the one that holds its lock). Every statement has a timeout: a server that hangs
+//! must not hang the manager.
+
+use std::time::{Duration, Instant};
+
+use crate::conn::Conn;
+use crate::probe::run;
+use hapress_topology::gtid::{gtid_covers, most_advanced};
+
+/// How long a candidate may take to apply the transactions it received before it is compared
+/// with the others.
+pub const RELAY_APPLY: Duration = Duration::from_secs(10);
+
+/// What the executor needs to know about the cluster.
+pub struct Cluster {
+    /// Replication address (`host:port`) of every server.
+    pub addresses: Vec<String>,
+    /// The replication account.
+    pub replication_user: String,
+    /// Its password.
+    pub replication_password: String,
+    /// `MASTER_HEARTBEAT_PERIOD`.
+    pub heartbeat: Duration,
+    /// Turn semi-sync's primary side on when promoting.
+    pub semi_sync: bool,
+    /// Timeout of a quick statement.
+    pub timeout: Duration,
+}
+
+/// Makes server `c` read-only and not a semi-sync primary.
+pub async fn fence(c: &mut Conn, k: &Cluster) -> Result<(), String> {
+    run(c, "SET GLOBAL read_only = ON", k.timeout).await?;
+    run(
+        c,
+        "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
+        k.timeout,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stops a candidate's IO thread and waits until it applied all it had received; its
+/// `@@gtid_current_pos` then.
+pub async fn settle(c: &mut Conn, k: &Cluster, is_replica: bool) -> Result<String, String> {
+    if is_replica {
+        run(c, "STOP SLAVE IO_THREAD", k.timeout).await?;
+        let st = run(c, "SHOW SLAVE STATUS", k.timeout).await?;
+        let io_pos = st.get(0, "Gtid_IO_Pos").unwrap_or("").to_string();
+        if !io_pos.is_empty() && st.get(0, "Slave_SQL_Running") == Some("Yes") {
+            let wait = format!(
+                "SELECT MASTER_GTID_WAIT({}, {})",
+                quote(&io_pos),
+                RELAY_APPLY.as_secs()
+            );
+            run(c, &wait, RELAY_APPLY + k.timeout).await?;
+        }
+    }
+    let pos = run(c, "SELECT @@gtid_current_pos AS p", k.timeout).await?;
+    Ok(pos.get(0, "p").unwrap_or("").to_string())
+}
+
+/// The candidate to promote: the most advanced, the lost primary among equals.
+pub fn choose(positions: &[(usize, String)], from: Option<usize>) -> Option<usize> {
+    most_advanced(positions, from)
+}
+
+/// Makes server `c` the primary: no replication of its own, semi-sync primary side, writable.
+pub async fn promote(c: &mut Conn, k: &Cluster) -> Result<(), String> {
+    run(c, "STOP SLAVE", k.timeout).await?;
+    run(c, "RESET SLAVE ALL", k.timeout).await?;
+    if k.semi_sync {
+        run(c, "SET GLOBAL rpl_semi_sync_master_enabled = ON", k.timeout).await?;
+    }
+    run(c, "SET GLOBAL read_only = OFF", k.timeout).await?;
+    Ok(())
+}
+
+/// Makes server `c` a read-only replica of the server at replication address `primary`. A
+/// server whose binary log has transactions its replica position lacks (an old primary) starts
+/// from its binary log: its own transactions are then either in the new primary's history, or
+/// errant, which the new primary refuses (error 1236) and the decisions report.
+pub async fn rejoin(c: &mut Conn, k: &Cluster, primary: &str) -> Result<(), String> {
+    let (host, port) = primary
+        .rsplit_once(':')
+        .ok_or_else(|| format!("replication address {primary:?} is not host:port"))?;
+    fence(c, k).await?;
+    run(c, "STOP SLAVE", k.timeout).await?;
+    let pos = run(
+        c,
+        "SELECT @@gtid_binlog_pos AS b, @@gtid_slave_pos AS s",
+        k.timeout,
+    )
+    .await?;
+    let (b, s) = (pos.get(0, "b").unwrap_or(""), pos.get(0, "s").unwrap_or(""));
+    if !b.is_empty() && !gtid_covers(s, b) {
+        run(
+            c,
+            "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos",
+            k.timeout,
+        )
+        .await?;
+    }
+    let change = format!(
+        "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, MASTER_PASSWORD={}, \
+         MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={:.3}",
+        quote(host),
+        port.parse::<u16>()
+            .map_err(|_| format!("replication address {primary:?}: bad port"))?,
+        quote(&k.replication_user),
+        quote(&k.replication_password),
+        k.heartbeat.as_secs_f64()
+    );
+    run(c, &change, k.timeout).await?;
+    run(c, "START SLAVE", k.timeout).await?;
+    Ok(())
+}
+
+/// An SQL string literal.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Milliseconds since `t`.
+pub fn ms_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(super::quote(r"a'b\c"), r"'a\'b\\c'");
+    }
+}

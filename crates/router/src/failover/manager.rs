@@ -1,0 +1,407 @@
+//! The failover manager of one router. Every probe interval it reads, on its own connection to
+//! each server, who holds the managers' lock there (`GET_LOCK('hapress_topology')`, which lives
+//! as long as that connection); it takes free locks in server order and gives its own back when
+//! another router holds one. Only while it holds a majority of all the locks does it act: it
+//! asks [`decide::plan`] what to do about the servers as the probes last saw them, and executes
+//! it. A router that dies or hangs loses its locks with its connections (a hung one keeps only
+//! the locks on servers it cannot reach, which are a minority while it is not the leader).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hapress_topology::decide::{self, Action, Leadership, Lock, ServerSeen, Settings};
+use hapress_topology::{FailoverRecord, HISTORY};
+use rand::Rng;
+
+use crate::config::{Config, FailoverConfig};
+use crate::conn::Conn;
+use crate::failover::execute::{self, Cluster};
+use crate::probe::{connect_monitor, run};
+use crate::topology::Topology;
+
+/// The lock's name on every server.
+const LOCK: &str = "hapress_topology";
+
+/// A server is re-pointed at most this often (a replica that keeps failing is not hammered).
+const REJOIN_EVERY: Duration = Duration::from_secs(3);
+
+/// One router's manager.
+pub struct Manager {
+    topo: Arc<Topology>,
+    config: Arc<Config>,
+    monitor_password: Arc<Vec<u8>>,
+    cluster: Arc<Cluster>,
+    settings: Settings,
+    /// The manager's connection to each server: its lock lives there.
+    control: Vec<Option<Conn>>,
+    /// The lock on each server as last read.
+    locks: Vec<Lock>,
+    /// After giving locks back, do not take any before this (routers that collided retry at
+    /// different times).
+    quiet_until: Option<Instant>,
+    last_rejoin: HashMap<usize, Instant>,
+}
+
+impl Manager {
+    /// A manager for `topo`'s servers; reads the replication password.
+    pub fn new(
+        topo: Arc<Topology>,
+        config: Arc<Config>,
+        failover: &FailoverConfig,
+        monitor_password: Vec<u8>,
+    ) -> Result<Self, String> {
+        let n = topo.backends.len();
+        let cluster = Cluster {
+            addresses: topo
+                .backends
+                .iter()
+                .map(|b| b.replication_addr.clone())
+                .collect(),
+            replication_user: failover.replication_user.clone(),
+            replication_password: failover.replication_password()?,
+            heartbeat: Duration::from_millis(failover.heartbeat_ms),
+            semi_sync: failover.semi_sync,
+            timeout: Duration::from_millis(config.connect_timeout_ms),
+        };
+        topo.update_manager(|m| m.enabled = true);
+        Ok(Self {
+            settings: Settings {
+                detect_probes: failover.detect_probes,
+                silence: Duration::from_millis(failover.silence_ms),
+            },
+            topo,
+            config,
+            monitor_password: Arc::new(monitor_password),
+            cluster: Arc::new(cluster),
+            control: (0..n).map(|_| None).collect(),
+            locks: vec![Lock::Unknown; n],
+            quiet_until: None,
+            last_rejoin: HashMap::new(),
+        })
+    }
+
+    /// Runs forever.
+    pub async fn run(mut self) {
+        let interval = Duration::from_millis(self.config.probe_interval_ms);
+        loop {
+            self.tick().await;
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    async fn tick(&mut self) {
+        self.read_locks().await;
+        match decide::leadership(&self.locks) {
+            Leadership::Acquire(free) if self.quiet_until.is_none_or(|t| Instant::now() >= t) => {
+                self.acquire(&free).await;
+            }
+            Leadership::Release => self.release().await,
+            _ => {}
+        }
+        let leader = decide::leadership(&self.locks) == Leadership::Leader;
+        let held = self.locks.iter().filter(|l| **l == Lock::Mine).count();
+        let was = self.topo.manager_status().leader;
+        if leader != was {
+            log(if leader {
+                format!(
+                    "this router now acts for the cluster (holds {held} of {} locks)",
+                    self.locks.len()
+                )
+            } else {
+                "this router no longer acts for the cluster".into()
+            });
+        }
+        self.topo.update_manager(|m| {
+            m.leader = leader;
+            m.locks_held = held;
+        });
+        if !leader {
+            return;
+        }
+        let seen = self.topo.observations(Instant::now());
+        let actions = decide::plan(
+            &seen,
+            self.topo.primary(),
+            self.topo.former(),
+            &self.settings,
+        );
+        for a in actions {
+            self.execute(a, &seen).await;
+        }
+    }
+
+    /// Reads the lock on every server at once (a hung server costs one timeout, not one per
+    /// server).
+    async fn read_locks(&mut self) {
+        let timeout = Duration::from_millis(self.config.probe_timeout_ms);
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..self.control.len() {
+            let conn = self.control[i].take();
+            let addr = self.topo.backends[i].addr.clone();
+            let config = self.config.clone();
+            let pw = self.monitor_password.clone();
+            set.spawn(async move {
+                let mut c = match conn {
+                    Some(c) => c,
+                    None => match connect_monitor(&addr, &config, &pw, timeout).await {
+                        Ok(c) => c,
+                        Err(_) => return (i, None, Lock::Unknown),
+                    },
+                };
+                let sql = format!(
+                    "SELECT IS_USED_LOCK('{LOCK}') IS NULL AS free, IS_USED_LOCK('{LOCK}') = CONNECTION_ID() AS mine"
+                );
+                match run(&mut c, &sql, timeout).await {
+                    Ok(r) if r.get(0, "free") == Some("1") => (i, Some(c), Lock::Free),
+                    Ok(r) if r.get(0, "mine") == Some("1") => (i, Some(c), Lock::Mine),
+                    Ok(_) => (i, Some(c), Lock::Other),
+                    Err(_) => (i, None, Lock::Unknown),
+                }
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            if let Ok((i, conn, lock)) = done {
+                self.control[i] = conn;
+                self.locks[i] = lock;
+            }
+        }
+    }
+
+    async fn acquire(&mut self, free: &[usize]) {
+        let timeout = Duration::from_millis(self.config.probe_timeout_ms);
+        for &i in free {
+            let Some(c) = self.control[i].as_mut() else {
+                break;
+            };
+            match run(c, &format!("SELECT GET_LOCK('{LOCK}', 0) AS got"), timeout).await {
+                Ok(r) if r.get(0, "got") == Some("1") => self.locks[i] = Lock::Mine,
+                Ok(_) => {
+                    self.locks[i] = Lock::Other;
+                    break;
+                }
+                Err(_) => {
+                    self.lost(i);
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn release(&mut self) {
+        let timeout = Duration::from_millis(self.config.probe_timeout_ms);
+        for i in 0..self.locks.len() {
+            if self.locks[i] != Lock::Mine {
+                continue;
+            }
+            let released = match self.control[i].as_mut() {
+                Some(c) => run(c, &format!("SELECT RELEASE_LOCK('{LOCK}')"), timeout)
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            if released {
+                self.locks[i] = Lock::Free;
+            } else {
+                self.lost(i); // closing the connection releases it too
+            }
+        }
+        let ticks = rand::thread_rng().gen_range(1..=4);
+        self.quiet_until =
+            Some(Instant::now() + Duration::from_millis(self.config.probe_interval_ms * ticks));
+    }
+
+    /// The connection to server `i` failed: drop it (and the lock with it).
+    fn lost(&mut self, i: usize) {
+        self.control[i] = None;
+        self.locks[i] = Lock::Unknown;
+    }
+
+    /// The manager's connection to server `i`, opened if needed.
+    async fn conn(&mut self, i: usize) -> Result<&mut Conn, String> {
+        if self.control[i].is_none() {
+            let timeout = Duration::from_millis(self.config.probe_timeout_ms);
+            let addr = self.topo.backends[i].addr.clone();
+            let c = connect_monitor(&addr, &self.config, &self.monitor_password, timeout).await?;
+            self.control[i] = Some(c);
+        }
+        self.control[i]
+            .as_mut()
+            .ok_or_else(|| "no connection".to_string())
+    }
+
+    fn name(&self, i: usize) -> String {
+        self.cluster.addresses[i].clone()
+    }
+
+    fn counted(&self, ok: bool) {
+        self.topo.update_manager(|m| {
+            m.actions += 1;
+            m.action_errors += u64::from(!ok);
+        });
+    }
+
+    async fn execute(&mut self, action: Action, seen: &[ServerSeen]) {
+        match action {
+            Action::Failover {
+                from,
+                candidates,
+                reason,
+            } => self.failover(from, &candidates, &reason, seen).await,
+            Action::Fence(i) => {
+                let k = self.cluster.clone();
+                let r = async { execute::fence(self.conn(i).await?, &k).await }.await;
+                self.report(i, "fenced (made read-only): it is not the primary", r);
+            }
+            Action::Rejoin { server, primary } => self.rejoin(server, primary).await,
+            Action::Diverged { server, why } => {
+                let name = self.name(server);
+                let fresh = self.topo.update_manager(|m| {
+                    let entry = (name.clone(), why.clone());
+                    let fresh = !m.diverged.contains(&entry);
+                    if fresh {
+                        m.diverged.retain(|(n, _)| *n != name);
+                        m.diverged.push(entry);
+                    }
+                    fresh
+                });
+                if fresh {
+                    log(format!(
+                        "!! {name} has diverged from the primary ({why}); it needs a rebuild from a healthy replica"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, i: usize, done: &str, r: Result<(), String>) {
+        let name = self.name(i);
+        match r {
+            Ok(()) => log(format!("{name}: {done}")),
+            Err(e) => {
+                log(format!("{name}: failed: {e}"));
+                self.lost(i);
+            }
+        }
+        self.counted(true);
+    }
+
+    async fn rejoin(&mut self, i: usize, p: usize) {
+        let now = Instant::now();
+        if self
+            .last_rejoin
+            .get(&i)
+            .is_some_and(|t| now.duration_since(*t) < REJOIN_EVERY)
+        {
+            return;
+        }
+        self.last_rejoin.insert(i, now);
+        let k = self.cluster.clone();
+        let primary = self.name(p);
+        let r = async { execute::rejoin(self.conn(i).await?, &k, &primary).await }.await;
+        let ok = r.is_ok();
+        self.report(i, &format!("replicates from {primary}"), r);
+        if ok {
+            let name = self.name(i);
+            self.topo
+                .update_manager(|m| m.diverged.retain(|(n, _)| *n != name));
+        }
+    }
+
+    /// Promotes the most advanced candidate after each applied what it had received, and
+    /// points every other server that answers at it.
+    async fn failover(
+        &mut self,
+        from: Option<usize>,
+        candidates: &[usize],
+        reason: &str,
+        seen: &[ServerSeen],
+    ) {
+        let started = Instant::now();
+        let k = self.cluster.clone();
+        let names: Vec<String> = candidates.iter().map(|&i| self.name(i)).collect();
+        log(format!(
+            "failover: {reason}; candidates {}",
+            names.join(", ")
+        ));
+        // The old primary, if it answers after all, takes no more writes.
+        if let Some(f) = from.filter(|f| !candidates.contains(f)) {
+            let r = async { execute::fence(self.conn(f).await?, &k).await }.await;
+            if r.is_err() {
+                self.lost(f);
+            }
+        }
+        let mut positions = Vec::new();
+        for &i in candidates {
+            let replica = seen[i].replica.is_some();
+            let writable = !seen[i].read_only;
+            let r = async {
+                let c = self.conn(i).await?;
+                if writable {
+                    execute::fence(c, &k).await?;
+                }
+                execute::settle(c, &k, replica).await
+            }
+            .await;
+            match r {
+                Ok(pos) => positions.push((i, pos)),
+                Err(e) => {
+                    log(format!("failover: {} is no candidate: {e}", self.name(i)));
+                    self.lost(i);
+                }
+            }
+        }
+        let Some(winner) = execute::choose(&positions, from) else {
+            log("failover: no candidate answered; trying again".into());
+            self.counted(false);
+            return;
+        };
+        let r = async { execute::promote(self.conn(winner).await?, &k).await }.await;
+        if let Err(e) = r {
+            log(format!(
+                "failover: promoting {} failed: {e}; trying again",
+                self.name(winner)
+            ));
+            self.lost(winner);
+            self.counted(false);
+            return;
+        }
+        self.topo.set_primary(winner);
+        let took_ms = execute::ms_since(started);
+        let (from_name, to) = (from.map(|f| self.name(f)), self.name(winner));
+        log(format!(
+            "failover: {to} is the primary ({}), writable {took_ms} ms after the decision; positions {}",
+            from_name.as_deref().map_or("no primary before".into(), |f| format!("was {f}")),
+            positions
+                .iter()
+                .map(|(i, p)| format!("{}={p}", self.name(*i)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        self.topo.update_manager(|m| {
+            m.failovers.push(FailoverRecord {
+                at: hapress_topology::now_unix(),
+                from: from_name.clone(),
+                to: to.clone(),
+                reason: reason.into(),
+                took_ms,
+            });
+            if m.failovers.len() > HISTORY {
+                m.failovers.remove(0);
+            }
+        });
+        self.counted(true);
+        // Every other server that answers follows the new primary now (the rest when they
+        // come back: the plan re-points them).
+        for i in 0..seen.len() {
+            if i != winner && (seen[i].reachable || candidates.contains(&i)) {
+                self.last_rejoin.remove(&i);
+                self.rejoin(i, winner).await;
+            }
+        }
+    }
+}
+
+fn log(message: String) {
+    eprintln!("hapress router: topology: {message}");
+}
