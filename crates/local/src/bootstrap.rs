@@ -5,21 +5,17 @@ use std::time::Duration;
 
 use hapress_spec::WordPressClusterSpec;
 
-use crate::config::{account_host, db_port};
+use crate::config::{account_host, db_port, heartbeat_seconds, replication_host};
 use crate::error::{step_error, Result};
 use crate::layout::Layout;
 use crate::mariadb::{quote, sql};
 use crate::preflight::Tools;
 use crate::secrets::Secrets;
 
-/// Where replicas reach the primary.
-fn connect_host(spec: &WordPressClusterSpec) -> &str {
-    match spec.embedded.bind_address.as_str() {
-        "0.0.0.0" => "127.0.0.1",
-        "::" => "::1",
-        a => a,
-    }
-}
+/// The SQL router's monitor account: it probes every server, reads password hashes (to log in
+/// to replicas on a client's behalf) and, as the acting failover manager, promotes, fences and
+/// re-points servers.
+pub const MONITOR_USER: &str = "hapress_router";
 
 /// What WordPress's account may do.
 const WORDPRESS_GRANTS: &str = "ALL PRIVILEGES ON wordpress.*";
@@ -49,7 +45,8 @@ pub fn replication(
     let host = quote(&account_host(spec));
     let semi_sync = spec.database.instances > 1 && spec.database.semi_sync.enabled;
     let psock = layout.db_socket(primary);
-    let mut setup = String::new();
+    // Every server starts read-only (config::my_cnf): the primary is made writable here.
+    let mut setup = String::from("SET GLOBAL read_only=OFF;\n");
     if semi_sync {
         // No replica is attached yet: without this each statement would wait the full timeout.
         setup.push_str("SET GLOBAL rpl_semi_sync_master_enabled=OFF;\n");
@@ -74,13 +71,11 @@ pub fn replication(
         .filter(|&i| i != primary)
         .collect();
     for &r in &replicas {
-        let change = format!(
-            "STOP SLAVE;\nCHANGE MASTER TO MASTER_HOST={h}, MASTER_PORT={p}, MASTER_USER='repl', MASTER_PASSWORD={pw}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;\nSTART SLAVE;\n",
-            h = quote(connect_host(spec)),
-            p = db_port(spec, primary),
-            pw = quote(&secrets.repl_password),
-        );
-        sql(tools, &layout.db_socket(r), &change)?;
+        sql(
+            tools,
+            &layout.db_socket(r),
+            &follow(spec, secrets, primary, false),
+        )?;
     }
     let pos = sql(tools, &psock, "SELECT @@gtid_binlog_pos;")?
         .into_iter()
@@ -94,6 +89,80 @@ pub fn replication(
         sql(tools, &psock, "SET GLOBAL rpl_semi_sync_master_enabled=ON;")?;
     }
     Ok(())
+}
+
+/// SQL that makes a server a replica of `primary` (GTID, heartbeats the failover manager's
+/// silence check counts on); `from_binlog`: it continues from its own binary log (it was a
+/// primary).
+fn follow(
+    spec: &WordPressClusterSpec,
+    secrets: &Secrets,
+    primary: u32,
+    from_binlog: bool,
+) -> String {
+    format!(
+        "STOP SLAVE;\n{reset}CHANGE MASTER TO MASTER_HOST={h}, MASTER_PORT={p}, MASTER_USER='repl', MASTER_PASSWORD={pw}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={hb:.3};\nSTART SLAVE;\n",
+        reset = if from_binlog {
+            "SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos;\n"
+        } else {
+            ""
+        },
+        h = quote(replication_host(spec)),
+        p = db_port(spec, primary),
+        pw = quote(&secrets.repl_password),
+        hb = heartbeat_seconds(spec),
+    )
+}
+
+/// On the `up` of an existing cluster, every server having started read-only: makes the most
+/// advanced server writable (the recorded primary unless another has more: a failover the
+/// supervisor did not get to record), re-pointing the others at it when it is not the recorded
+/// one. Returns the primary.
+pub fn resume_primary(
+    tools: &Tools,
+    layout: &Layout,
+    spec: &WordPressClusterSpec,
+    secrets: &Secrets,
+    recorded: u32,
+) -> Result<u32> {
+    let n = spec.database.instances;
+    let mut positions = Vec::new();
+    for i in 0..n {
+        let pos = sql(tools, &layout.db_socket(i), "SELECT @@gtid_current_pos;")?
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap_or_default();
+        positions.push((i as usize, pos));
+    }
+    let primary = hapress_topology::gtid::most_advanced(&positions, Some(recorded as usize))
+        .map_or(recorded, |p| p as u32);
+    if primary != recorded {
+        for i in (0..n).filter(|&i| i != primary) {
+            sql(
+                tools,
+                &layout.db_socket(i),
+                &format!(
+                    "SET GLOBAL read_only=ON;\n{}",
+                    follow(spec, secrets, primary, i == recorded)
+                ),
+            )?;
+        }
+    }
+    let semi_sync = n > 1 && spec.database.semi_sync.enabled;
+    sql(
+        tools,
+        &layout.db_socket(primary),
+        &format!(
+            "STOP SLAVE;\nRESET SLAVE ALL;\n{}SET GLOBAL read_only=OFF;\n",
+            if semi_sync {
+                "SET GLOBAL rpl_semi_sync_master_enabled=ON;\n"
+            } else {
+                ""
+            }
+        ),
+    )?;
+    Ok(primary)
 }
 
 /// Waits until every replica has applied all the primary has now (after the WordPress
@@ -162,7 +231,7 @@ pub fn router_user(
         &layout.db_socket(primary),
         &account(
             &host,
-            "hapress_router",
+            MONITOR_USER,
             &secrets.router_password,
             &ROUTER_GRANTS,
         ),
@@ -170,9 +239,13 @@ pub fn router_user(
     Ok(())
 }
 
-/// What the router's monitor account may do.
+/// What the router's monitor account may do: probe (`SLAVE MONITOR`, `REPLICATION CLIENT`),
+/// read password hashes, and as the failover manager stop, reset (`RELOAD`) and re-point
+/// replication, kill an IO thread stuck on a hung primary (`PROCESS`, `CONNECTION ADMIN`), set
+/// `read_only` and the semi-sync and GTID variables (measured on MariaDB 10.11: nothing less
+/// lets it).
 const ROUTER_GRANTS: [&str; 2] = [
-    "SLAVE MONITOR, REPLICATION CLIENT ON *.*",
+    "SLAVE MONITOR, REPLICATION CLIENT, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, READ_ONLY ADMIN, BINLOG ADMIN, RELOAD, PROCESS, CONNECTION ADMIN ON *.*",
     "SELECT ON mysql.global_priv",
 ];
 
@@ -199,7 +272,7 @@ pub fn socket_accounts(
     );
     setup.push_str(&account(
         &host,
-        "hapress_router",
+        MONITOR_USER,
         &secrets.router_password,
         &ROUTER_GRANTS,
     ));

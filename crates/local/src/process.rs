@@ -176,6 +176,13 @@ impl Process {
         Ok(true)
     }
 
+    /// Kills the group at once (a hung server); the supervisor sees the death and restarts it.
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+
     /// Stops gracefully, then kills the group after the kind's timeout.
     pub fn stop(&mut self) {
         self.restart_at = None;

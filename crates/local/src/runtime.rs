@@ -26,6 +26,9 @@ use crate::status::{now_unix, ClusterStatus, ComponentStatus, Event};
 /// Events kept in `status.json`.
 const EVENTS_KEPT: usize = 50;
 
+/// How often the supervisor asks the SQL router which server is the primary.
+const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+
 /// A running cluster and everything needed to keep it running.
 pub struct Runtime {
     pub(crate) layout: Layout,
@@ -230,6 +233,7 @@ impl Runtime {
     pub fn supervise(&mut self) {
         self.phase = "running";
         let mut last_status = Instant::now() - Duration::from_secs(10);
+        let mut last_follow = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             let primary = crate::layout::db_name(self.state.primary);
@@ -238,7 +242,7 @@ impl Runtime {
                 if let Some(status) = p.poll_exit(now) {
                     let delay = p.pending_delay(now);
                     let loud = if p.name == primary {
-                        "!! the PRIMARY database died; restarting it in place (automatic failover is not implemented yet); writes fail until it is back. "
+                        "!! the PRIMARY database died (the routers fail over to a replica, or take it back when it returns first); "
                     } else {
                         ""
                     };
@@ -269,9 +273,13 @@ impl Runtime {
                     }
                 }
             }
-            let changed = !happened.is_empty();
+            let mut changed = !happened.is_empty();
             for (name, msg) in happened {
                 self.event(&name, msg);
+            }
+            if self.router.is_some() && last_follow.elapsed() >= FOLLOW_EVERY {
+                last_follow = Instant::now();
+                changed |= self.follow_router();
             }
             if changed || last_status.elapsed() >= Duration::from_secs(1) {
                 self.write_status();
@@ -280,6 +288,55 @@ impl Runtime {
             std::thread::sleep(Duration::from_millis(100));
         }
         self.shutdown();
+    }
+
+    /// Follows the primary the SQL router elected (its failover manager promotes replicas):
+    /// records it, and kills the old primary if it does not answer (a hung server), so that it
+    /// restarts read-only as a replica and crash recovery truncates what it never got
+    /// acknowledged. True when the primary changed.
+    fn follow_router(&mut self) -> bool {
+        let Some(st) = crate::status::router_status(&self.layout) else {
+            return false;
+        };
+        let Some(addr) = st["primary"].as_str() else {
+            return false;
+        };
+        let n = self.cluster.spec.database.instances;
+        let Some(p) = (0..n).find(|&i| self.layout.db_socket(i).to_str() == Some(addr)) else {
+            return false;
+        };
+        let old = self.state.primary;
+        if p == old {
+            return false;
+        }
+        let reason = st["manager"]["failovers"]
+            .as_array()
+            .and_then(|f| f.last())
+            .and_then(|f| f["reason"].as_str())
+            .unwrap_or("elected by the SQL router")
+            .to_string();
+        self.event(
+            &crate::layout::db_name(p),
+            format!(
+                "is the PRIMARY now (was {}): {reason}",
+                crate::layout::db_name(old)
+            ),
+        );
+        self.state.primary = p;
+        if let Err(e) = self.state.save(&self.layout) {
+            self.event("supervisor", format!("recording the new primary: {e}"));
+        }
+        let socket = self.layout.db_socket(old);
+        if let Some(d) = self.dbs.get_mut(old as usize) {
+            if d.is_running() && !mariadb::answers(&socket) {
+                d.kill();
+                self.event(
+                    &crate::layout::db_name(old),
+                    "the old primary does not answer: killed; it restarts read-only and rejoins as a replica".into(),
+                );
+            }
+        }
+        true
     }
 
     /// Stops everything: load balancer, web replicas, replicas, primary last.

@@ -35,7 +35,7 @@ impl Runtime {
         for i in 0..spec.database.instances {
             create_dir(&self.layout.db_dir(i), 0o700)?;
             create_dir(&self.layout.db_tmp(i), 0o700)?;
-            let cnf = config::my_cnf(spec, &self.layout, i, i == self.state.primary, root);
+            let cnf = config::my_cnf(spec, &self.layout, i, root);
             write_if_changed(&self.layout.db_config(i), &cnf, 0o644)?;
         }
         create_dir(&self.layout.root.join("web"), 0o755)?;
@@ -115,10 +115,32 @@ impl Runtime {
         self.check_stop()?;
 
         progress.step("Setting up GTID replication");
-        let primary = self.state.primary;
+        let recorded = self.state.primary;
         let ran = self.state.once(&self.layout, "replication", || {
-            bootstrap::replication(&self.tools, &self.layout, &spec, &self.secrets, primary)
+            bootstrap::replication(&self.tools, &self.layout, &spec, &self.secrets, recorded)
         })?;
+        if !ran {
+            // Every server started read-only: the most advanced one takes writes again.
+            let p = bootstrap::resume_primary(
+                &self.tools,
+                &self.layout,
+                &spec,
+                &self.secrets,
+                recorded,
+            )?;
+            if p != recorded {
+                self.event(
+                    &crate::layout::db_name(p),
+                    format!(
+                        "is the primary: it has transactions {} lacks (a failover that was not recorded)",
+                        crate::layout::db_name(recorded)
+                    ),
+                );
+                self.state.primary = p;
+                self.state.save(&self.layout)?;
+            }
+        }
+        let primary = self.state.primary;
         progress.done(&if ran {
             format!(
                 "{} replica(s) attached, semi-sync {}",
@@ -130,7 +152,10 @@ impl Runtime {
                 }
             )
         } else {
-            "already set up".to_string()
+            format!(
+                "already set up; {} is the primary",
+                crate::layout::db_name(primary)
+            )
         });
         self.check_stop()?;
 
@@ -142,6 +167,12 @@ impl Runtime {
             // The router reaches the servers over their unix sockets (clusters made before
             // that get the accounts on their next `up`).
             self.state.once(&self.layout, "socket-accounts", || {
+                bootstrap::socket_accounts(&self.tools, &self.layout, &spec, &self.secrets, primary)
+            })?;
+            // The monitor account became the failover manager's (clusters made before get the
+            // grants on their next `up`).
+            self.state.once(&self.layout, "failover-grants", || {
+                bootstrap::router_user(&self.tools, &self.layout, &spec, &self.secrets, primary)?;
                 bootstrap::socket_accounts(&self.tools, &self.layout, &spec, &self.secrets, primary)
             })?;
             if let Some(r) = &mut self.router {

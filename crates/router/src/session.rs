@@ -136,9 +136,16 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves one accepted client until it quits or fails.
 pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()> {
-    let Ok(login) =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(topo.clone(), config, client)).await
-    else {
+    // A login waiting on a primary that another server replaced (it hung) ends: the client
+    // connects again, to the new one.
+    let primary = topo.primary();
+    let login = tokio::select! {
+        login = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(topo.clone(), config, client)) => login,
+        () = topo.demoted(primary) => {
+            return Err(SessionEnd("the primary changed during the login".into()));
+        }
+    };
+    let Ok(login) = login else {
         return Err(SessionEnd("handshake timed out".into()));
     };
     let Some(mut s) = login? else {
@@ -394,7 +401,11 @@ async fn handshake(
     config: Arc<Config>,
     mut client: Conn,
 ) -> R<Option<Session>> {
-    let Some(pidx) = topo.primary() else {
+    // Without a primary (lost, another not yet promoted) the session lives on a replica: its
+    // reads are served, its writes get MariaDB's own read-only error, and it ends at its first
+    // statement for the primary once there is one again.
+    let primary = topo.primary();
+    let Some(pidx) = primary.or_else(|| topo.pick_replica()) else {
         topo.refused.fetch_add(1, Ordering::Relaxed);
         let _ = client
             .send_greeting_err(
@@ -404,8 +415,14 @@ async fn handshake(
             .await;
         return Err(SessionEnd("no primary".into()));
     };
+    let on_replica = primary.is_none();
     let pool = topo.backends[pidx].pool.clone();
-    let (greeting, mut lease, pooled) = match live(|| pool.take_guess()).await {
+    let pooled_lease = if on_replica {
+        None
+    } else {
+        live(|| pool.take_guess()).await
+    };
+    let (greeting, mut lease, pooled) = match pooled_lease {
         Some(l) => {
             let mut g = l.greeting.clone();
             g.nonce = nonce();
@@ -605,7 +622,7 @@ async fn handshake(
         track_added,
         last_gtid: None,
         replica_reached: None,
-        reusable: true,
+        reusable: !on_replica,
         prepared: HashMap::new(),
         login_elsewhere: None,
         relay: Vec::new(),
@@ -947,6 +964,12 @@ impl Session {
                     r = backend.next_chunk() => r,
                     () = hung_up(&mut self.client) => {
                         return Err(SessionEnd("the client hung up during a statement".into()));
+                    }
+                    // A primary that hangs and is replaced never answers: the client's
+                    // connection is closed (2013, as for a server that dies mid-statement) and
+                    // the statement is never re-run.
+                    () = topo.demoted((target == Target::Primary).then_some(idx)) => {
+                        return self.lost(idx, "another server became the primary").await;
                     }
                 }
             };

@@ -50,6 +50,8 @@ pub struct Probe {
     pub heard: String,
     /// When a probe last saw `heard` change (or first saw it).
     pub heard_at: Option<Instant>,
+    /// When this probe started (`None`: never answered).
+    pub started: Option<Instant>,
 }
 
 /// A server's replication configuration and threads (`SHOW SLAVE STATUS`).
@@ -129,6 +131,9 @@ pub struct Topology {
     primary: RwLock<Option<usize>>,
     /// The primary before the current one (or the current one): what a failover starts from.
     former: RwLock<Option<usize>>,
+    /// The server this router's manager promoted, and when: kept as the primary until a probe
+    /// that started after the promotion says otherwise.
+    promoted: RwLock<Option<(usize, Instant)>>,
     users: RwLock<HashMap<Vec<u8>, Vec<[u8; 20]>>>,
     checkable: RwLock<HashMap<Vec<u8>, [u8; 20]>>,
     /// Reads routed to replicas / to the primary; writes.
@@ -151,6 +156,8 @@ pub struct Topology {
     on_replica: Mutex<HashMap<u32, OnReplica>>,
     /// What this router's failover manager is doing.
     manager: Mutex<ManagerStatus>,
+    /// The elected primary, for sessions that wait on a server that may be replaced.
+    elected: tokio::sync::watch::Sender<Option<usize>>,
 }
 
 /// A statement running on a replica: where, and how to log in there as its session's user to
@@ -183,6 +190,7 @@ impl Topology {
                 .collect(),
             primary: RwLock::new(None),
             former: RwLock::new(None),
+            promoted: RwLock::new(None),
             users: RwLock::new(HashMap::new()),
             checkable: RwLock::new(HashMap::new()),
             routed_replica: AtomicU64::new(0),
@@ -194,6 +202,7 @@ impl Topology {
             primary_history: Mutex::new(std::collections::VecDeque::new()),
             on_replica: Mutex::new(HashMap::new()),
             manager: Mutex::new(ManagerStatus::default()),
+            elected: tokio::sync::watch::channel(None).0,
         }
     }
 
@@ -250,8 +259,23 @@ impl Topology {
     /// Re-derives the primary from the last probes ([`decide::elect`]); true when it changed.
     pub fn elect(&self) -> bool {
         let seen = self.observations(Instant::now());
+        let promoted = *self.promoted.read().unwrap_or_else(|e| e.into_inner());
         let mut cur = self.primary.write().unwrap_or_else(|e| e.into_inner());
-        let next = decide::elect(&seen, *cur);
+        let next = match promoted {
+            // The probes that show the promotion are not all in yet.
+            Some((p, at))
+                if self.backends.iter().any(|b| {
+                    b.probe
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .started
+                        .is_none_or(|s| s < at)
+                }) =>
+            {
+                Some(p)
+            }
+            _ => decide::elect(&seen, *cur),
+        };
         let changed = next != *cur;
         if changed {
             match next {
@@ -263,6 +287,9 @@ impl Topology {
             }
         }
         *cur = next;
+        if changed {
+            self.elected.send_replace(next);
+        }
         if next.is_some() {
             *self.former.write().unwrap_or_else(|e| e.into_inner()) = next;
         }
@@ -272,8 +299,26 @@ impl Topology {
     /// Takes `p` as the primary at once (the acting manager just promoted it); the probes
     /// confirm it.
     pub fn set_primary(&self, p: usize) {
+        *self.promoted.write().unwrap_or_else(|e| e.into_inner()) = Some((p, Instant::now()));
         *self.primary.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
         *self.former.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+        self.elected.send_replace(Some(p));
+    }
+
+    /// Resolves once another server than `idx` is elected primary (never for `None`).
+    pub async fn demoted(&self, idx: Option<usize>) {
+        let Some(idx) = idx else {
+            return std::future::pending().await;
+        };
+        let mut rx = self.elected.subscribe();
+        loop {
+            if rx.borrow_and_update().is_some_and(|p| p != idx) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Every server as the topology decisions see it at `now`.
@@ -320,6 +365,7 @@ impl Topology {
             Some(at)
         };
         probe.heard = heard;
+        probe.started = Some(at);
         *p = probe;
     }
 
@@ -340,6 +386,7 @@ impl Topology {
             error: Some(error),
             failures,
             server_id: p.server_id,
+            started: Some(Instant::now()),
             ..Probe::default()
         };
     }

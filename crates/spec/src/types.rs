@@ -272,7 +272,13 @@ pub enum DatabaseMode {
 pub struct SemiSyncSpec {
     /// Wait for a replica to acknowledge each commit (`wait_point=AFTER_SYNC`).
     pub enabled: bool,
-    /// Milliseconds a commit waits for an acknowledgement before falling back to async.
+    /// With no replica acknowledging, commit anyway after `timeoutMs` (asynchronous
+    /// replication until a replica is back). false (the default): a commit is acknowledged only
+    /// once a replica has it, so a failover never loses an acknowledged write; with every
+    /// replica gone, writes wait until one returns.
+    pub fallback_to_async: bool,
+    /// With `fallbackToAsync`: milliseconds a commit waits for an acknowledgement before
+    /// falling back.
     pub timeout_ms: u64,
 }
 
@@ -280,7 +286,39 @@ impl Default for SemiSyncSpec {
     fn default() -> Self {
         Self {
             enabled: true,
+            fallback_to_async: false,
             timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Automatic failover of the primary, by the SQL routers (any number; the one holding a lock
+/// on a majority of the database servers acts).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct FailoverSpec {
+    /// Promote a replica when the primary is lost (needs 3 or more instances: a majority must
+    /// remain to decide).
+    pub enabled: bool,
+    /// How often every database server is probed, milliseconds (50..=10000).
+    pub probe_interval_ms: u32,
+    /// A probe not answered within this many milliseconds failed (10..=10000).
+    pub probe_timeout_ms: u32,
+    /// Probes in a row the primary must miss before it is taken for lost (1..=20).
+    pub detect_probes: u32,
+    /// Milliseconds every replica must have received nothing from a primary that misses
+    /// probes, to confirm it is gone (200..=60000); replicas get a heartbeat a third as often.
+    pub silence_ms: u32,
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            probe_interval_ms: 250,
+            probe_timeout_ms: 500,
+            detect_probes: 3,
+            silence_ms: 1500,
         }
     }
 }
@@ -323,6 +361,8 @@ pub struct DatabaseSpec {
     pub image: String,
     /// Semi-synchronous replication.
     pub semi_sync: SemiSyncSpec,
+    /// Automatic failover.
+    pub failover: FailoverSpec,
     /// Per-server data volume (Kubernetes).
     pub storage: VolumeSpec,
     /// Extra `[mariadbd]` settings (`max_connections: "500"`); replication settings that
@@ -339,6 +379,7 @@ impl Default for DatabaseSpec {
             instances: 3,
             image: "mariadb:11.4".into(),
             semi_sync: SemiSyncSpec::default(),
+            failover: FailoverSpec::default(),
             storage: VolumeSpec::default(),
             config: BTreeMap::new(),
             resources: Resources::with_requests("1", "1Gi"),

@@ -281,6 +281,31 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         1,
         600_000,
     );
+    let f = &db.failover;
+    c.range(
+        "spec.database.failover.probeIntervalMs",
+        f.probe_interval_ms.into(),
+        50,
+        10_000,
+    );
+    c.range(
+        "spec.database.failover.probeTimeoutMs",
+        f.probe_timeout_ms.into(),
+        10,
+        10_000,
+    );
+    c.range(
+        "spec.database.failover.detectProbes",
+        f.detect_probes.into(),
+        1,
+        20,
+    );
+    c.range(
+        "spec.database.failover.silenceMs",
+        f.silence_ms.into(),
+        200,
+        60_000,
+    );
     c.quantity("spec.database.storage.size", &db.storage.size);
     for (key, value) in &db.config {
         let path = format!("spec.database.config.{key}");

@@ -40,11 +40,31 @@ pub async fn fence(c: &mut Conn, k: &Cluster) -> Result<(), String> {
     Ok(())
 }
 
+/// Stops a server's IO thread at once. `STOP SLAVE` alone takes 2 s when the thread is blocked
+/// reading from a hung primary (MariaDB re-signals it every 2 s; measured); a `KILL` of the
+/// thread first ends it immediately.
+pub async fn stop_io(c: &mut Conn, k: &Cluster) -> Result<(), String> {
+    let io = run(
+        c,
+        "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'",
+        k.timeout,
+    )
+    .await?;
+    for i in 0..io.rows.len() {
+        if let Some(id) = io.get(i, "id") {
+            // It may have ended meanwhile: the STOP below is what must succeed.
+            let _ = run(c, &format!("KILL {id}"), k.timeout).await;
+        }
+    }
+    run(c, "STOP SLAVE IO_THREAD", k.timeout).await?;
+    Ok(())
+}
+
 /// Stops a candidate's IO thread and waits until it applied all it had received; its
 /// `@@gtid_current_pos` then.
 pub async fn settle(c: &mut Conn, k: &Cluster, is_replica: bool) -> Result<String, String> {
     if is_replica {
-        run(c, "STOP SLAVE IO_THREAD", k.timeout).await?;
+        stop_io(c, k).await?;
         let st = run(c, "SHOW SLAVE STATUS", k.timeout).await?;
         let io_pos = st.get(0, "Gtid_IO_Pos").unwrap_or("").to_string();
         if !io_pos.is_empty() && st.get(0, "Slave_SQL_Running") == Some("Yes") {
@@ -67,6 +87,7 @@ pub fn choose(positions: &[(usize, String)], from: Option<usize>) -> Option<usiz
 
 /// Makes server `c` the primary: no replication of its own, semi-sync primary side, writable.
 pub async fn promote(c: &mut Conn, k: &Cluster) -> Result<(), String> {
+    stop_io(c, k).await?;
     run(c, "STOP SLAVE", k.timeout).await?;
     run(c, "RESET SLAVE ALL", k.timeout).await?;
     if k.semi_sync {
@@ -85,6 +106,7 @@ pub async fn rejoin(c: &mut Conn, k: &Cluster, primary: &str) -> Result<(), Stri
         .rsplit_once(':')
         .ok_or_else(|| format!("replication address {primary:?} is not host:port"))?;
     fence(c, k).await?;
+    stop_io(c, k).await?;
     run(c, "STOP SLAVE", k.timeout).await?;
     let pos = run(
         c,

@@ -393,8 +393,8 @@ impl Manager {
         self.counted(true);
         // Every other server that answers follows the new primary now (the rest when they
         // come back: the plan re-points them).
-        for i in 0..seen.len() {
-            if i != winner && (seen[i].reachable || candidates.contains(&i)) {
+        for (i, sv) in seen.iter().enumerate() {
+            if i != winner && (sv.reachable || candidates.contains(&i)) {
                 self.last_rejoin.remove(&i);
                 self.rejoin(i, winner).await;
             }

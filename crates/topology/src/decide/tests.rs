@@ -48,11 +48,14 @@ fn io(mut s: ServerSeen, io: Io, ms: u64) -> ServerSeen {
     s
 }
 
+/// What a case is called, the servers, the current primary, the one elected.
+type ElectionCase = (&'static str, Vec<ServerSeen>, Option<usize>, Option<usize>);
+
 #[test]
 fn election() {
     let healthy = vec![primary(), replica(0), replica(0)];
     let resumed_old = vec![primary(), primary(), replica(1)]; // 0 came back writable
-    let table: &[(&str, Vec<ServerSeen>, Option<usize>, Option<usize>)] = &[
+    let table: &[ElectionCase] = &[
         ("the one writable server", healthy.clone(), None, Some(0)),
         ("kept", healthy.clone(), Some(0), Some(0)),
         (
