@@ -1,5 +1,6 @@
 //! The `hapress` command line: one spec, an embedded runtime and Kubernetes manifests.
 
+mod chaos;
 mod render;
 
 use std::path::PathBuf;
@@ -109,6 +110,23 @@ enum Command {
     },
     /// Render Kubernetes manifests (or the CRD) from a spec.
     Render(render::RenderArgs),
+    /// Resilience drill on a running cluster: writes through the router, a fault injected into
+    /// the primary, then what was lost, duplicated or left diverged, and how long writes were
+    /// unavailable.
+    ///
+    /// Each round starts writers (and a reader, a new connection per query, as PHP) through the
+    /// SQL router that record every acknowledged row, injects the fault, waits until a write is
+    /// acknowledged again and every server replicates from the primary, then compares the rows
+    /// on every server. The rows go to `wordpress.hapress_chaos`, dropped at the end. Exits
+    /// non-zero when a round lost, duplicated or diverged anything, or did not recover.
+    #[command(after_long_help = "Faults:\n  \
+        kill   kill -9 of the primary\n  \
+        hang   the primary stopped (SIGSTOP) until another is promoted, then resumed\n  \
+        lag    every replica stopped for 3 s, then the primary killed\n  \
+        load   twice the writers, without pauses, then the primary killed\n  \
+        all    each in turn\n\n\
+        Example: sudo hapress chaos --state-dir /var/lib/hapress/default --fault all --rounds 20")]
+    Chaos(chaos::ChaosArgs),
 }
 
 fn init(path: &PathBuf, force: bool) -> anyhow::Result<ExitCode> {
@@ -156,6 +174,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Render(args) => render::run(args),
+        Command::Chaos(args) => chaos::run(args),
         Command::Router { config } => {
             let c = hapress_router::config::Config::load(config).map_err(anyhow::Error::msg)?;
             hapress_router::server::run_blocking(c).map_err(anyhow::Error::msg)?;

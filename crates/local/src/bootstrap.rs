@@ -114,6 +114,26 @@ fn follow(
     )
 }
 
+/// Makes server `i` (a fresh copy of another, started) a replica of `primary` from the copy's
+/// GTID position.
+pub fn follow_from(
+    tools: &Tools,
+    layout: &Layout,
+    spec: &WordPressClusterSpec,
+    secrets: &Secrets,
+    i: u32,
+    primary: u32,
+    gtid: &str,
+) -> Result<()> {
+    let sql_text = format!(
+        "SET GLOBAL read_only=ON;\nSTOP SLAVE;\nSET GLOBAL gtid_slave_pos={};\n{}",
+        quote(gtid),
+        follow(spec, secrets, primary, false)
+    );
+    sql(tools, &layout.db_socket(i), &sql_text)?;
+    Ok(())
+}
+
 /// On the `up` of an existing cluster, every server having started read-only: makes the most
 /// advanced server writable (the recorded primary unless another has more: a failover the
 /// supervisor did not get to record), re-pointing the others at it when it is not the recorded

@@ -9,6 +9,7 @@
 //! - [`components`]: how each component is launched.
 //! - [`config`]: my.cnf, php-fpm, nginx and wp-config.php as pure functions.
 //! - [`mariadb`], [`bootstrap`]: datadirs, admin SQL, replication setup and status.
+//! - [`rebuild`]: a diverged or lost database server copied anew from a healthy one.
 //! - [`site`]: the shared docroot and the browserless install.
 //! - [`preflight`]: packages, ports, paths. [`state`], [`secrets`], [`layout`]: the state directory.
 
@@ -24,6 +25,7 @@ pub mod mariadb;
 pub mod preflight;
 pub mod process;
 pub mod progress;
+pub mod rebuild;
 pub mod runtime;
 pub mod secrets;
 pub mod site;

@@ -27,6 +27,10 @@ pub struct Tools {
     pub nginx: PathBuf,
     /// WordPress sources (Debian's `wordpress` package).
     pub wordpress: PathBuf,
+    /// `mariadb-backup`: a diverged or lost server is rebuilt from a copy of a healthy one.
+    pub mariadb_backup: PathBuf,
+    /// `mbstream`: unpacks that copy.
+    pub mbstream: PathBuf,
 }
 
 /// Directories searched for programs: `HAPRESS_TOOL_PATH` if set (for unusual installs and
@@ -95,6 +99,8 @@ pub fn find_tools() -> Result<Tools> {
     );
     let php = need(&["php"], &["php-cli"]);
     let nginx = need(&["nginx"], &["nginx"]);
+    let mariadb_backup = need(&["mariadb-backup"], &["mariadb-backup"]);
+    let mbstream = need(&["mbstream"], &["mariadb-backup"]);
     let wordpress = std::env::var_os("HAPRESS_WORDPRESS_DIR")
         .map_or_else(|| PathBuf::from("/usr/share/wordpress"), PathBuf::from);
     if !wordpress.join("wp-load.php").is_file() {
@@ -117,6 +123,8 @@ pub fn find_tools() -> Result<Tools> {
         php,
         nginx,
         wordpress,
+        mariadb_backup,
+        mbstream,
     })
 }
 

@@ -45,6 +45,8 @@ pub struct Runtime {
     events: VecDeque<Event>,
     pub(crate) stop: Arc<AtomicBool>,
     phase: &'static str,
+    /// When each database server was last rebuilt (one attempt a minute at most).
+    rebuilt_at: std::collections::HashMap<u32, Instant>,
     /// Held for the supervisor's lifetime: one supervisor per state directory.
     _lock: Flock<File>,
 }
@@ -112,6 +114,7 @@ impl Runtime {
             events: VecDeque::new(),
             stop,
             phase: "starting",
+            rebuilt_at: std::collections::HashMap::new(),
             _lock: lock,
         }
     }
@@ -298,6 +301,12 @@ impl Runtime {
         let Some(st) = crate::status::router_status(&self.layout) else {
             return false;
         };
+        let changed = self.follow_primary(&st);
+        self.rebuild_if_needed(&st);
+        changed
+    }
+
+    fn follow_primary(&mut self, st: &serde_json::Value) -> bool {
         let Some(addr) = st["primary"].as_str() else {
             return false;
         };
@@ -337,6 +346,100 @@ impl Runtime {
             }
         }
         true
+    }
+
+    /// Rebuilds a database server the router reports as diverged, or whose data directory is
+    /// gone, from a copy of a healthy one (at most once a minute per server).
+    fn rebuild_if_needed(&mut self, st: &serde_json::Value) {
+        let backends = st["backends"].as_array().cloned().unwrap_or_default();
+        let n = self.cluster.spec.database.instances;
+        let sockets: Vec<String> = (0..n)
+            .map(|i| self.layout.db_socket(i).display().to_string())
+            .collect();
+        let index = |addr: &str| sockets.iter().position(|s| s == addr).map(|i| i as u32);
+        let healthy: Vec<u32> = backends
+            .iter()
+            .filter(|b| b["role"] == "replica" && b["replicating"] == true && b["caughtUp"] == true)
+            .filter_map(|b| index(b["address"].as_str()?))
+            .collect();
+        let diverged: Vec<(String, String)> =
+            serde_json::from_value(st["manager"]["diverged"].clone()).unwrap_or_default();
+        let primary = self.state.primary;
+        let mut todo = Vec::new();
+        for i in (0..n).filter(|&i| i != primary) {
+            if !self.layout.db_data(i).join("mysql").is_dir() {
+                todo.push((i, "its data directory is gone".to_string()));
+            } else if let Some((_, why)) = backends
+                .iter()
+                .find(|b| index(b["address"].as_str().unwrap_or("")) == Some(i))
+                .and_then(|b| {
+                    let r = b["replicationAddress"].as_str()?;
+                    diverged.iter().find(|(a, _)| a == r)
+                })
+            {
+                todo.push((i, format!("it diverged from the primary: {why}")));
+            }
+        }
+        for (i, why) in todo {
+            if self
+                .rebuilt_at
+                .get(&i)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+            {
+                continue;
+            }
+            self.rebuilt_at.insert(i, Instant::now());
+            let source = crate::rebuild::source(&self.cluster.spec, primary, &healthy, i);
+            let name = crate::layout::db_name(i);
+            self.event(
+                &name,
+                format!(
+                    "rebuilding from a copy of {} ({why})",
+                    crate::layout::db_name(source)
+                ),
+            );
+            self.write_status();
+            match self.rebuild(i, source, primary) {
+                Ok(Some(aside)) => self.event(
+                    &name,
+                    format!(
+                        "rebuilt; replicates from {}; !! its old data is kept in {} (inspect it, then delete it)",
+                        crate::layout::db_name(primary),
+                        aside.display()
+                    ),
+                ),
+                Ok(None) => self.event(
+                    &name,
+                    format!("rebuilt; replicates from {}", crate::layout::db_name(primary)),
+                ),
+                Err(e) => {
+                    self.event(&name, format!("rebuild failed: {e}; retrying in a minute"));
+                    if !self.dbs[i as usize].is_running() {
+                        let _ = self.dbs[i as usize].spawn();
+                    }
+                }
+            }
+        }
+    }
+
+    fn rebuild(&mut self, i: u32, source: u32, primary: u32) -> Result<Option<std::path::PathBuf>> {
+        self.dbs[i as usize].stop();
+        let (gtid, aside) = crate::rebuild::clone_into(&self.tools, &self.layout, source, i)?;
+        let d = &mut self.dbs[i as usize];
+        d.spawn()?;
+        mariadb::wait_ready(&self.layout, i, Duration::from_secs(60), &mut || {
+            d.is_running()
+        })?;
+        crate::bootstrap::follow_from(
+            &self.tools,
+            &self.layout,
+            &self.cluster.spec,
+            &self.secrets,
+            i,
+            primary,
+            &gtid,
+        )?;
+        Ok(aside)
     }
 
     /// Stops everything: load balancer, web replicas, replicas, primary last.

@@ -194,6 +194,22 @@ async fn connect(
     client: &mut Conn,
     seq: u8,
 ) -> R<Lease> {
+    connect_or(topo, config, idx, client, seq, false).await
+}
+
+/// Why [`connect_or`] failed quietly: the server cannot be reached.
+const UNREACHABLE: &str = "unreachable";
+
+/// [`connect`]; with `quiet`, a server that cannot be reached is an error the client has not
+/// been sent ([`UNREACHABLE`]), so the caller can try another.
+async fn connect_or(
+    topo: &Topology,
+    config: &Config,
+    idx: usize,
+    client: &mut Conn,
+    seq: u8,
+    quiet: bool,
+) -> R<Lease> {
     let b = &topo.backends[idx];
     let Ok(permit) = b
         .pool
@@ -209,6 +225,10 @@ async fn connect(
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut conn = match Conn::connect(&b.addr, timeout).await {
         Ok(c) => c,
+        Err(_) if quiet => {
+            b.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(SessionEnd(UNREACHABLE.into()));
+        }
         Err(e) => {
             b.counters.errors.fetch_add(1, Ordering::Relaxed);
             let msg = format!("hapress router: cannot reach the primary ({}): {e}", b.addr);
@@ -415,8 +435,9 @@ async fn handshake(
             .await;
         return Err(SessionEnd("no primary".into()));
     };
-    let on_replica = primary.is_none();
-    let pool = topo.backends[pidx].pool.clone();
+    let mut on_replica = primary.is_none();
+    let mut pidx = pidx;
+    let mut pool = topo.backends[pidx].pool.clone();
     let pooled_lease = if on_replica {
         None
     } else {
@@ -430,7 +451,19 @@ async fn handshake(
             (g, l, true)
         }
         None => {
-            let l = connect(&topo, &config, pidx, &mut client, 0).await?;
+            // A primary that just died (its probe has not noticed yet): a replica serves the
+            // session, as while there is no primary.
+            let l = match connect_or(&topo, &config, pidx, &mut client, 0, !on_replica).await {
+                Err(e) if e.0 == UNREACHABLE => match topo.pick_replica() {
+                    Some(r) => {
+                        (pidx, on_replica) = (r, true);
+                        pool = topo.backends[r].pool.clone();
+                        connect(&topo, &config, r, &mut client, 0).await?
+                    }
+                    None => connect(&topo, &config, pidx, &mut client, 0).await?,
+                },
+                other => other?,
+            };
             (l.greeting.clone(), l, false)
         }
     };

@@ -28,8 +28,24 @@ pub struct Cluster {
     pub timeout: Duration,
 }
 
-/// Makes server `c` read-only and not a semi-sync primary.
+/// Makes server `c` read-only and not a semi-sync primary. Commits of an old primary that wait
+/// for an acknowledgement no replica will send (its replicas follow another server now) would
+/// make `read_only = ON` wait forever, and turning semi-sync off would let them return success
+/// to their clients: their sessions are killed first (the clients get an error, never an
+/// acknowledgement; what they wrote stays in this server's binary log only and makes it a
+/// diverged server to rebuild).
 pub async fn fence(c: &mut Conn, k: &Cluster) -> Result<(), String> {
+    let waiting = run(
+        c,
+        "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for semi-sync ACK%'",
+        k.timeout,
+    )
+    .await?;
+    for i in 0..waiting.rows.len() {
+        if let Some(id) = waiting.get(i, "id") {
+            let _ = run(c, &format!("KILL CONNECTION {id}"), k.timeout).await;
+        }
+    }
     run(c, "SET GLOBAL read_only = ON", k.timeout).await?;
     run(
         c,
@@ -40,10 +56,11 @@ pub async fn fence(c: &mut Conn, k: &Cluster) -> Result<(), String> {
     Ok(())
 }
 
-/// Stops a server's IO thread at once. `STOP SLAVE` alone takes 2 s when the thread is blocked
-/// reading from a hung primary (MariaDB re-signals it every 2 s; measured); a `KILL` of the
-/// thread first ends it immediately.
-pub async fn stop_io(c: &mut Conn, k: &Cluster) -> Result<(), String> {
+/// Ends a server's IO thread with a `KILL` of it, which is immediate even when the thread is
+/// blocked reading from a hung primary. `STOP SLAVE IO_THREAD` is not: MariaDB re-signals the
+/// thread every 2 s until it notices (measured: 2.0 s), and under write load it was seen
+/// waiting longer still.
+pub async fn kill_io(c: &mut Conn, k: &Cluster) -> Result<(), String> {
     let io = run(
         c,
         "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'",
@@ -52,19 +69,18 @@ pub async fn stop_io(c: &mut Conn, k: &Cluster) -> Result<(), String> {
     .await?;
     for i in 0..io.rows.len() {
         if let Some(id) = io.get(i, "id") {
-            // It may have ended meanwhile: the STOP below is what must succeed.
+            // It may have ended meanwhile.
             let _ = run(c, &format!("KILL {id}"), k.timeout).await;
         }
     }
-    run(c, "STOP SLAVE IO_THREAD", k.timeout).await?;
     Ok(())
 }
 
-/// Stops a candidate's IO thread and waits until it applied all it had received; its
+/// Ends a candidate's IO thread and waits until it applied all it had received; its
 /// `@@gtid_current_pos` then.
 pub async fn settle(c: &mut Conn, k: &Cluster, is_replica: bool) -> Result<String, String> {
     if is_replica {
-        stop_io(c, k).await?;
+        kill_io(c, k).await?;
         let st = run(c, "SHOW SLAVE STATUS", k.timeout).await?;
         let io_pos = st.get(0, "Gtid_IO_Pos").unwrap_or("").to_string();
         if !io_pos.is_empty() && st.get(0, "Slave_SQL_Running") == Some("Yes") {
@@ -85,17 +101,29 @@ pub fn choose(positions: &[(usize, String)], from: Option<usize>) -> Option<usiz
     most_advanced(positions, from)
 }
 
-/// Makes server `c` the primary: no replication of its own, semi-sync primary side, writable.
+/// Makes server `c` the primary: its SQL thread stopped (nothing more from the old primary is
+/// applied), semi-sync's primary side on, writable. Its replication configuration is removed
+/// afterwards by [`forget_master`], off the write path.
 pub async fn promote(c: &mut Conn, k: &Cluster) -> Result<(), String> {
-    stop_io(c, k).await?;
-    run(c, "STOP SLAVE", k.timeout).await?;
-    run(c, "RESET SLAVE ALL", k.timeout).await?;
+    kill_io(c, k).await?;
+    run(c, "STOP SLAVE SQL_THREAD", k.timeout).await?;
     if k.semi_sync {
         run(c, "SET GLOBAL rpl_semi_sync_master_enabled = ON", k.timeout).await?;
     }
     run(c, "SET GLOBAL read_only = OFF", k.timeout).await?;
     Ok(())
 }
+
+/// Removes a promoted server's replication configuration (`STOP SLAVE` may wait for an IO
+/// thread stuck on the old primary).
+pub async fn forget_master(c: &mut Conn, k: &Cluster) -> Result<(), String> {
+    run(c, "STOP SLAVE", STOP_SLAVE).await?;
+    run(c, "RESET SLAVE ALL", k.timeout).await?;
+    Ok(())
+}
+
+/// How long a `STOP SLAVE` may take (see [`kill_io`]).
+const STOP_SLAVE: Duration = Duration::from_secs(15);
 
 /// Makes server `c` a read-only replica of the server at replication address `primary`. A
 /// server whose binary log has transactions its replica position lacks (an old primary) starts
@@ -106,8 +134,8 @@ pub async fn rejoin(c: &mut Conn, k: &Cluster, primary: &str) -> Result<(), Stri
         .rsplit_once(':')
         .ok_or_else(|| format!("replication address {primary:?} is not host:port"))?;
     fence(c, k).await?;
-    stop_io(c, k).await?;
-    run(c, "STOP SLAVE", k.timeout).await?;
+    kill_io(c, k).await?;
+    run(c, "STOP SLAVE", STOP_SLAVE).await?;
     let pos = run(
         c,
         "SELECT @@gtid_binlog_pos AS b, @@gtid_slave_pos AS s",

@@ -129,6 +129,23 @@ impl Manager {
         for a in actions {
             self.execute(a, &seen).await;
         }
+        // A server reported diverged that replicates again (rebuilt) is no longer reported.
+        let primary = self.topo.primary();
+        let fine: Vec<String> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, sv)| {
+                sv.replica.as_ref().is_some_and(|r| {
+                    r.master.is_some()
+                        && r.master == primary
+                        && r.io == decide::Io::Running
+                        && r.sql_errno == 0
+                })
+            })
+            .map(|(i, _)| self.name(i))
+            .collect();
+        self.topo
+            .update_manager(|m| m.diverged.retain(|(n, _)| !fine.contains(n)));
     }
 
     /// Reads the lock on every server at once (a hung server costs one timeout, not one per
@@ -324,12 +341,17 @@ impl Manager {
             "failover: {reason}; candidates {}",
             names.join(", ")
         ));
-        // The old primary, if it answers after all, takes no more writes.
+        // The old primary, if it answers after all, takes no more writes; a hung one does not
+        // hold the failover up.
         if let Some(f) = from.filter(|f| !candidates.contains(f)) {
-            let r = async { execute::fence(self.conn(f).await?, &k).await }.await;
-            if r.is_err() {
-                self.lost(f);
-            }
+            self.lost(f);
+            let (addr, k, config, pw) = self.task_parts(f);
+            tokio::spawn(async move {
+                let timeout = Duration::from_millis(config.probe_timeout_ms);
+                if let Ok(mut c) = connect_monitor(&addr, &config, &pw, timeout).await {
+                    let _ = execute::fence(&mut c, &k).await;
+                }
+            });
         }
         let mut positions = Vec::new();
         for &i in candidates {
@@ -391,14 +413,55 @@ impl Manager {
             }
         });
         self.counted(true);
-        // Every other server that answers follows the new primary now (the rest when they
-        // come back: the plan re-points them).
+        // Every other server that answers follows the new primary now, all at once (a write
+        // waits for one of them to acknowledge it); the new primary forgets its old
+        // configuration meanwhile. The rest follow when they come back: the plan re-points
+        // them.
+        let mut work = tokio::task::JoinSet::new();
         for (i, sv) in seen.iter().enumerate() {
-            if i != winner && (sv.reachable || candidates.contains(&i)) {
-                self.last_rejoin.remove(&i);
-                self.rejoin(i, winner).await;
+            if i == winner || !(sv.reachable || candidates.contains(&i)) {
+                continue;
+            }
+            self.last_rejoin.insert(i, Instant::now());
+            let (addr, k, config, pw) = self.task_parts(i);
+            let primary = to.clone();
+            work.spawn(async move {
+                let timeout = Duration::from_millis(config.probe_timeout_ms);
+                let mut c = connect_monitor(&addr, &config, &pw, timeout).await?;
+                execute::rejoin(&mut c, &k, &primary).await?;
+                Ok::<_, String>((i, format!("replicates from {primary}")))
+            });
+        }
+        let (addr, k, config, pw) = self.task_parts(winner);
+        work.spawn(async move {
+            let timeout = Duration::from_millis(config.probe_timeout_ms);
+            let mut c = connect_monitor(&addr, &config, &pw, timeout).await?;
+            execute::forget_master(&mut c, &k).await?;
+            Ok((
+                winner,
+                "has no replication configuration of its own any more".into(),
+            ))
+        });
+        while let Some(done) = work.join_next().await {
+            match done {
+                Ok(Ok((i, what))) => log(format!("{}: {what}", self.name(i))),
+                Ok(Err(e)) => {
+                    log(format!("after the failover: {e}"));
+                    self.counted(false);
+                }
+                Err(e) => log(format!("after the failover: {e}")),
             }
         }
+    }
+
+    /// What a task working on server `i` needs.
+    fn task_parts(&self, i: usize) -> (String, Arc<Cluster>, Arc<Config>, Arc<Vec<u8>>) {
+        (
+            self.topo.backends[i].addr.clone(),
+            self.cluster.clone(),
+            self.config.clone(),
+            self.monitor_password.clone(),
+        )
     }
 }
 

@@ -1,0 +1,147 @@
+//! Rebuilding a database server that cannot replicate any more (it diverged: transactions the
+//! primary never had) or lost its data directory: a copy of a healthy server made with
+//! `mariadb-backup --backup --stream`, prepared, moved into place, then started as a replica
+//! from the copy's GTID position. Nothing is deleted: the old data directory is kept aside as
+//! `db-N.diverged-<unix time>` and reported.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use hapress_spec::WordPressClusterSpec;
+
+use crate::error::{step_error, IoContext, Result};
+use crate::layout::{db_name, Layout};
+use crate::preflight::Tools;
+use crate::status::now_unix;
+
+/// Where the old data directory of server `i` goes: beside its `db-N` directory.
+pub fn aside_dir(layout: &Layout, i: u32, at: u64) -> PathBuf {
+    layout.root.join(format!("{}.diverged-{at}", db_name(i)))
+}
+
+/// Copies server `source` (running) into server `i`'s data directory (its server stopped),
+/// keeping the old one aside. Returns the copy's GTID position and where the old data went
+/// (`None`: there was none).
+pub fn clone_into(
+    tools: &Tools,
+    layout: &Layout,
+    source: u32,
+    i: u32,
+) -> Result<(String, Option<PathBuf>)> {
+    let data = layout.db_data(i);
+    let aside = if data.exists() {
+        let to = aside_dir(layout, i, now_unix());
+        fs::rename(&data, &to).context(|| format!("moving {} aside", data.display()))?;
+        Some(to)
+    } else {
+        None
+    };
+    let work = layout.db_dir(i).join("data.cloning");
+    if work.exists() {
+        fs::remove_dir_all(&work).context(|| format!("removing unfinished {}", work.display()))?;
+    }
+    crate::fsutil::create_dir(&work, 0o700)?;
+    let log = layout.log(&format!("db-{i}-rebuild.log"));
+    let err = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .context(|| format!("opening {}", log.display()))
+    };
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| "root".into(), |u| u.name);
+    // The backup streams from the source's socket (the OS user's socket login: no password
+    // anywhere) straight into the new directory.
+    let mut backup = Command::new(&tools.mariadb_backup)
+        .arg("--backup")
+        .arg("--stream=xbstream")
+        .arg(format!("--socket={}", layout.db_socket(source).display()))
+        .arg(format!("--user={user}"))
+        .arg(format!("--target-dir={}", layout.db_tmp(i).display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(err()?)
+        .spawn()
+        .context(|| format!("running {}", tools.mariadb_backup.display()))?;
+    let stream = backup
+        .stdout
+        .take()
+        .ok_or_else(|| step_error("rebuilding", "no backup stream"))?;
+    let unpacked = Command::new(&tools.mbstream)
+        .arg("-x")
+        .arg("-C")
+        .arg(&work)
+        .stdin(stream)
+        .stdout(Stdio::null())
+        .stderr(err()?)
+        .status()
+        .context(|| format!("running {}", tools.mbstream.display()))?;
+    let backed_up = backup
+        .wait()
+        .context(|| "waiting for mariadb-backup".into())?;
+    let failed = |what: &str| {
+        step_error(
+            &format!("rebuilding {}", db_name(i)),
+            format!("{what} failed; see {}", log.display()),
+        )
+    };
+    if !backed_up.success() || !unpacked.success() {
+        return Err(failed("copying the data of the source server"));
+    }
+    let prepared = Command::new(&tools.mariadb_backup)
+        .arg("--prepare")
+        .arg(format!("--target-dir={}", work.display()))
+        .stdin(Stdio::null())
+        .stdout(err()?)
+        .stderr(err()?)
+        .status()
+        .context(|| "running mariadb-backup --prepare".into())?;
+    if !prepared.success() {
+        return Err(failed("preparing the copy"));
+    }
+    let info = fs::read_to_string(work.join("mariadb_backup_binlog_info"))
+        .or_else(|_| fs::read_to_string(work.join("xtrabackup_binlog_info")))
+        .unwrap_or_default();
+    fs::rename(&work, &data).context(|| format!("moving the copy into {}", data.display()))?;
+    Ok((binlog_info_gtid(&info), aside))
+}
+
+/// The GTID position in `mariadb_backup_binlog_info` (`file<TAB>position<TAB>gtid`).
+pub fn binlog_info_gtid(info: &str) -> String {
+    info.lines()
+        .next()
+        .and_then(|l| l.split('\t').nth(2))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// The server to copy from: a replica that is caught up, else the primary.
+pub fn source(spec: &WordPressClusterSpec, primary: u32, healthy: &[u32], i: u32) -> u32 {
+    healthy
+        .iter()
+        .copied()
+        .find(|&h| h != i && h != primary && h < spec.database.instances)
+        .unwrap_or(primary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copys_position_and_source() {
+        assert_eq!(
+            binlog_info_gtid("db-1-bin.000003\t1234\t0-2-77\n"),
+            "0-2-77"
+        );
+        assert_eq!(binlog_info_gtid(""), "");
+        let spec = WordPressClusterSpec::default();
+        assert_eq!(source(&spec, 0, &[1, 2], 1), 2, "another healthy replica");
+        assert_eq!(source(&spec, 0, &[1], 1), 0, "else the primary");
+    }
+}
