@@ -294,9 +294,9 @@ impl Runtime {
     }
 
     /// Follows the primary the SQL router elected (its failover manager promotes replicas):
-    /// records it, and kills the old primary if it does not answer (a hung server), so that it
-    /// restarts read-only as a replica and crash recovery truncates what it never got
-    /// acknowledged. True when the primary changed.
+    /// records it, and kills the old primary, so that it restarts read-only as a replica and
+    /// crash recovery truncates what it never got acknowledged; rebuilds servers that cannot
+    /// replicate. True when the primary changed.
     fn follow_router(&mut self) -> bool {
         let Some(st) = crate::status::router_status(&self.layout) else {
             return false;
@@ -335,13 +335,18 @@ impl Runtime {
         if let Err(e) = self.state.save(&self.layout) {
             self.event("supervisor", format!("recording the new primary: {e}"));
         }
-        let socket = self.layout.db_socket(old);
+        // The old primary is killed (when it was not restarted already): it restarts
+        // read-only, as a replica, and crash recovery truncates the transactions no replica
+        // acknowledged, which a hung one may hold (they were never acknowledged to a client).
+        // Resumed or fenced instead, it would keep them as errant transactions and need a
+        // rebuild.
         if let Some(d) = self.dbs.get_mut(old as usize) {
-            if d.is_running() && !mariadb::answers(&socket) {
+            if d.is_running() {
                 d.kill();
                 self.event(
                     &crate::layout::db_name(old),
-                    "the old primary does not answer: killed; it restarts read-only and rejoins as a replica".into(),
+                    "the old primary was killed: it restarts read-only and rejoins as a replica"
+                        .into(),
                 );
             }
         }

@@ -127,6 +127,7 @@ pub async fn round(
     fault_at: Instant,
     recovered: Option<Duration>,
     seen: Seen,
+    note: Option<String>,
 ) -> anyhow::Result<RoundResult> {
     let mut r = RoundResult {
         round,
@@ -137,18 +138,20 @@ pub async fn round(
         lost: 0,
         duplicated: 0,
         diverged: 0,
+        // The first write sent after the fault and acknowledged (one in flight at the fault
+        // may be acknowledged by the dying server).
         unavailable_ms: seen
             .acked
             .iter()
             .filter(|a| a.2 > fault_at)
-            .map(|a| a.2.duration_since(fault_at))
+            .map(|a| a.3.duration_since(fault_at))
             .min()
             .map(|d| d.as_millis() as u64),
         recovered_ms: recovered.map(|d| d.as_millis() as u64),
         reads_ok: seen.reads.iter().filter(|r| r.0).count(),
         reads: seen.reads.len(),
         write_errors: seen.write_errors,
-        problem: None,
+        problem: note,
     };
     let Some(p) = new else {
         r.problem = Some("no primary after the round".into());

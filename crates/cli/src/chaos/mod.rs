@@ -181,8 +181,9 @@ async fn round(
         seen.clone(),
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let old_pid = pid(layout, old)?;
     let fault_at = inject(layout, fault, old, timeout).await?;
-    let recovered = wait_recovered(layout, &seen, fault_at, old, timeout).await;
+    let (recovered, note) = wait_recovered(layout, &seen, fault_at, (old, old_pid), timeout).await;
     // A little traffic on the recovered cluster, then the checks.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -190,7 +191,7 @@ async fn round(
     let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
     let new = primary(layout);
     check::round(
-        layout, target, round, fault, old, new, fault_at, recovered, seen,
+        layout, target, round, fault, old, new, fault_at, recovered, seen, note,
     )
     .await
 }
@@ -247,15 +248,16 @@ fn signal(pid: i32, s: Signal) -> anyhow::Result<()> {
     kill(Pid::from_raw(pid), s).with_context(|| format!("sending {s} to pid {pid}"))
 }
 
-/// Waits until a write was acknowledged after the fault and the cluster is whole again;
-/// `None` when that took longer than `timeout`.
+/// Waits until a write sent after the fault was acknowledged, the fault was noticed (another
+/// primary, or the old one restarted) and the cluster is whole again; `None` when that took
+/// longer than `timeout`, with what was still missing.
 async fn wait_recovered(
     layout: &Layout,
     seen: &Mutex<Seen>,
     fault_at: Instant,
-    old: u32,
+    old: (u32, i32),
     timeout: Duration,
-) -> Option<Duration> {
+) -> (Option<Duration>, Option<String>) {
     let deadline = fault_at + timeout;
     loop {
         let written = seen
@@ -264,12 +266,19 @@ async fn wait_recovered(
             .acked
             .iter()
             .any(|a| a.2 > fault_at);
-        if written && whole(layout).is_ok() && primary(layout).is_some() {
-            let _ = old;
-            return Some(fault_at.elapsed());
-        }
+        let noticed = primary(layout).is_some_and(|p| p != old.0)
+            || pid(layout, old.0).is_ok_and(|p| p != old.1);
+        let missing = match whole(layout) {
+            Ok(()) if written && noticed => return (Some(fault_at.elapsed()), None),
+            Ok(()) => format!(
+                    "{}{}",
+                    if written { "" } else { "no write acknowledged; " },
+                if noticed { "" } else { "the fault went unnoticed" }
+            ),
+            Err(e) => e,
+        };
         if Instant::now() > deadline {
-            return None;
+            return (None, Some(format!("not recovered: {missing}")));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -60,8 +60,8 @@ pub async fn sql(c: &mut Conn, statement: &str) -> Result<Rows, String> {
 /// Everything the writers and the reader saw in one round.
 #[derive(Default)]
 pub struct Seen {
-    /// Acknowledged rows: (writer, seq, when).
-    pub acked: Vec<(u32, u64, Instant)>,
+    /// Acknowledged rows: (writer, seq, when sent, when acknowledged).
+    pub acked: Vec<(u32, u64, Instant, Instant)>,
     /// Statements that failed (error, lost connection, timeout), writes and logins.
     pub write_errors: u64,
     /// Reads that succeeded and failed, with when each ended.
@@ -120,13 +120,13 @@ async fn writer(
         seq += 1;
         let insert =
             format!("INSERT INTO hapress_chaos (round, writer, seq) VALUES ({round}, {w}, {seq})");
+        let sent = Instant::now();
         match sql(c, &insert).await {
-            Ok(_) => {
-                seen.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .acked
-                    .push((w, seq, Instant::now()))
-            }
+            Ok(_) => seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .acked
+                .push((w, seq, sent, Instant::now())),
             Err(_) => {
                 conn = None;
                 note_error(&seen);

@@ -23,6 +23,9 @@ use crate::topology::Topology;
 /// The lock's name on every server.
 const LOCK: &str = "hapress_topology";
 
+/// How long after a promotion an old primary found writable is left to its supervisor.
+const FENCE_GRACE: Duration = Duration::from_secs(2);
+
 /// A server is re-pointed at most this often (a replica that keeps failing is not hammered).
 const REJOIN_EVERY: Duration = Duration::from_secs(3);
 
@@ -41,6 +44,8 @@ pub struct Manager {
     /// different times).
     quiet_until: Option<Instant>,
     last_rejoin: HashMap<usize, Instant>,
+    /// When this manager last promoted a server.
+    promoted_at: Option<Instant>,
 }
 
 impl Manager {
@@ -78,6 +83,7 @@ impl Manager {
             locks: vec![Lock::Unknown; n],
             quiet_until: None,
             last_rejoin: HashMap::new(),
+            promoted_at: None,
         })
     }
 
@@ -265,6 +271,13 @@ impl Manager {
                 candidates,
                 reason,
             } => self.failover(from, &candidates, &reason, seen).await,
+            // An old primary back writable right after the failover: a supervisor that can kill
+            // it (the embedded runtime) does, which lets crash recovery drop what it never got
+            // acknowledged; fencing it now would commit those as errant transactions.
+            Action::Fence(_)
+                if self
+                    .promoted_at
+                    .is_some_and(|t| t.elapsed() < FENCE_GRACE) => {}
             Action::Fence(i) => {
                 let k = self.cluster.clone();
                 let r = async { execute::fence(self.conn(i).await?, &k).await }.await;
@@ -389,6 +402,7 @@ impl Manager {
             return;
         }
         self.topo.set_primary(winner);
+        self.promoted_at = Some(Instant::now());
         let took_ms = execute::ms_since(started);
         let (from_name, to) = (from.map(|f| self.name(f)), self.name(winner));
         log(format!(
