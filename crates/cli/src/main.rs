@@ -124,6 +124,7 @@ enum Command {
         hang   the primary stopped (SIGSTOP) until another is promoted, then resumed\n  \
         lag    every replica stopped for 3 s, then the primary killed\n  \
         load   twice the writers, without pauses, then the primary killed\n  \
+        wipe   the primary killed and its data directory deleted (it is rebuilt from a copy)\n  \
         all    each in turn\n\n\
         Example: sudo hapress chaos --state-dir /var/lib/hapress/default --fault all --rounds 20")]
     Chaos(chaos::ChaosArgs),

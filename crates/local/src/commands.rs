@@ -365,6 +365,27 @@ pub fn status(state_dir: &Path, json: bool) -> Result<String> {
             c.router = crate::status::router_status(&layout);
         }
     }
+    let router = st.components.iter().find_map(|c| c.router.clone());
+    if let Some(r) = &router {
+        // The router names servers by replication address; the table by component name.
+        let name = |addr: &str| {
+            r["backends"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| b["replicationAddress"] == addr)
+                .and_then(|b| b["address"].as_str())
+                .map_or(addr.to_string(), |a| a.to_string())
+        };
+        let mut failovers: Vec<hapress_topology::FailoverRecord> =
+            serde_json::from_value(r["manager"]["failovers"].clone()).unwrap_or_default();
+        for f in &mut failovers {
+            f.to = name(&f.to);
+            f.from = f.from.as_deref().map(name);
+        }
+        st.failovers = failovers;
+    }
+    st.attention = crate::status::attention(&layout, router.as_ref());
     if json {
         return serde_json::to_string_pretty(&st).map_err(|e| Error::Io {
             context: "serialising status".into(),

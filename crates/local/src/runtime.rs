@@ -226,6 +226,8 @@ impl Runtime {
             updated_at: now_unix(),
             components,
             events: self.events.iter().cloned().collect(),
+            failovers: Vec::new(),
+            attention: Vec::new(),
         };
         if let Ok(text) = serde_json::to_string_pretty(&st) {
             let _ = crate::fsutil::write_atomic(&self.layout.status_file(), text.as_bytes(), 0o644);

@@ -73,6 +73,45 @@ pub struct ClusterStatus {
     pub components: Vec<ComponentStatus>,
     /// Most recent events, oldest first.
     pub events: Vec<Event>,
+    /// Failovers the SQL router performed, oldest first (filled in by `hapress status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failovers: Vec<hapress_topology::FailoverRecord>,
+    /// What needs a person: data kept aside after a rebuild, servers that cannot replicate
+    /// (filled in by `hapress status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<String>,
+}
+
+/// What needs a person's attention in a state directory: data directories kept aside by a
+/// rebuild, and servers the router reports as diverged.
+pub fn attention(
+    layout: &crate::layout::Layout,
+    router: Option<&serde_json::Value>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut aside: Vec<String> = std::fs::read_dir(&layout.root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("db-") && n.contains(".diverged-"))
+        .collect();
+    aside.sort();
+    for n in aside {
+        out.push(format!(
+            "{n}: the data of {} before it was rebuilt; inspect it (it may hold transactions no replica had), then delete it",
+            n.split('.').next().unwrap_or(&n)
+        ));
+    }
+    let diverged: Vec<(String, String)> = router
+        .and_then(|r| serde_json::from_value(r["manager"]["diverged"].clone()).ok())
+        .unwrap_or_default();
+    for (server, why) in diverged {
+        out.push(format!(
+            "{server} cannot replicate ({why}): it is being rebuilt"
+        ));
+    }
+    out
 }
 
 fn replication_cell(r: &ReplicationState) -> String {
@@ -162,6 +201,27 @@ pub fn render_table(st: &ClusterStatus) -> String {
     line(header.to_vec());
     for r in &rows {
         line(r.iter().map(String::as_str).collect());
+    }
+    if !st.failovers.is_empty() {
+        out.push_str("\nfailovers:\n");
+        for f in st.failovers.iter().rev().take(5).rev() {
+            let ago = now_unix().saturating_sub(f.at);
+            let _ = writeln!(
+                out,
+                "  {ago:>5}s ago  {} -> {}: detected in {:.1}s, promoted in {} ms: {}",
+                f.from.as_deref().map_or("-", short_address),
+                short_address(&f.to),
+                f.detected_ms as f64 / 1000.0,
+                f.took_ms,
+                f.reason
+            );
+        }
+    }
+    if !st.attention.is_empty() {
+        out.push_str("\nneeds attention:\n");
+        for a in &st.attention {
+            let _ = writeln!(out, "  !! {a}");
+        }
     }
     if !st.events.is_empty() {
         out.push_str("\nrecent events:\n");

@@ -409,6 +409,18 @@ async fn live(mut take: impl FnMut() -> Option<Lease>) -> Option<Lease> {
     None
 }
 
+/// A replica fit for reads, waiting for one up to the connect timeout.
+async fn replica_soon(topo: &Topology, config: &Config) -> Option<usize> {
+    let until = std::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
+    loop {
+        let r = topo.pick_replica();
+        if r.is_some() || std::time::Instant::now() >= until {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// The connection phase. With a pooled connection to the primary at hand, the router greets
 /// the client itself (that connection's thread id and a fresh nonce), checks the password
 /// against the hash MariaDB stores and switches the connection to the client's database: no
@@ -424,8 +436,18 @@ async fn handshake(
     // Without a primary (lost, another not yet promoted) the session lives on a replica: its
     // reads are served, its writes get MariaDB's own read-only error, and it ends at its first
     // statement for the primary once there is one again.
-    let primary = topo.primary();
-    let Some(pidx) = primary.or_else(|| topo.pick_replica()) else {
+    // With neither (servers restarting, a failover under way), the login waits a moment for
+    // the topology to settle rather than fail at once.
+    let settle = std::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
+    let (primary, home) = loop {
+        let primary = topo.primary();
+        let home = primary.or_else(|| topo.pick_replica());
+        if home.is_some() || std::time::Instant::now() >= settle {
+            break (primary, home);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let Some(pidx) = home else {
         topo.refused.fetch_add(1, Ordering::Relaxed);
         let _ = client
             .send_greeting_err(
@@ -454,7 +476,7 @@ async fn handshake(
             // A primary that just died (its probe has not noticed yet): a replica serves the
             // session, as while there is no primary.
             let l = match connect_or(&topo, &config, pidx, &mut client, 0, !on_replica).await {
-                Err(e) if e.0 == UNREACHABLE => match topo.pick_replica() {
+                Err(e) if e.0 == UNREACHABLE => match replica_soon(&topo, &config).await {
                     Some(r) => {
                         (pidx, on_replica) = (r, true);
                         pool = topo.backends[r].pool.clone();

@@ -52,6 +52,8 @@ pub struct Probe {
     pub heard_at: Option<Instant>,
     /// When this probe started (`None`: never answered).
     pub started: Option<Instant>,
+    /// When the first of the failed probes in a row failed (`None` while it answers).
+    pub down_since: Option<Instant>,
 }
 
 /// A server's replication configuration and threads (`SHOW SLAVE STATUS`).
@@ -251,6 +253,11 @@ impl Topology {
         f(&mut self.manager.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Since when backend `i` has not answered its probes (`None`: it answers).
+    pub fn down_since(&self, i: usize) -> Option<Instant> {
+        self.probe_of(i).down_since
+    }
+
     /// The primary this router routed to last (the current one while there is one).
     pub fn former(&self) -> Option<usize> {
         *self.former.read().unwrap_or_else(|e| e.into_inner())
@@ -387,6 +394,7 @@ impl Topology {
             failures,
             server_id: p.server_id,
             started: Some(Instant::now()),
+            down_since: p.down_since.or(Some(Instant::now())),
             ..Probe::default()
         };
     }

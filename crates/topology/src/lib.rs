@@ -24,6 +24,10 @@ pub struct FailoverRecord {
     pub reason: String,
     /// From the decision to the promoted server being writable, milliseconds.
     pub took_ms: u64,
+    /// From the lost primary's first unanswered probe to the decision, milliseconds (0 when
+    /// it answered: restarted read-only).
+    #[serde(default)]
+    pub detected_ms: u64,
 }
 
 /// What the manager of one router is doing, for `/status`, metrics and `hapress status`.

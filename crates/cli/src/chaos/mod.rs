@@ -32,6 +32,9 @@ pub enum Fault {
     Lag,
     /// Writers without any pause, then the primary killed.
     Load,
+    /// The primary killed and its data directory deleted: after the failover it is rebuilt
+    /// from a copy of a healthy server.
+    Wipe,
     /// Each of the above in turn.
     All,
 }
@@ -102,6 +105,10 @@ async fn drill(
     if n < 3 {
         bail!("the drill needs 3 or more database servers (failover needs a majority left); this cluster has {n}");
     }
+    let timeout = Duration::from_secs(args.recovery_timeout);
+    wait_whole(layout, timeout)
+        .await
+        .context("before the drill")?;
     let mut c = target
         .connect(&target.router)
         .await
@@ -123,8 +130,13 @@ async fn drill(
     .and_then(|r| r.parse().ok())
     .unwrap_or(1);
     drop(c);
-    let faults = [Fault::Kill, Fault::Hang, Fault::Lag, Fault::Load];
-    let timeout = Duration::from_secs(args.recovery_timeout);
+    let faults = [
+        Fault::Kill,
+        Fault::Hang,
+        Fault::Lag,
+        Fault::Load,
+        Fault::Wipe,
+    ];
     println!("{}", check::HEADER);
     let mut results = Vec::new();
     for k in 0..args.rounds {
@@ -209,6 +221,14 @@ async fn inject(
             signal(pid, Signal::SIGKILL)?;
             Ok(Instant::now())
         }
+        Fault::Wipe => {
+            signal(pid, Signal::SIGKILL)?;
+            let at = Instant::now();
+            let data = layout.db_data(p);
+            std::fs::remove_dir_all(&data)
+                .with_context(|| format!("deleting {}", data.display()))?;
+            Ok(at)
+        }
         Fault::Hang => {
             signal(pid, Signal::SIGSTOP)?;
             let at = Instant::now();
@@ -271,9 +291,17 @@ async fn wait_recovered(
         let missing = match whole(layout) {
             Ok(()) if written && noticed => return (Some(fault_at.elapsed()), None),
             Ok(()) => format!(
-                    "{}{}",
-                    if written { "" } else { "no write acknowledged; " },
-                if noticed { "" } else { "the fault went unnoticed" }
+                "{}{}",
+                if written {
+                    ""
+                } else {
+                    "no write acknowledged; "
+                },
+                if noticed {
+                    ""
+                } else {
+                    "the fault went unnoticed"
+                }
             ),
             Err(e) => e,
         };

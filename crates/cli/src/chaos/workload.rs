@@ -122,11 +122,12 @@ async fn writer(
             format!("INSERT INTO hapress_chaos (round, writer, seq) VALUES ({round}, {w}, {seq})");
         let sent = Instant::now();
         match sql(c, &insert).await {
-            Ok(_) => seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .acked
-                .push((w, seq, sent, Instant::now())),
+            Ok(_) => seen.lock().unwrap_or_else(|e| e.into_inner()).acked.push((
+                w,
+                seq,
+                sent,
+                Instant::now(),
+            )),
             Err(_) => {
                 conn = None;
                 note_error(&seen);

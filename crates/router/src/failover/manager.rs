@@ -274,10 +274,7 @@ impl Manager {
             // An old primary back writable right after the failover: a supervisor that can kill
             // it (the embedded runtime) does, which lets crash recovery drop what it never got
             // acknowledged; fencing it now would commit those as errant transactions.
-            Action::Fence(_)
-                if self
-                    .promoted_at
-                    .is_some_and(|t| t.elapsed() < FENCE_GRACE) => {}
+            Action::Fence(_) if self.promoted_at.is_some_and(|t| t.elapsed() < FENCE_GRACE) => {}
             Action::Fence(i) => {
                 let k = self.cluster.clone();
                 let r = async { execute::fence(self.conn(i).await?, &k).await }.await;
@@ -348,6 +345,9 @@ impl Manager {
         seen: &[ServerSeen],
     ) {
         let started = Instant::now();
+        let detected_ms = from.and_then(|f| self.topo.down_since(f)).map_or(0, |d| {
+            u64::try_from(started.duration_since(d).as_millis()).unwrap_or(0)
+        });
         let k = self.cluster.clone();
         let names: Vec<String> = candidates.iter().map(|&i| self.name(i)).collect();
         log(format!(
@@ -421,6 +421,7 @@ impl Manager {
                 to: to.clone(),
                 reason: reason.into(),
                 took_ms,
+                detected_ms,
             });
             if m.failovers.len() > HISTORY {
                 m.failovers.remove(0);

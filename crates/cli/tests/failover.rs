@@ -1,0 +1,223 @@
+//! Automatic failover with real MariaDB servers: the `hapress chaos` drill (every fault, nothing
+//! lost, duplicated or diverged), and several routers on one cluster of which exactly one acts,
+//! also after the acting one dies.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn spec(name: &str) -> String {
+    format!(
+        "apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata:\n  name: {name}\nspec:\n  site:\n    environment: local\n  web:\n    replicas: 1\n    phpWorkers: 2\n  database:\n    instances: 3\n"
+    )
+}
+
+/// `hapress chaos` on the cluster; its output, asserting it passed.
+fn chaos(c: &Cluster, fault: &str, rounds: u32) -> String {
+    let out = hapress()
+        .args([
+            "chaos",
+            "--state-dir",
+            &c.state_dir(),
+            "--fault",
+            fault,
+            "--rounds",
+            &rounds.to_string(),
+            "--writers",
+            "3",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(
+        out.status.success(),
+        "chaos --fault {fault} failed:\n{t}\n{}",
+        router_log(c)
+    );
+    t
+}
+
+fn router_log(c: &Cluster) -> String {
+    std::fs::read_to_string(format!("{}/logs/router.log", c.state_dir())).unwrap_or_default()
+}
+
+#[test]
+fn every_fault_loses_nothing_and_the_cluster_heals() {
+    let (c, _) = Cluster::up(&spec("drill"));
+    // kill, hang, lag, load, wipe: one round each.
+    let out = chaos(&c, "all", 5);
+    assert!(
+        out.contains("5 rounds:")
+            && out.contains(" 0 lost, 0 duplicated, 0 diverged servers, 0 rounds did not recover"),
+        "{out}"
+    );
+    for fault in ["kill", "hang", "lag", "load", "wipe"] {
+        assert!(
+            out.contains(&format!("  {fault:<5}  ")),
+            "no {fault} round:\n{out}"
+        );
+    }
+    // Every server replicates from one primary and has the same data.
+    let st = c.status();
+    let roles: Vec<&str> = st["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["kind"] == "database")
+        .map(|x| x["replication"]["role"].as_str().unwrap_or("down"))
+        .collect();
+    assert_eq!(roles.iter().filter(|r| **r == "primary").count(), 1, "{st}");
+    assert_eq!(roles.iter().filter(|r| **r == "replica").count(), 2, "{st}");
+    let sums: Vec<String> = (0..3)
+        .map(|i| {
+            c.sql(
+                i,
+                "SELECT @@gtid_current_pos; CHECKSUM TABLE wordpress.wp_options",
+            )
+        })
+        .collect();
+    assert!(sums.windows(2).all(|w| w[0] == w[1]), "{sums:?}");
+    // The wiped server's data was rebuilt from a copy; a diverged one would be kept aside and
+    // reported, and `status` shows the history.
+    let table = text(&run(&["status", "--state-dir", &c.state_dir()]));
+    assert!(
+        table.contains("failovers:") && table.contains("detected in"),
+        "{table}"
+    );
+    let events = std::fs::read_to_string(format!("{}/logs/events.log", c.state_dir())).unwrap();
+    assert!(events.contains("rebuilt; replicates from"), "{events}");
+}
+
+/// A router of the cluster run by hand beside the embedded one (same servers and accounts).
+fn extra_router(c: &Cluster, n: u32) -> (Child, String) {
+    let dir = c.dir.path().join(format!("router-{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = dir.join("status.sock").display().to_string();
+    let config = std::fs::read_to_string(format!("{}/router.yaml", c.state_dir()))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("listen:") {
+                format!("listen: \"{}\"", dir.join("router.sock").display())
+            } else if l.starts_with("statusListen:") {
+                format!("statusListen: \"{status}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = dir.join("router.yaml");
+    std::fs::write(&file, config).unwrap();
+    let log = std::fs::File::create(dir.join("router.log")).unwrap();
+    let child = hapress()
+        .args(["router", "--config", file.to_str().unwrap()])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (child, status)
+}
+
+/// `/status` of the router whose status socket is `sock`.
+fn router_status(sock: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
+    let mut r = String::new();
+    s.read_to_string(&mut r).ok()?;
+    serde_json::from_str(r.split("\r\n\r\n").nth(1)?).ok()
+}
+
+/// How many of the routers act, and the failovers they performed in all.
+fn leaders_and_failovers(socks: &[String]) -> (usize, usize) {
+    let st: Vec<serde_json::Value> = socks.iter().filter_map(|s| router_status(s)).collect();
+    (
+        st.iter().filter(|s| s["manager"]["leader"] == true).count(),
+        st.iter()
+            .map(|s| s["manager"]["failovers"].as_array().map_or(0, Vec::len))
+            .sum(),
+    )
+}
+
+#[test]
+fn three_routers_one_acts_and_each_failure_is_promoted_once() {
+    let (c, _) = Cluster::up(&spec("trio"));
+    let embedded = format!("{}/run/router-http.sock", c.state_dir());
+    let (mut r1, s1) = extra_router(&c, 1);
+    let (mut r2, s2) = extra_router(&c, 2);
+    let socks = vec![embedded.clone(), s1.clone(), s2.clone()];
+    // Exactly one of the three holds a majority of the locks.
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let up = socks.iter().filter(|s| router_status(s).is_some()).count();
+            up == 3 && leaders_and_failovers(&socks).0 == 1
+        })
+        .is_some(),
+        "not exactly one leader: {:?}",
+        socks.iter().map(|s| router_status(s)).collect::<Vec<_>>()
+    );
+    let rounds = 3;
+    chaos(&c, "kill", rounds);
+    let (leaders, failovers) = leaders_and_failovers(&socks);
+    assert_eq!(leaders, 1);
+    assert_eq!(failovers, rounds as usize, "one promotion per failure");
+    // The acting router dies: another takes over (its locks go with its connections), and
+    // the next failure is promoted once.
+    let leader = socks
+        .iter()
+        .position(|s| router_status(s).is_some_and(|st| st["manager"]["leader"] == true))
+        .unwrap();
+    let survivors: Vec<String> = match leader {
+        0 => {
+            // The embedded router: the supervisor restarts it (with no history of its own).
+            let pid: i32 = std::fs::read_to_string(format!("{}/run/router.pgid", c.state_dir()))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            vec![s1.clone(), s2.clone(), embedded.clone()]
+        }
+        1 => {
+            r1.kill().unwrap();
+            vec![embedded.clone(), s2.clone()]
+        }
+        _ => {
+            r2.kill().unwrap();
+            vec![embedded.clone(), s1.clone()]
+        }
+    };
+    let before = leaders_and_failovers(&survivors).1;
+    assert!(
+        wait_for(Duration::from_secs(20), || leaders_and_failovers(
+            &survivors
+        )
+        .0 == 1)
+        .is_some(),
+        "no new leader after the leader died"
+    );
+    chaos(&c, "kill", 1);
+    assert_eq!(leaders_and_failovers(&survivors), (1, before + 1));
+    let _ = r1.kill();
+    let _ = r2.kill();
+    let _ = r1.wait();
+    let _ = r2.wait();
+}
+
+#[test]
+fn chaos_explains_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["chaos", "--state-dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no cluster runs in"), "{}", text(&out));
+}
