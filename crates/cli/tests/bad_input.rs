@@ -108,8 +108,8 @@ fn missing_packages_print_the_apt_line() {
             ("HAPRESS_WORDPRESS_DIR", "/nonexistent"),
         ],
     );
-    assert!(msg.contains("missing programs: mariadbd, mariadb-install-db, mariadb, php-fpm, php, nginx, WordPress (/nonexistent)"), "{msg}");
-    assert!(msg.contains("apt-get install -y mariadb-server mariadb-client php-fpm php-mysql php-cli nginx wordpress php apache2-"), "{msg}");
+    assert!(msg.contains("missing programs: mariadbd, mariadb-install-db, mariadb, php-fpm, php, nginx, mariadb-backup, mbstream, WordPress (/nonexistent)"), "{msg}");
+    assert!(msg.contains("apt-get install -y mariadb-server mariadb-client php-fpm php-mysql php-cli nginx mariadb-backup wordpress php apache2-"), "{msg}");
     assert!(!dir.path().join("state").exists());
 }
 

@@ -191,6 +191,7 @@ fn common_env(c: &Cluster, names: &Names) -> Vec<k8s_openapi::api::core::v1::Env
             },
         ),
         env("DB_SERVICE", &names.db()),
+        env("DB_INSTANCES", &c.spec.database.instances.to_string()),
     ]
 }
 
@@ -325,8 +326,8 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
             env("REPLICATION_USER", REPLICATION_USER),
         ]);
         if router::enabled(c) {
-            // The primary's agent (re)creates the router's monitor account on every start;
-            // replicas get it through replication.
+            // Every pod's agent (re)creates the router's monitor account locally on every
+            // start (the failover manager acts on any server).
             agent_env.push(env("ROUTER_USER", router::MONITOR_USER));
         }
         containers.push(Container {

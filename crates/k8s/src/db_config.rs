@@ -49,7 +49,10 @@ fn replication_cnf(db: &DatabaseSpec) -> String {
          relay_log = mariadb-relay\n\
          log_slave_updates = ON\n\
          gtid_strict_mode = ON\n\
-         sync_binlog = 1\n",
+         sync_binlog = 1\n\
+         # A server that crashed restarts as a replica: recovery truncates binlogged\n\
+         # transactions no replica acknowledged (a rejoining ex-primary never diverges).\n\
+         init_rpl_role = SLAVE\n",
     );
     if db.semi_sync.enabled {
         // The master side is on for the primary only (primary.cnf): on a replica it makes the
@@ -58,12 +61,17 @@ fn replication_cnf(db: &DatabaseSpec) -> String {
         let _ = write!(
             s,
             "# Semi-synchronous: a commit returns once a replica has it (AFTER_SYNC: before the\n\
-             # primary's own commit becomes visible), async after the timeout.\n\
+             # primary's own commit becomes visible); {}.\n\
              rpl_semi_sync_master_enabled = OFF\n\
              rpl_semi_sync_slave_enabled = ON\n\
              rpl_semi_sync_master_wait_point = AFTER_SYNC\n\
              rpl_semi_sync_master_timeout = {}\n",
-            db.semi_sync.timeout_ms
+            if db.semi_sync.fallback_to_async {
+                "asynchronous after the timeout"
+            } else {
+                "never without one (no fallback: a failover loses nothing)"
+            },
+            db.semi_sync.master_timeout_ms()
         );
     }
     s
@@ -108,18 +116,15 @@ pub fn data(names: &Names, db: &DatabaseSpec) -> BTreeMap<String, String> {
     d.insert(
         "primary.cnf".into(),
         if db.semi_sync.enabled {
-            "[mariadbd]\nread_only = OFF\nrpl_semi_sync_master_enabled = ON\n"
+            "[mariadbd]\nread_only = OFF\ninit_rpl_role = MASTER\nrpl_semi_sync_master_enabled = ON\n"
         } else {
-            "[mariadbd]\nread_only = OFF\n"
+            "[mariadbd]\nread_only = OFF\ninit_rpl_role = MASTER\n"
         }
         .into(),
     );
     d.insert(
         "replica.cnf".into(),
-        "[mariadbd]\n# Only the replication thread writes; on restart, crash recovery truncates\n\
-         # binlogged transactions no replica acknowledged (a rejoining ex-primary never diverges).\n\
-         read_only = ON\ninit_rpl_role = SLAVE\n"
-            .into(),
+        "[mariadbd]\n# Only the replication thread writes.\nread_only = ON\n".into(),
     );
     d.insert(
         "galera.cnf".into(),
@@ -174,7 +179,8 @@ mod tests {
             "sync_binlog = 1",
             "innodb_flush_log_at_trx_commit = 1",
             "rpl_semi_sync_master_wait_point = AFTER_SYNC",
-            "rpl_semi_sync_master_timeout = 10000",
+            "rpl_semi_sync_master_timeout = 18446744073709551615",
+            "init_rpl_role = SLAVE",
             "sql_mode = STRICT_TRANS_TABLES",
         ] {
             assert!(base.contains(line), "missing {line} in\n{base}");

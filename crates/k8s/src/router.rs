@@ -20,9 +20,9 @@ use crate::names::{Component, Names};
 use crate::pod::{self, container, http_probe, mount};
 use crate::{db_config, secrets, ROUTER_UID};
 
-/// Account the router probes every server with and reads password hashes with; the primary's
-/// `agent` creates it (`GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.*`,
-/// `GRANT SELECT ON mysql.global_priv`).
+/// Account the router probes every server with, reads password hashes with and, as the acting
+/// failover manager, promotes, fences and re-points servers with; every database pod's `agent`
+/// creates it locally (`agent.sh` has the grants).
 pub const MONITOR_USER: &str = "hapress_router";
 /// Where WordPress reaches the router: loopback inside the pod, never exposed.
 pub const LISTEN: &str = "127.0.0.1:3306";
@@ -32,10 +32,8 @@ pub const METRICS_PORT: i32 = 9104;
 pub const CONFIG_DIR: &str = "/etc/hapress";
 /// The config file's name (the ConfigMap key).
 pub const CONFIG_FILE: &str = "router.yaml";
-/// Directory of the monitor password file (one Secret key).
+/// Directory of the monitor and replication password files (two Secret keys).
 pub const PASSWORD_DIR: &str = "/run/secrets/router";
-/// How often the router probes every database server (milliseconds).
-pub const PROBE_INTERVAL_MS: u64 = 300;
 /// Timeout for connecting and logging in to a database server (milliseconds).
 pub const CONNECT_TIMEOUT_MS: u64 = 2000;
 
@@ -57,9 +55,25 @@ struct RouterConfig {
     read_your_writes: &'static str,
     pool_size: u32,
     pool_wait_ms: u32,
-    probe_interval_ms: u64,
+    probe_interval_ms: u32,
+    probe_timeout_ms: u32,
     connect_timeout_ms: u64,
     status_listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failover: Option<FailoverConfig>,
+}
+
+/// The `failover` section: every router sidecar runs the failover manager; the one holding a
+/// lock on a majority of the database servers acts.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FailoverConfig {
+    replication_user: &'static str,
+    replication_password_file: String,
+    detect_probes: u32,
+    silence_ms: u32,
+    heartbeat_ms: u32,
+    semi_sync: bool,
 }
 
 /// `router.yaml`: every database pod by its stable DNS name (the router finds the primary
@@ -67,6 +81,8 @@ struct RouterConfig {
 /// Prometheus reach it.
 pub fn config(c: &Cluster, names: &Names) -> String {
     let r = &c.spec.router;
+    let db = &c.spec.database;
+    let f = &db.failover;
     let cfg = RouterConfig {
         listen: LISTEN.into(),
         backends: (0..c.spec.database.instances)
@@ -78,9 +94,19 @@ pub fn config(c: &Cluster, names: &Names) -> String {
         read_your_writes: r.read_your_writes.as_str(),
         pool_size: r.pool_size,
         pool_wait_ms: r.pool_wait_ms,
-        probe_interval_ms: PROBE_INTERVAL_MS,
+        probe_interval_ms: f.probe_interval_ms,
+        probe_timeout_ms: f.probe_timeout_ms,
         connect_timeout_ms: CONNECT_TIMEOUT_MS,
         status_listen: format!("0.0.0.0:{METRICS_PORT}"),
+        failover: (f.enabled && db.instances > 1).then(|| FailoverConfig {
+            replication_user: crate::database::REPLICATION_USER,
+            replication_password_file: format!("{PASSWORD_DIR}/{}", secrets::REPLICATION_PASSWORD),
+            detect_probes: f.detect_probes,
+            silence_ms: f.silence_ms,
+            // Three heartbeats in the silence that confirms a lost primary.
+            heartbeat_ms: (f.silence_ms / 3).max(100),
+            semi_sync: db.semi_sync.enabled,
+        }),
     };
     // A struct of strings and integers always serialises.
     let body = serde_yaml::to_string(&cfg).unwrap_or_default();
@@ -145,7 +171,8 @@ pub fn sidecar(c: &Cluster) -> Container {
     }
 }
 
-/// The sidecar's volumes: its config and only the monitor password.
+/// The sidecar's volumes: its config, the monitor password and the replication password (a
+/// promotion points the replicas at the new primary).
 pub fn volumes(names: &Names) -> Vec<Volume> {
     let mut config = pod::config_map_volume("router-config", &names.router_config(), 0o444);
     if let Some(cm) = config.config_map.as_mut() {
@@ -160,7 +187,7 @@ pub fn volumes(names: &Names) -> Vec<Volume> {
         pod::secret_volume(
             "router-password",
             &names.db_secret(),
-            &[secrets::ROUTER_PASSWORD],
+            &[secrets::ROUTER_PASSWORD, secrets::REPLICATION_PASSWORD],
         ),
     ]
 }
@@ -188,6 +215,13 @@ mod tests {
         assert!(text.contains("monitorPasswordFile: /run/secrets/router/router-password\n"));
         assert!(text.contains("readYourWrites: none\n"));
         assert!(text.contains("statusListen: 0.0.0.0:9104\n"));
+        // Every sidecar may act for the cluster (one does at a time).
+        assert!(
+            text.contains("failover:\n  replicationUser: replicator\n  replicationPasswordFile: /run/secrets/router/replication-password\n  detectProbes: 3\n"),
+            "{text}"
+        );
+        c.spec.database.failover.enabled = false;
+        assert!(!config(&c, &Names::new(&c)).contains("failover:"));
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub fn my_cnf(spec: &WordPressClusterSpec, layout: &Layout, i: u32, run_as_root:
         set("rpl_semi_sync_master_wait_point", &"AFTER_SYNC");
         set(
             "rpl_semi_sync_master_timeout",
-            &semi_sync_timeout(&db.semi_sync),
+            &db.semi_sync.master_timeout_ms(),
         );
     }
     // Small footprint: several servers share one machine. Overridable below.
@@ -100,16 +100,6 @@ pub fn my_cnf(spec: &WordPressClusterSpec, layout: &Layout, i: u32, run_as_root:
         set(k, v);
     }
     s
-}
-
-/// `rpl_semi_sync_master_timeout`: without `fallbackToAsync`, as long as MariaDB can wait
-/// (about 585 million years), so no commit is acknowledged before a replica has it.
-pub fn semi_sync_timeout(s: &hapress_spec::SemiSyncSpec) -> u64 {
-    if s.fallback_to_async {
-        s.timeout_ms
-    } else {
-        u64::MAX
-    }
 }
 
 /// `MASTER_HEARTBEAT_PERIOD` of replicas, seconds: three heartbeats in the silence that

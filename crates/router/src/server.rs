@@ -111,6 +111,28 @@ pub fn metrics(topo: &Topology) -> String {
         "# TYPE hapress_router_refused_total counter\nhapress_router_refused_total {}",
         topo.refused.load(Ordering::Relaxed)
     );
+    let manager = topo.manager_status();
+    let _ = writeln!(
+        m,
+        "# TYPE hapress_router_manager_leader gauge\nhapress_router_manager_leader {}",
+        u8::from(manager.leader)
+    );
+    let _ = writeln!(
+        m,
+        "# TYPE hapress_router_failovers_total counter\nhapress_router_failovers_total {}",
+        manager.failovers_total
+    );
+    let _ = writeln!(
+        m,
+        "# TYPE hapress_router_topology_actions_total counter\nhapress_router_topology_actions_total{{result=\"ok\"}} {}\nhapress_router_topology_actions_total{{result=\"error\"}} {}",
+        manager.actions.saturating_sub(manager.action_errors),
+        manager.action_errors
+    );
+    let _ = writeln!(
+        m,
+        "# TYPE hapress_router_diverged_servers gauge\nhapress_router_diverged_servers {}",
+        manager.diverged.len()
+    );
     let _ = writeln!(m, "# TYPE hapress_router_routed_total counter");
     let _ = writeln!(
         m,

@@ -292,6 +292,18 @@ impl Default for SemiSyncSpec {
     }
 }
 
+impl SemiSyncSpec {
+    /// `rpl_semi_sync_master_timeout`: without `fallbackToAsync`, as long as MariaDB can wait
+    /// (about 585 million years), so no commit is acknowledged before a replica has it.
+    pub fn master_timeout_ms(&self) -> u64 {
+        if self.fallback_to_async {
+            self.timeout_ms
+        } else {
+            u64::MAX
+        }
+    }
+}
+
 /// Automatic failover of the primary, by the SQL routers (any number; the one holding a lock
 /// on a majority of the database servers acts).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

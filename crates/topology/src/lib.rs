@@ -42,6 +42,9 @@ pub struct ManagerStatus {
     pub locks_held: usize,
     /// Failovers this router performed (the newest last, at most [`HISTORY`]).
     pub failovers: Vec<FailoverRecord>,
+    /// Failovers this router performed since it started.
+    #[serde(default)]
+    pub failovers_total: u64,
     /// Servers that cannot replicate any more and need a rebuild: replication address and
     /// why.
     pub diverged: Vec<(String, String)>,

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Sidecar of every replication-mode database pod. Once MariaDB answers: a replica points
-# itself at the primary Service (GTID, slave_pos; from the cloned position on first start);
-# the primary (re)creates the SQL router's monitor account when the router is rendered
-# (replicas get it through replication); then every pod serves `mariadb-backup --stream` on
-# port 3307 so the next replica can clone it.
+# itself at the primary Service (GTID, slave_pos; from the cloned position on first start;
+# the router sidecars' failover manager re-points it at the primary's own address); every pod
+# (re)creates the SQL router's monitor account locally, outside the binary log, so the failover
+# manager can act on any server; then every pod serves `mariadb-backup --stream` on port 3307
+# so the next replica can clone it.
 # Port 3307 is reachable only from the site's database pods (NetworkPolicy). Passwords travel
 # on the client's stdin, never on a command line.
 set -euo pipefail
@@ -29,14 +30,18 @@ SQL
   fi
   rm -f "$pending"
 fi
-if [[ $role == primary && -n ${ROUTER_USER:-} ]]; then
-  # Probes every server (SLAVE MONITOR, REPLICATION CLIENT) and reads password hashes to log
-  # in to replicas on a client's behalf (mysql.global_priv). ALTER picks up a rotated Secret.
+if [[ -n ${ROUTER_USER:-} ]]; then
+  # Probes every server (SLAVE MONITOR, REPLICATION CLIENT), reads password hashes to log in to
+  # replicas on a client's behalf (mysql.global_priv) and, as the failover manager, stops,
+  # resets and re-points replication, kills an IO thread stuck on a hung primary and sets
+  # read_only and the semi-sync variables. ALTER picks up a rotated Secret. Not binlogged: no
+  # server ever has a transaction of its own that another lacks.
   password=$(</secrets/router-password)
   sql_stdin <<SQL
+SET SESSION sql_log_bin = 0;
 CREATE USER IF NOT EXISTS '$ROUTER_USER'@'%' IDENTIFIED BY '$password';
 ALTER USER '$ROUTER_USER'@'%' IDENTIFIED BY '$password';
-GRANT SLAVE MONITOR, REPLICATION CLIENT ON *.* TO '$ROUTER_USER'@'%';
+GRANT SLAVE MONITOR, REPLICATION CLIENT, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, READ_ONLY ADMIN, BINLOG ADMIN, RELOAD, PROCESS, CONNECTION ADMIN ON *.* TO '$ROUTER_USER'@'%';
 GRANT SELECT ON mysql.global_priv TO '$ROUTER_USER'@'%';
 SQL
   echo "agent: monitor account $ROUTER_USER is current"

@@ -423,6 +423,7 @@ impl Manager {
                 took_ms,
                 detected_ms,
             });
+            m.failovers_total += 1;
             if m.failovers.len() > HISTORY {
                 m.failovers.remove(0);
             }
