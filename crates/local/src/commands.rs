@@ -187,6 +187,13 @@ pub fn up(opts: &UpOptions) -> Result<()> {
     } else {
         println!("  password:  in {} (mode 0600)", secret.display());
     }
+    if cluster.spec.router.enabled {
+        println!(
+            "  mysql:     {} (the SQL router: reads to replicas, writes to the primary; user \"wordpress\", password in {})",
+            crate::config::router_address(&cluster.spec),
+            layout.secret(crate::secrets::DB_PASSWORD).display()
+        );
+    }
     println!(
         "  status:    hapress status --state-dir {}",
         layout.root.display()

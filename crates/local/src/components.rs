@@ -83,12 +83,16 @@ pub fn address(spec: &WordPressClusterSpec, layout: &Layout, p: &Process) -> Str
             )
         }
         Kind::Nginx => format!("{bind}:{}", spec.embedded.http_port),
-        Kind::Router => layout
-            .router_socket()
-            .strip_prefix(&layout.root)
-            .map_or_else(
-                |_| layout.router_socket().display().to_string(),
-                |r| r.display().to_string(),
-            ),
+        Kind::Router => format!(
+            "{} {}",
+            layout
+                .router_socket()
+                .strip_prefix(&layout.root)
+                .map_or_else(
+                    |_| layout.router_socket().display().to_string(),
+                    |r| r.display().to_string(),
+                ),
+            crate::config::router_address(spec)
+        ),
     }
 }

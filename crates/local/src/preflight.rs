@@ -160,6 +160,14 @@ pub fn check_ports(spec: &WordPressClusterSpec) -> Result<()> {
             flag: "--database-port",
         });
     }
+    if spec.router.enabled {
+        ports.push(PortUse {
+            port: u16::try_from(e.router_port(spec.database.instances)).unwrap_or(0),
+            component: "the SQL router's TCP port".into(),
+            field: "spec.embedded.routerPort",
+            flag: "--database-port",
+        });
+    }
     for p in ports {
         let addr = SocketAddr::new(ip, p.port);
         if let Err(err) = TcpListener::bind(addr) {

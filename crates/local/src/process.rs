@@ -63,8 +63,10 @@ pub struct Launch {
 /// First restart delay; doubles up to [`MAX_BACKOFF`] while a component keeps dying.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Running this long counts as healthy again and resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Running this long counts as healthy again and resets the backoff: a crash loop dies within
+/// a second or two of each start, while a database server killed by a failover drill every
+/// few seconds must still come back at once (seen: 30 s restart delays with 30 s here).
+const STABLE_AFTER: Duration = Duration::from_secs(5);
 
 /// A supervised process.
 #[derive(Debug)]
@@ -176,8 +178,11 @@ impl Process {
         Ok(true)
     }
 
-    /// Kills the group at once (a hung server); the supervisor sees the death and restarts it.
+    /// Kills the group at once (a hung server); the supervisor sees the death and restarts it
+    /// without delay (a deliberate kill is no crash loop).
     pub fn kill(&mut self) {
+        self.backoff = MIN_BACKOFF;
+        self.started = None;
         if let Some(pid) = self.pid() {
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }

@@ -10,6 +10,9 @@ use crate::route::ReadYourWrites;
 pub struct Config {
     /// Where clients connect: `host:port`, or an absolute path for a unix socket.
     pub listen: String,
+    /// More addresses clients may connect to, as `listen`.
+    #[serde(default)]
+    pub also_listen: Vec<String>,
     /// The MariaDB servers (`host:port` or unix socket path), primary and replicas in any order;
     /// the router finds the primary itself (the one server with `read_only=OFF`).
     pub backends: Vec<String>,

@@ -49,20 +49,30 @@ pub async fn serve(config: Config) -> Result<(), String> {
         });
     }
     let limit = Arc::new(Semaphore::new(config.max_client_connections));
-    // A unix socket is open to any local user, as MariaDB's own socket is: the database still
-    // checks every login (PHP workers run as another user than the router).
-    let l = Listener::bind(&config.listen, Some(0o666))
-        .await
-        .map_err(|e| {
-            format!(
-                "listen on {}: {e} (is another process using it?)",
-                config.listen
-            )
-        })?;
-    eprintln!("hapress router: listening on {}", config.listen);
-    loop {
-        let s = l.accept().await.map_err(|e| format!("accept: {e}"))?;
-        accept(s, &topo, &config, &limit);
+    let mut listeners = Vec::new();
+    for addr in std::iter::once(&config.listen).chain(&config.also_listen) {
+        // A unix socket is open to any local user, as MariaDB's own socket is: the database
+        // still checks every login (PHP workers run as another user than the router).
+        let l = Listener::bind(addr, Some(0o666))
+            .await
+            .map_err(|e| format!("listen on {addr}: {e} (is another process using it?)"))?;
+        eprintln!("hapress router: listening on {addr}");
+        listeners.push(l);
+    }
+    let mut loops = tokio::task::JoinSet::new();
+    for l in listeners {
+        let (topo, config, limit) = (topo.clone(), config.clone(), limit.clone());
+        loops.spawn(async move {
+            loop {
+                let s = l.accept().await.map_err(|e| format!("accept: {e}"))?;
+                accept(s, &topo, &config, &limit);
+            }
+        });
+    }
+    match loops.join_next().await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => Err(format!("listener task: {e}")),
+        None => Ok(()),
     }
 }
 

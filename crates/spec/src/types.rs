@@ -536,6 +536,20 @@ pub struct EmbeddedSpec {
     pub http_port: u16,
     /// Port of database server 0; server N listens on `databasePort + N`.
     pub database_port: u16,
+    /// TCP port of the SQL router, for your own MySQL tools and scripts (WordPress uses its
+    /// unix socket); 0: `databasePort + instances`.
+    pub router_port: u16,
+}
+
+impl EmbeddedSpec {
+    /// The SQL router's TCP port for a cluster of `instances` database servers.
+    pub fn router_port(&self, instances: u32) -> u32 {
+        if self.router_port == 0 {
+            u32::from(self.database_port) + instances
+        } else {
+            u32::from(self.router_port)
+        }
+    }
 }
 
 impl Default for EmbeddedSpec {
@@ -544,6 +558,7 @@ impl Default for EmbeddedSpec {
             bind_address: "127.0.0.1".into(),
             http_port: 8080,
             database_port: 13306,
+            router_port: 0,
         }
     }
 }

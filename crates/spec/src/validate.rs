@@ -437,6 +437,22 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
             ),
         );
     }
+    if spec.router.enabled {
+        let rp = emb.router_port(db.instances);
+        if rp > 65535 {
+            c.fail(
+                "spec.embedded.routerPort",
+                format!("databasePort + instances = {rp} is beyond 65535: set routerPort"),
+            );
+        } else if rp == u32::from(emb.http_port)
+            || (u32::from(emb.database_port)..=db_last).contains(&rp)
+        {
+            c.fail(
+                "spec.embedded.routerPort",
+                format!("{rp} collides with the HTTP port or the database ports"),
+            );
+        }
+    }
     c.0
 }
 
