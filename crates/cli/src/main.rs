@@ -125,9 +125,23 @@ enum Command {
         lag    every replica stopped for 3 s, then the primary killed\n  \
         load   twice the writers, without pauses, then the primary killed\n  \
         wipe   the primary killed and its data directory deleted (it is rebuilt from a copy)\n  \
+        switchover  a planned switchover: no statement may fail\n  \
         all    each in turn\n\n\
         Example: sudo hapress chaos --state-dir /var/lib/hapress/default --fault all --rounds 20")]
     Chaos(chaos::ChaosArgs),
+    /// Planned switchover: another database server becomes the primary with no failed
+    /// statement (the router holds statements for the primary while the roles change, then
+    /// sends them to the new one; sessions move between statements).
+    ///
+    /// Without `--to`, the most advanced replica is promoted. The old primary becomes a
+    /// replica of the new one.
+    Switchover {
+        #[command(flatten)]
+        state: StateDirArg,
+        /// The server to promote: `db-N` or `N`.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 fn init(path: &PathBuf, force: bool) -> anyhow::Result<ExitCode> {
@@ -176,6 +190,18 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Render(args) => render::run(args),
         Command::Chaos(args) => chaos::run(args),
+        Command::Switchover { state, to } => {
+            let to = to
+                .as_deref()
+                .map(|t| {
+                    t.trim_start_matches("db-")
+                        .parse::<u32>()
+                        .map_err(|_| anyhow::anyhow!("--to {t}: a server such as db-1 or 1"))
+                })
+                .transpose()?;
+            println!("{}", hapress_local::switchover(&state.state_dir, to)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Router { config } => {
             let c = hapress_router::config::Config::load(config).map_err(anyhow::Error::msg)?;
             hapress_router::server::run_blocking(c).map_err(anyhow::Error::msg)?;

@@ -105,6 +105,8 @@ fn extra_router(c: &Cluster, n: u32) -> (Child, String) {
                 format!("listen: \"{}\"", dir.join("router.sock").display())
             } else if l.starts_with("statusListen:") {
                 format!("statusListen: \"{status}\"")
+            } else if l.starts_with("alsoListen:") {
+                "alsoListen: []".to_string()
             } else {
                 l.to_string()
             }
@@ -212,6 +214,53 @@ fn three_routers_one_acts_and_each_failure_is_promoted_once() {
     let _ = r2.kill();
     let _ = r1.wait();
     let _ = r2.wait();
+}
+
+#[test]
+fn switchover_moves_the_primary_and_says_what_it_did() {
+    let (c, _) = Cluster::up(&spec("switch"));
+    let st = |c: &Cluster| {
+        c.status()["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["role"] == "primary")
+            .map(|x| x["name"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let before = st(&c);
+    let to = if before == "db-2" { "db-1" } else { "db-2" };
+    let out = run(&["switchover", "--state-dir", &c.state_dir(), "--to", to]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("(was 127.0.0.1:") && text(&out).contains("held"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || st(&c) == to).is_some(),
+        "{to} did not become the primary: {}",
+        c.status()
+    );
+    // The old primary replicates from the new one; writes go there.
+    let old: u32 = before.trim_start_matches("db-").parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            c.sql(old, "SELECT @@read_only") == "1"
+                && c.sql(old, "SHOW SLAVE STATUS").contains("Yes\tYes")
+        })
+        .is_some(),
+        "{}",
+        c.sql(old, "SHOW SLAVE STATUS")
+    );
+    // A server that is no replica of the primary is refused with the reason.
+    let out = run(&["switchover", "--state-dir", &c.state_dir(), "--to", "db-7"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is not a running replica"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -401,3 +401,37 @@ pub fn status(state_dir: &Path, json: bool) -> Result<String> {
     }
     Ok(render_table(&st))
 }
+
+/// `hapress switchover`: asks the cluster's SQL router for a planned switchover to server `to`
+/// (else the most advanced replica); what it did.
+pub fn switchover(state_dir: &Path, to: Option<u32>) -> Result<String> {
+    let layout = Layout::new(state_dir).context(|| "resolving the state directory".into())?;
+    if !supervisor_running(&layout) {
+        return Err(Error::StateDir {
+            dir: layout.root.clone(),
+            message: "has no running cluster; start it with `hapress up`".into(),
+        });
+    }
+    let path = match to {
+        Some(i) => format!("/switchover?to={i}"),
+        None => "/switchover".into(),
+    };
+    let answer =
+        crate::status::router_request(&layout, "POST", &path, std::time::Duration::from_secs(60))
+            .ok_or_else(|| Error::Step {
+            step: "switchover".into(),
+            message: format!(
+                "the SQL router did not answer on {} (is spec.router.enabled false?)",
+                layout.router_status_socket().display()
+            ),
+        })?;
+    let message = answer["message"].as_str().unwrap_or("").to_string();
+    if answer["ok"] == true {
+        Ok(message)
+    } else {
+        Err(Error::Step {
+            step: "switchover".into(),
+            message,
+        })
+    }
+}

@@ -33,5 +33,5 @@ pub mod startup;
 pub mod state;
 pub mod status;
 
-pub use commands::{down, status, up, UpOptions};
+pub use commands::{down, status, switchover, up, UpOptions};
 pub use error::{Error, Result};

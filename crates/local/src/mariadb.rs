@@ -39,10 +39,7 @@ pub fn init_datadir(tools: &Tools, layout: &Layout, i: u32) -> Result<bool> {
     if tmp.exists() {
         fs::remove_dir_all(&tmp).context(|| format!("removing unfinished {}", tmp.display()))?;
     }
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map_or_else(|| "root".into(), |u| u.name);
+    let user = os_user();
     let log = layout.log(&format!("db-{i}-install.log"));
     let out = fs::OpenOptions::new()
         .create(true)
@@ -72,6 +69,14 @@ pub fn init_datadir(tools: &Tools, layout: &Layout, i: u32) -> Result<bool> {
     }
     fs::rename(&tmp, &data).context(|| format!("moving {} into place", tmp.display()))?;
     Ok(true)
+}
+
+/// The OS user hapress runs as: MariaDB's socket login (`unix_socket`) knows it by that name.
+pub fn os_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| "root".into(), |u| u.name)
 }
 
 /// Waits until server `i` answers, or fails naming its error log.
@@ -118,10 +123,7 @@ pub fn sql(tools: &Tools, socket: &Path, statements: &str) -> Result<Vec<Vec<Str
 }
 
 fn sql_raw(tools: &Tools, socket: &Path, flags: &[&str], statements: &str) -> Result<String> {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map_or_else(|| "root".into(), |u| u.name);
+    let user = os_user();
     let mut child = Command::new(&tools.mariadb)
         .arg("--no-defaults")
         .arg(format!("--socket={}", socket.display()))

@@ -50,10 +50,7 @@ pub fn clone_into(
             .open(&log)
             .context(|| format!("opening {}", log.display()))
     };
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map_or_else(|| "root".into(), |u| u.name);
+    let user = crate::mariadb::os_user();
     // The backup streams from the source's socket (the OS user's socket login: no password
     // anywhere) straight into the new directory.
     let mut backup = Command::new(&tools.mariadb_backup)

@@ -45,7 +45,7 @@ pub struct Runtime {
     events: VecDeque<Event>,
     pub(crate) stop: Arc<AtomicBool>,
     phase: &'static str,
-    /// When each database server was last rebuilt (one attempt a minute at most).
+    /// When a rebuild of each database server last failed (the next attempt waits a minute).
     rebuilt_at: std::collections::HashMap<u32, Instant>,
     /// Held for the supervisor's lifetime: one supervisor per state directory.
     _lock: Flock<File>,
@@ -337,17 +337,22 @@ impl Runtime {
         if let Err(e) = self.state.save(&self.layout) {
             self.event("supervisor", format!("recording the new primary: {e}"));
         }
-        // The old primary is killed (when it was not restarted already): it restarts
-        // read-only, as a replica, and crash recovery truncates the transactions no replica
-        // acknowledged, which a hung one may hold (they were never acknowledged to a client).
-        // Resumed or fenced instead, it would keep them as errant transactions and need a
-        // rebuild.
+        // The old primary is killed when it hangs or is writable: it restarts read-only, as a
+        // replica, and crash recovery truncates the transactions no replica acknowledged,
+        // which a hung one may hold (they were never acknowledged to a client). Resumed or
+        // fenced instead, it would keep them as errant transactions and need a rebuild. One
+        // that already restarted (read-only) is left alone: the manager is re-pointing it, and
+        // a kill in the middle of that can leave its replication configuration half-written.
+        let socket = self.layout.db_socket(old);
+        let writable_or_hung = !mariadb::answers(&socket)
+            || mariadb::sql(&self.tools, &socket, "SELECT @@read_only;")
+                .is_ok_and(|r| r.first().and_then(|r| r.first()).is_some_and(|v| v == "0"));
         if let Some(d) = self.dbs.get_mut(old as usize) {
-            if d.is_running() {
+            if d.is_running() && writable_or_hung {
                 d.kill();
                 self.event(
                     &crate::layout::db_name(old),
-                    "the old primary was killed: it restarts read-only and rejoins as a replica"
+                    "the old primary was killed (hung or writable): it restarts read-only and rejoins as a replica"
                         .into(),
                 );
             }
@@ -356,7 +361,7 @@ impl Runtime {
     }
 
     /// Rebuilds a database server the router reports as diverged, or whose data directory is
-    /// gone, from a copy of a healthy one (at most once a minute per server).
+    /// gone, from a copy of a healthy one (a minute after a failed attempt).
     fn rebuild_if_needed(&mut self, st: &serde_json::Value) {
         let backends = st["backends"].as_array().cloned().unwrap_or_default();
         let n = self.cluster.spec.database.instances;
@@ -406,7 +411,12 @@ impl Runtime {
                 ),
             );
             self.write_status();
-            match self.rebuild(i, source, primary) {
+            let done = self.rebuild(i, source, primary);
+            if done.is_ok() {
+                // Only failures wait a minute before the next attempt.
+                self.rebuilt_at.remove(&i);
+            }
+            match done {
                 Ok(Some(aside)) => self.event(
                     &name,
                     format!(

@@ -235,12 +235,27 @@ pub fn render_table(st: &ClusterStatus) -> String {
 
 /// The SQL router's own view (`/status` on its HTTP unix socket), if it answers within 500 ms.
 pub fn router_status(layout: &crate::layout::Layout) -> Option<serde_json::Value> {
+    router_request(
+        layout,
+        "GET",
+        "/status",
+        std::time::Duration::from_millis(500),
+    )
+}
+
+/// One request to the SQL router's HTTP unix socket; its JSON answer, if any within `timeout`.
+pub fn router_request(
+    layout: &crate::layout::Layout,
+    method: &str,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Option<serde_json::Value> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(layout.router_status_socket()).ok()?;
-    let t = Some(std::time::Duration::from_millis(500));
-    s.set_read_timeout(t).ok()?;
-    s.set_write_timeout(t).ok()?;
-    s.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    s.write_all(format!("{method} {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let body = resp.split("\r\n\r\n").nth(1)?;

@@ -229,15 +229,41 @@ async fn status_reply(mut s: Box<dyn Stream>, topo: Arc<Topology>) {
         Ok(Ok(n)) => n,
         _ => return,
     };
-    let req = String::from_utf8_lossy(&buf[..n]);
-    let path = req.split_whitespace().nth(1).unwrap_or("/");
-    let (code, ctype, body) = match path {
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&topo)),
-        "/status" => ("200 OK", "application/json", topo.snapshot().to_string()),
+    let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let mut words = req.split_whitespace();
+    let method = words.next().unwrap_or("GET");
+    let path = words.next().unwrap_or("/");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let (code, ctype, body) = match (method, path) {
+        (_, "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics(&topo)),
+        (_, "/status") => ("200 OK", "application/json", topo.snapshot().to_string()),
+        ("POST", "/switchover") => {
+            let to = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("to="))
+                .map(|t| {
+                    t.parse::<usize>()
+                        .map_err(|_| format!("to={t}: a server index"))
+                });
+            let outcome = match to {
+                Some(Err(e)) => Err(e),
+                Some(Ok(t)) => topo.switchover(Some(t)).await,
+                None => topo.switchover(None).await,
+            };
+            let (code, ok, message) = match outcome {
+                Ok(m) => ("200 OK", true, m),
+                Err(m) => ("409 Conflict", false, m),
+            };
+            (
+                code,
+                "application/json",
+                serde_json::json!({ "ok": ok, "message": message }).to_string(),
+            )
+        }
         _ => (
             "404 Not Found",
             "text/plain",
-            "try /metrics or /status\n".to_string(),
+            "try GET /metrics, GET /status or POST /switchover[?to=N]\n".to_string(),
         ),
     };
     let resp = format!(

@@ -739,9 +739,16 @@ impl Session {
                 }
                 _ => readdressed,
             };
-            if target == Target::Primary && self.primary_moved() {
-                // Never send to a server that stopped being the primary: close, so the client
-                // reconnects (to the new primary) and re-runs what it had not sent.
+            // Counted from before the check of a planned switchover's hold until the answer,
+            // so the switchover fences the old primary only once nothing is on its way there.
+            let _in_flight = (target == Target::Primary).then(|| self.topo.to_primary());
+            if target == Target::Primary {
+                self.topo.hold_passed().await;
+            }
+            if target == Target::Primary && self.primary_moved() && !self.move_to_primary().await {
+                // Never send to a server that stopped being the primary: a session that cannot
+                // move (a transaction, temporary tables, prepared statements...) is closed, so
+                // the client reconnects (to the new primary) and re-runs what it had not sent.
                 return Err(SessionEnd(
                     "the primary changed; closing the session".into(),
                 ));
@@ -1297,6 +1304,59 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Moves a session whose primary was replaced to the new one, between statements: a new
+    /// login there as the same user, into the same database, with the same replayed session
+    /// state (as a replica connection is set up). Only a session with nothing else on the old
+    /// connection (no transaction, no pinned state, no prepared statements) and a credential
+    /// the router can log in with moves; false: it could not.
+    async fn move_to_primary(&mut self) -> bool {
+        let Some(new) = self.topo.primary() else {
+            return false;
+        };
+        if self.view.pinned || self.view.in_transaction || !self.prepared.is_empty() {
+            return false;
+        }
+        let Some(cred) = self.credential.clone() else {
+            return false;
+        };
+        let backend = &self.topo.backends[new];
+        let pool = backend.pool.clone();
+        let timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        let Ok(permit) = pool
+            .permit(Duration::from_millis(self.config.pool_wait_ms))
+            .await
+        else {
+            return false;
+        };
+        pool.opened.fetch_add(1, Ordering::Relaxed);
+        let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);
+        tpl.database.clone_from(&self.db);
+        let opened = async {
+            let mut conn = Conn::connect(&backend.addr, timeout).await.ok()?;
+            let g = login(&mut conn, &self.hello.user, &cred, &tpl).await.ok()?;
+            let mut l = Lease::new(conn, g, permit, &pool);
+            l.key = Some(Key::new(&tpl, &l.greeting));
+            let setup: Vec<Vec<u8>> = self
+                .replay
+                .iter()
+                .map(|stmt| [&[cmd::QUERY][..], stmt].concat())
+                .collect();
+            all_ok(&mut l.conn, &setup).await.ok()?.then_some(l)
+        };
+        let Ok(Some(lease)) = tokio::time::timeout(timeout, opened).await else {
+            backend.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let old = std::mem::replace(&mut self.primary, Backend { idx: new, lease });
+        self.topo.backends[old.idx]
+            .counters
+            .sessions
+            .fetch_sub(1, Ordering::Relaxed);
+        backend.counters.sessions.fetch_add(1, Ordering::Relaxed);
+        pool::close(old.lease);
+        true
     }
 
     /// Opens (or keeps) a replica connection in the session's state (database, replayed

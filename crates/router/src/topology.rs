@@ -17,6 +17,8 @@ use hapress_topology::decide::{self, Io, ReplicaSeen, ServerSeen};
 use hapress_topology::gtid::{gtid_covers, parse_gtids};
 use hapress_topology::ManagerStatus;
 
+use crate::failover::SwitchoverRequest;
+
 /// One backend's last probe.
 #[derive(Debug, Clone, Default)]
 pub struct Probe {
@@ -160,7 +162,26 @@ pub struct Topology {
     manager: Mutex<ManagerStatus>,
     /// The elected primary, for sessions that wait on a server that may be replaced.
     elected: tokio::sync::watch::Sender<Option<usize>>,
+    /// A planned switchover holds statements for the primary while the roles change.
+    hold: tokio::sync::watch::Sender<bool>,
+    /// Statements past the hold and not yet answered by the primary.
+    in_flight: Arc<AtomicUsize>,
+    /// Planned switchovers asked for, to the manager (which takes the receiver).
+    switchovers: tokio::sync::mpsc::Sender<SwitchoverRequest>,
+    switchover_rx: Mutex<Option<tokio::sync::mpsc::Receiver<SwitchoverRequest>>>,
 }
+
+/// One statement on its way to the primary ([`Topology::to_primary`]); counted until dropped.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The longest a statement waits for a planned switchover.
+pub const HOLD_MAX: Duration = Duration::from_secs(10);
 
 /// A statement running on a replica: where, and how to log in there as its session's user to
 /// kill it.
@@ -177,6 +198,7 @@ pub struct OnReplica {
 impl Topology {
     /// State for `config`'s backends, nothing probed yet.
     pub fn new(config: &Config) -> Self {
+        let switchovers = tokio::sync::mpsc::channel(4);
         Self {
             backends: config
                 .backends
@@ -205,6 +227,10 @@ impl Topology {
             on_replica: Mutex::new(HashMap::new()),
             manager: Mutex::new(ManagerStatus::default()),
             elected: tokio::sync::watch::channel(None).0,
+            hold: tokio::sync::watch::channel(false).0,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            switchovers: switchovers.0,
+            switchover_rx: Mutex::new(Some(switchovers.1)),
         }
     }
 
@@ -310,6 +336,57 @@ impl Topology {
         *self.primary.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
         *self.former.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
         self.elected.send_replace(Some(p));
+    }
+
+    /// Asks this router's manager for a planned switchover to `to`; its outcome.
+    pub async fn switchover(&self, to: Option<usize>) -> Result<String, String> {
+        if !self.manager_status().enabled {
+            return Err("failover is not configured on this router".into());
+        }
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.switchovers
+            .send(SwitchoverRequest { to, reply })
+            .await
+            .map_err(|_| "the failover manager is not running".to_string())?;
+        outcome
+            .await
+            .map_err(|_| "the failover manager dropped the request".to_string())?
+    }
+
+    /// The receiver of switchover requests (the manager takes it once).
+    pub fn take_switchovers(&self) -> Option<tokio::sync::mpsc::Receiver<SwitchoverRequest>> {
+        self.switchover_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Counts a statement on its way to the primary (before [`Topology::hold_passed`]).
+    pub fn to_primary(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Statements on their way to the primary.
+    pub fn primary_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Holds (`true`) or releases statements for the primary.
+    pub fn hold_writes(&self, hold: bool) {
+        self.hold.send_replace(hold);
+    }
+
+    /// Waits while a planned switchover holds statements for the primary (at most
+    /// [`HOLD_MAX`]). A statement that waits is not counted in flight meanwhile.
+    pub async fn hold_passed(&self) {
+        let mut rx = self.hold.subscribe();
+        if !*rx.borrow_and_update() {
+            return;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let _ = tokio::time::timeout(HOLD_MAX, rx.wait_for(|held| !held)).await;
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Resolves once another server than `idx` is elected primary (never for `None`).

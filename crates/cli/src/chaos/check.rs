@@ -47,10 +47,17 @@ pub struct RoundResult {
     pub problem: Option<String>,
 }
 
+/// A fault's name as the table shows it.
+fn fault_name(f: Fault) -> String {
+    format!("{f:?}").to_lowercase()
+}
+
 impl RoundResult {
-    /// Nothing lost, run twice or diverged, and the cluster recovered.
+    /// Nothing lost, run twice or diverged, and the cluster recovered; a planned switchover
+    /// also fails no statement.
     pub fn clean(&self) -> bool {
-        self.lost == 0
+        (self.fault != "switchover" || self.write_errors == 0)
+            && self.lost == 0
             && self.duplicated == 0
             && self.diverged == 0
             && self.recovered_ms.is_some()
@@ -62,7 +69,7 @@ impl RoundResult {
         let ms =
             |v: Option<u64>| v.map_or("timeout".into(), |v| format!("{:.2}s", v as f64 / 1000.0));
         let mut s = format!(
-            "{:>5}  {:<5}  {:<4} -> {:<4}  {:>6}  {:>4}  {:>10}  {:>7}  {:>11}  {:>9}  {:>6.1}%",
+            "{:>5}  {:<10}  {:<4} -> {:<4}  {:>6}  {:>4}  {:>10}  {:>8}  {:>11}  {:>9}  {:>6.1}%  {:>6}",
             self.round,
             self.fault,
             self.from,
@@ -78,6 +85,7 @@ impl RoundResult {
             } else {
                 100.0 * self.reads_ok as f64 / self.reads as f64
             },
+            self.write_errors,
         );
         if let Some(p) = &self.problem {
             let _ = write!(s, "  !! {p}");
@@ -88,7 +96,7 @@ impl RoundResult {
 
 /// The table's header.
 pub const HEADER: &str =
-    "round  fault  primary       acked  lost  duplicated  diverged  unavailable  recovered  reads ok";
+    "round  fault       primary       acked  lost  duplicated  diverged  unavailable  recovered  reads ok  failed";
 
 /// Medians and worst cases over all rounds.
 pub fn summary(results: &[RoundResult]) -> String {
@@ -131,7 +139,7 @@ pub async fn round(
 ) -> anyhow::Result<RoundResult> {
     let mut r = RoundResult {
         round,
-        fault: format!("{fault:?}").to_lowercase(),
+        fault: fault_name(fault),
         from: db_name(old),
         to: new.map_or("none".into(), db_name),
         acked: seen.acked.len(),
@@ -159,7 +167,10 @@ pub async fn round(
     };
     match compare(layout, target, round, p).await {
         Ok((rows, diverged)) => {
-            r.diverged = diverged;
+            r.diverged = diverged.len();
+            if !diverged.is_empty() && r.problem.is_none() {
+                r.problem = Some(diverged.join("; "));
+            }
             r.duplicated = rows.values().filter(|n| **n > 1).count();
             let present: HashSet<(u32, u64)> = rows.keys().copied().collect();
             r.lost = seen
@@ -173,19 +184,19 @@ pub async fn round(
     Ok(r)
 }
 
-/// The primary's rows of the round (`(writer, seq)` -> copies), and how many other servers
-/// differ from it once they applied all it has.
+/// The primary's rows of the round (`(writer, seq)` -> copies), and the other servers that
+/// differ from it once they applied all it has (with how).
 async fn compare(
     layout: &Layout,
     target: &Arc<Target>,
     round: u32,
     p: u32,
-) -> Result<(BTreeMap<(u32, u64), u64>, usize), String> {
+) -> Result<(BTreeMap<(u32, u64), u64>, Vec<String>), String> {
     let socket = |i: u32| layout.db_socket(i).display().to_string();
     let mut pc = target.connect(&socket(p)).await?;
     let pos = value(&mut pc, "SELECT @@gtid_current_pos AS v").await?;
     let rows = rows_of(&mut pc, round).await?;
-    let mut diverged = 0;
+    let mut diverged = Vec::new();
     let n = (0..).take_while(|&i| layout.db_config(i).exists()).count() as u32;
     for i in (0..n).filter(|&i| i != p) {
         let same = async {
@@ -200,11 +211,29 @@ async fn compare(
             .await?;
             let theirs = value(&mut c, "SELECT @@gtid_current_pos AS v").await?;
             let their_rows = rows_of(&mut c, round).await?;
-            Ok::<bool, String>(waited == "0" && theirs == pos && their_rows == rows)
+            let mut how = Vec::new();
+            if waited != "0" {
+                how.push(format!(
+                    "did not reach the primary's {pos} within {CATCH_UP:?}"
+                ));
+            }
+            if theirs != pos {
+                how.push(format!("is at {theirs}"));
+            }
+            if their_rows != rows {
+                how.push(format!(
+                    "has {} rows of the round, the primary {}",
+                    their_rows.len(),
+                    rows.len()
+                ));
+            }
+            Ok::<Vec<String>, String>(how)
         }
         .await;
-        if !same.unwrap_or(false) {
-            diverged += 1;
+        match same {
+            Ok(how) if how.is_empty() => {}
+            Ok(how) => diverged.push(format!("{} {}", db_name(i), how.join(", "))),
+            Err(e) => diverged.push(format!("{}: {e}", db_name(i))),
         }
     }
     Ok((rows, diverged))

@@ -35,6 +35,8 @@ pub enum Fault {
     /// The primary killed and its data directory deleted: after the failover it is rebuilt
     /// from a copy of a healthy server.
     Wipe,
+    /// A planned switchover (`hapress switchover`) under the writers: no statement may fail.
+    Switchover,
     /// Each of the above in turn.
     All,
 }
@@ -220,6 +222,24 @@ async fn inject(
         Fault::Kill | Fault::Load | Fault::All => {
             signal(pid, Signal::SIGKILL)?;
             Ok(Instant::now())
+        }
+        Fault::Switchover => {
+            let at = Instant::now();
+            let layout = layout.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                hapress_local::status::router_request(
+                    &layout,
+                    "POST",
+                    "/switchover",
+                    Duration::from_secs(60),
+                )
+            })
+            .await?;
+            match answer {
+                Some(a) if a["ok"] == true => Ok(at),
+                Some(a) => bail!("the switchover failed: {}", a["message"]),
+                None => bail!("the router did not answer the switchover"),
+            }
         }
         Fault::Wipe => {
             signal(pid, Signal::SIGKILL)?;

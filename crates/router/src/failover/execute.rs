@@ -35,17 +35,7 @@ pub struct Cluster {
 /// acknowledgement; what they wrote stays in this server's binary log only and makes it a
 /// diverged server to rebuild).
 pub async fn fence(c: &mut Conn, k: &Cluster) -> Result<(), String> {
-    let waiting = run(
-        c,
-        "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for semi-sync ACK%'",
-        k.timeout,
-    )
-    .await?;
-    for i in 0..waiting.rows.len() {
-        if let Some(id) = waiting.get(i, "id") {
-            let _ = run(c, &format!("KILL CONNECTION {id}"), k.timeout).await;
-        }
-    }
+    kill_threads(c, k, "STATE LIKE 'Waiting for semi-sync ACK%'").await?;
     run(c, "SET GLOBAL read_only = ON", k.timeout).await?;
     run(
         c,
@@ -61,16 +51,21 @@ pub async fn fence(c: &mut Conn, k: &Cluster) -> Result<(), String> {
 /// thread every 2 s until it notices (measured: 2.0 s), and under write load it was seen
 /// waiting longer still.
 pub async fn kill_io(c: &mut Conn, k: &Cluster) -> Result<(), String> {
-    let io = run(
+    kill_threads(c, k, "COMMAND = 'Slave_IO'").await
+}
+
+/// `KILL CONNECTION` of every thread of the server that matches `filter` (a condition on
+/// `information_schema.PROCESSLIST`); one that ended meanwhile is no error.
+async fn kill_threads(c: &mut Conn, k: &Cluster, filter: &str) -> Result<(), String> {
+    let found = run(
         c,
-        "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'",
+        &format!("SELECT ID AS id FROM information_schema.PROCESSLIST WHERE {filter}"),
         k.timeout,
     )
     .await?;
-    for i in 0..io.rows.len() {
-        if let Some(id) = io.get(i, "id") {
-            // It may have ended meanwhile.
-            let _ = run(c, &format!("KILL {id}"), k.timeout).await;
+    for i in 0..found.rows.len() {
+        if let Some(id) = found.get(i, "id") {
+            let _ = run(c, &format!("KILL CONNECTION {id}"), k.timeout).await;
         }
     }
     Ok(())
@@ -161,7 +156,16 @@ pub async fn rejoin(c: &mut Conn, k: &Cluster, primary: &str) -> Result<(), Stri
         quote(&k.replication_password),
         k.heartbeat.as_secs_f64()
     );
-    run(c, &change, k.timeout).await?;
+    if let Err(e) = run(c, &change, k.timeout).await {
+        // 1201: a replication configuration file left half-written by a kill; dropping the
+        // configuration and the relay logs (the position is kept in mysql.gtid_slave_pos)
+        // repairs it.
+        if !e.contains(": 1201 ") {
+            return Err(e);
+        }
+        run(c, "RESET SLAVE ALL", k.timeout).await?;
+        run(c, &change, k.timeout).await?;
+    }
     run(c, "START SLAVE", k.timeout).await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ use rand::Rng;
 use crate::config::{Config, FailoverConfig};
 use crate::conn::Conn;
 use crate::failover::execute::{self, Cluster};
+use crate::failover::SwitchoverRequest;
 use crate::probe::{connect_monitor, run};
 use crate::topology::Topology;
 
@@ -46,6 +47,8 @@ pub struct Manager {
     last_rejoin: HashMap<usize, Instant>,
     /// When this manager last promoted a server.
     promoted_at: Option<Instant>,
+    /// Planned switchovers asked for over `/switchover`.
+    requests: Option<tokio::sync::mpsc::Receiver<SwitchoverRequest>>,
 }
 
 impl Manager {
@@ -57,6 +60,7 @@ impl Manager {
         monitor_password: Vec<u8>,
     ) -> Result<Self, String> {
         let n = topo.backends.len();
+        let topo_for_requests = topo.clone();
         let cluster = Cluster {
             addresses: topo
                 .backends
@@ -84,16 +88,125 @@ impl Manager {
             quiet_until: None,
             last_rejoin: HashMap::new(),
             promoted_at: None,
+            requests: topo_for_requests.take_switchovers(),
         })
     }
 
     /// Runs forever.
     pub async fn run(mut self) {
         let interval = Duration::from_millis(self.config.probe_interval_ms);
+        let mut requests = self.requests.take();
         loop {
             self.tick().await;
-            tokio::time::sleep(interval).await;
+            let request = async {
+                match requests.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                Some(r) = request => {
+                    let outcome = if decide::leadership(&self.locks) == Leadership::Leader {
+                        self.switchover(r.to).await
+                    } else {
+                        Err("this router does not act for the cluster now (another router holds the locks): ask that one".into())
+                    };
+                    let _ = r.reply.send(outcome);
+                }
+            }
         }
+    }
+
+    /// A planned switchover to `to` (else the most advanced replica that follows the primary):
+    /// statements for the primary are held, those on their way finish, the primary is made
+    /// read-only, the new one applies all it has and is promoted, the held statements go there
+    /// (sessions move to it between statements), and everyone else follows it.
+    async fn switchover(&mut self, to: Option<usize>) -> Result<String, String> {
+        let Some(p) = self.topo.primary() else {
+            return Err("there is no primary to switch from".into());
+        };
+        let seen = self.topo.observations(Instant::now());
+        let fit = |i: usize| {
+            i != p
+                && i < seen.len()
+                && seen[i].reachable
+                && seen[i].replica.as_ref().is_some_and(|r| {
+                    r.master == Some(p) && r.io == decide::Io::Running && r.sql_running
+                })
+        };
+        let target = match to {
+            Some(t) if fit(t) => t,
+            Some(t) => {
+                return Err(format!(
+                    "server {t} is not a running replica of the primary ({})",
+                    self.name(p)
+                ))
+            }
+            None => {
+                let positions: Vec<(usize, String)> = (0..seen.len())
+                    .filter(|&i| fit(i))
+                    .map(|i| (i, seen[i].gtid.clone()))
+                    .collect();
+                execute::choose(&positions, None).ok_or("no running replica to switch to")?
+            }
+        };
+        let started = Instant::now();
+        let k = self.cluster.clone();
+        log(format!(
+            "switchover: {} -> {}: holding statements for the primary",
+            self.name(p),
+            self.name(target)
+        ));
+        self.topo.hold_writes(true);
+        let drained = Instant::now() + Duration::from_secs(5);
+        while self.topo.primary_in_flight() > 0 && Instant::now() < drained {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let outcome = async {
+            let c = self.conn(p).await?;
+            run(c, "SET GLOBAL read_only = ON", k.timeout).await?;
+            let pos = run(c, "SELECT @@gtid_binlog_pos AS p", k.timeout).await?;
+            let pos = pos.get(0, "p").unwrap_or("").to_string();
+            let c = self.conn(target).await?;
+            let wait = format!(
+                "SELECT MASTER_GTID_WAIT({}, {}) AS w",
+                execute::quote(&pos),
+                execute::RELAY_APPLY.as_secs()
+            );
+            let waited = run(c, &wait, execute::RELAY_APPLY + k.timeout).await?;
+            if waited.get(0, "w") != Some("0") {
+                return Err(format!("{} did not reach {pos}", self.name(target)));
+            }
+            execute::promote(c, &k).await
+        }
+        .await;
+        if let Err(e) = outcome {
+            // Back as it was: the old primary takes writes again.
+            if let Ok(c) = self.conn(p).await {
+                let _ = run(c, "SET GLOBAL read_only = OFF", k.timeout).await;
+            }
+            self.topo.hold_writes(false);
+            self.counted(false);
+            log(format!(
+                "switchover: failed, {} stays the primary: {e}",
+                self.name(p)
+            ));
+            return Err(e);
+        }
+        self.topo.set_primary(target);
+        self.promoted_at = Some(Instant::now());
+        self.topo.hold_writes(false);
+        let took_ms = execute::ms_since(started);
+        let message = format!(
+            "{} is the primary (was {}); statements for the primary were held {took_ms} ms",
+            self.name(target),
+            self.name(p)
+        );
+        log(format!("switchover: {message}"));
+        self.record(Some(p), target, "planned switchover", took_ms, 0);
+        self.follow(target, &seen, &[p]).await;
+        Ok(message)
     }
 
     async fn tick(&mut self) {
@@ -414,11 +527,25 @@ impl Manager {
                 .collect::<Vec<_>>()
                 .join(" ")
         ));
+        self.record(from, winner, reason, took_ms, detected_ms);
+        self.follow(winner, seen, candidates).await;
+    }
+
+    /// Records a promotion in the status.
+    fn record(
+        &mut self,
+        from: Option<usize>,
+        to: usize,
+        reason: &str,
+        took_ms: u64,
+        detected_ms: u64,
+    ) {
+        let (from, to) = (from.map(|f| self.name(f)), self.name(to));
         self.topo.update_manager(|m| {
             m.failovers.push(FailoverRecord {
                 at: hapress_topology::now_unix(),
-                from: from_name.clone(),
-                to: to.clone(),
+                from,
+                to,
                 reason: reason.into(),
                 took_ms,
                 detected_ms,
@@ -429,13 +556,17 @@ impl Manager {
             }
         });
         self.counted(true);
-        // Every other server that answers follows the new primary now, all at once (a write
-        // waits for one of them to acknowledge it); the new primary forgets its old
-        // configuration meanwhile. The rest follow when they come back: the plan re-points
-        // them.
+    }
+
+    /// Every other server that answers (or is in `also`) follows the new primary `winner`,
+    /// all at once (a write waits for one of them to acknowledge it); the new primary forgets
+    /// its old configuration meanwhile. The rest follow when they come back: the plan
+    /// re-points them.
+    async fn follow(&mut self, winner: usize, seen: &[ServerSeen], also: &[usize]) {
+        let to = self.name(winner);
         let mut work = tokio::task::JoinSet::new();
         for (i, sv) in seen.iter().enumerate() {
-            if i == winner || !(sv.reachable || candidates.contains(&i)) {
+            if i == winner || !(sv.reachable || also.contains(&i)) {
                 continue;
             }
             self.last_rejoin.insert(i, Instant::now());
@@ -462,10 +593,10 @@ impl Manager {
             match done {
                 Ok(Ok((i, what))) => log(format!("{}: {what}", self.name(i))),
                 Ok(Err(e)) => {
-                    log(format!("after the failover: {e}"));
+                    log(format!("after the promotion: {e}"));
                     self.counted(false);
                 }
-                Err(e) => log(format!("after the failover: {e}")),
+                Err(e) => log(format!("after the promotion: {e}")),
             }
         }
     }

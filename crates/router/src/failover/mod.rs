@@ -14,3 +14,13 @@
 
 pub mod execute;
 pub mod manager;
+
+/// A planned switchover asked for over `POST /switchover`: to which server (`None`: the most
+/// advanced replica), and where the outcome goes.
+#[derive(Debug)]
+pub struct SwitchoverRequest {
+    /// The server to promote.
+    pub to: Option<usize>,
+    /// What happened, for the caller.
+    pub reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+}
