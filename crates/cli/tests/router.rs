@@ -182,8 +182,10 @@ fn piped(port: u16, password: &str, script: &str) -> (bool, String, String) {
 
 #[test]
 fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
-    // max_allowed_packet 64M: room for packets over 16 MB (split packets) below.
-    let (c, _) = Cluster::up("apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: rt}\nspec:\n  web: {replicas: 1}\n  database:\n    config: {max_allowed_packet: 64M}\n");
+    // max_allowed_packet 64M: room for packets over 16 MB (split packets) below. The stack's
+    // own failover manager is off: this test moves the primary by hand and checks that a
+    // router without a manager follows it (tests/failover.rs covers the manager).
+    let (c, _) = Cluster::up("apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: rt}\nspec:\n  web: {replicas: 1}\n  database:\n    config: {max_allowed_packet: 64M}\n    failover: {enabled: false}\n");
     let r = start_router(&c, 3600);
     let pw = wp_password(&c);
 
@@ -863,15 +865,25 @@ echo implode(',', $out), "\n";"#,
         r.status()
     );
 
-    // A session opened before the failover: it will try to write afterwards.
+    // Three sessions opened before the failover, which write afterwards: one idle between
+    // statements (with replayable state: a time zone), one holding a user variable, one inside
+    // a transaction.
     let go = c.dir.path().join("go");
     let old_session = format!(
         r#"mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
-$m = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
-$m->query("SELECT 1");
+function session() {{ return new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port}); }}
+$m = session();
+$m->query("SET time_zone = '+05:00'");
+$v = session();
+$v->query("SET @who = 'old variable'");
+$t = session();
+$t->query("BEGIN");
+$t->query("SELECT COUNT(*) FROM ryw")->fetch_all();
 while (!file_exists('{go}')) {{ usleep(50000); }}
-try {{ $m->query("INSERT INTO ryw (v) VALUES ('old session')"); echo "written"; }}
-catch (mysqli_sql_exception $e) {{ echo $e->getCode(); }}"#,
+foreach ([[$m, "CONCAT('old session ', @@time_zone)"], [$v, "@who"], [$t, "'old transaction'"]] as [$s, $val]) {{
+    try {{ $s->query("INSERT INTO ryw (v) VALUES ($val)"); $s->query("COMMIT"); echo "written "; }}
+    catch (mysqli_sql_exception $e) {{ echo $e->getCode(), " "; }}
+}}"#,
         port = r.port,
         go = go.display()
     );
@@ -921,19 +933,27 @@ catch (mysqli_sql_exception $e) {{ echo $e->getCode(); }}"#,
         "1"
     );
 
-    // The old session's write is not sent to the ex-primary: its connection is closed and the
-    // client sees "server has gone away" (2006) and may reconnect; nothing was written.
+    // Nothing is sent to the ex-primary. The idle session moves to the new primary between
+    // statements with its replayed state (the time zone) and writes there once. The sessions
+    // with a user variable or inside a transaction cannot move (that state lived on db-0):
+    // their connections are closed, the client sees "server has gone away" (2006) and may
+    // reconnect; nothing of theirs is written.
     std::fs::write(&go, "").unwrap();
     let out = old.0.take().unwrap().wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2006");
-    for db in [0, 1] {
-        assert_eq!(
-            c.sql(
-                db,
-                "SELECT COUNT(*) FROM wordpress.ryw WHERE v = 'old session'"
-            ),
-            "0"
-        );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "written 2006 2006"
+    );
+    for (db, v, n) in [
+        (0, "old session +05:00", "0"),
+        (1, "old session +05:00", "1"),
+        (0, "old variable", "0"),
+        (1, "old variable", "0"),
+        (0, "old transaction", "0"),
+        (1, "old transaction", "0"),
+    ] {
+        let q = format!("SELECT COUNT(*) FROM wordpress.ryw WHERE v = '{v}'");
+        assert_eq!(c.sql(db, &q), n, "db-{db}: {v}");
     }
 }
 

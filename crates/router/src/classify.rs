@@ -45,6 +45,10 @@ pub struct Statement {
     pub hint_primary: bool,
     /// `SQL_CALC_FOUND_ROWS`: the next `FOUND_ROWS()` must run on the same server.
     pub calc_found_rows: bool,
+    /// Uses state of the connection it runs on that the router cannot carry to another
+    /// connection: user variables, named locks, `LAST_INSERT_ID()`, `CONNECTION_ID()`,
+    /// `LASTVAL()`. A session that ran one stays on its primary connection.
+    pub connection_state: bool,
 }
 
 /// The statement's code, lower-cased, with literals as `?`, comments dropped (executable ones
@@ -399,6 +403,7 @@ pub fn classify(sql: &[u8]) -> Statement {
         effect: Effect::None,
         hint_primary: sc.hint_primary,
         calc_found_rows: false,
+        connection_state: uses_connection_state(&sc.code),
     };
     if sc.multi {
         st.effect = Effect::Pin("multi-statement query");
@@ -437,6 +442,26 @@ pub fn classify(sql: &[u8]) -> Statement {
         _ => st.effect = Effect::Write,
     }
     st
+}
+
+/// Functions whose value or effect belongs to one connection.
+const CONNECTION_FUNCTIONS: &[&str] = &["get_lock", "last_insert_id", "connection_id", "lastval"];
+
+/// A user variable (`@v`, not `@@v`) or a call of a [`CONNECTION_FUNCTIONS`] member in `code`
+/// (literals already replaced, so an `@` in a string does not count).
+fn uses_connection_state(code: &str) -> bool {
+    let b = code.as_bytes();
+    let user_variable = (0..b.len()).any(|i| {
+        b[i] == b'@' && b.get(i + 1) != Some(&b'@') && (i == 0 || b[i - 1] != b'@')
+    });
+    user_variable
+        || CONNECTION_FUNCTIONS.iter().any(|f| {
+            code.match_indices(f).any(|(i, _)| {
+                let before = i.checked_sub(1).map(|j| b[j]);
+                let after = code[i + f.len()..].trim_start();
+                !before.is_some_and(is_ident) && after.starts_with('(')
+            })
+        })
 }
 
 /// `USE` takes the name verbatim (possibly back-quoted); read it from the original text.
@@ -634,6 +659,28 @@ mod tests {
         ];
         for (sql, want) in table {
             assert_eq!(classify(sql.as_bytes()).effect, *want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn connection_state() {
+        for (sql, want) in [
+            ("SET @who = 'x'", true),
+            ("SELECT 1 INTO @x", true),
+            ("INSERT INTO t VALUES (@x)", true),
+            ("SELECT @a := 1", true),
+            ("SELECT GET_LOCK('x', 1)", true),
+            ("DO get_lock ('x', 1)", true),
+            ("SELECT LAST_INSERT_ID()", true),
+            ("SELECT CONNECTION_ID()", true),
+            ("SELECT lastval(s)", true),
+            ("SELECT @@sql_mode", false),
+            ("SET @@session.time_zone = '+00:00'", false),
+            ("SELECT '@x', 'get_lock(1)'", false),
+            ("SELECT my_get_lock(1), last_insert_id_x FROM t", false),
+            ("INSERT INTO t VALUES (1)", false),
+        ] {
+            assert_eq!(classify(sql.as_bytes()).connection_state, want, "{sql}");
         }
     }
 

@@ -68,6 +68,10 @@ struct Session {
     /// The session's backend connections may be reset and pooled when it ends (false after
     /// `COM_CHANGE_USER` or `COM_SET_OPTION`, whose effects a reset may not undo).
     reusable: bool,
+    /// A statement used state of the primary connection that cannot be carried elsewhere
+    /// (user variables, named locks, `LAST_INSERT_ID()`): the session cannot move to a new
+    /// primary (see `Statement::connection_state`).
+    connection_state: bool,
     /// Binary-protocol prepared statements, by the id the client knows (the primary's).
     prepared: HashMap<u32, Prepared>,
     /// How the router logs in to another server as this session's user (to kill a statement
@@ -678,6 +682,7 @@ async fn handshake(
         last_gtid: None,
         replica_reached: None,
         reusable: !on_replica,
+        connection_state: false,
         prepared: HashMap::new(),
         login_elsewhere: None,
         relay: Vec::new(),
@@ -1172,6 +1177,7 @@ impl Session {
             }
             Some(cmd::RESET_CONNECTION) if ok => {
                 self.replay.clear();
+                self.connection_state = false;
                 self.release_replica(true);
                 self.prepared.clear();
             }
@@ -1213,6 +1219,9 @@ impl Session {
         let Some(st) = stmt else {
             return;
         };
+        if target == Target::Primary && st.connection_state {
+            self.connection_state = true;
+        }
         if !ok {
             return;
         }
@@ -1309,13 +1318,17 @@ impl Session {
     /// Moves a session whose primary was replaced to the new one, between statements: a new
     /// login there as the same user, into the same database, with the same replayed session
     /// state (as a replica connection is set up). Only a session with nothing else on the old
-    /// connection (no transaction, no pinned state, no prepared statements) and a credential
-    /// the router can log in with moves; false: it could not.
+    /// connection (no transaction, no pinned state, no prepared statements, no user variables
+    /// or named locks) and a credential the router can log in with moves; false: it could not.
     async fn move_to_primary(&mut self) -> bool {
         let Some(new) = self.topo.primary() else {
             return false;
         };
-        if self.view.pinned || self.view.in_transaction || !self.prepared.is_empty() {
+        if self.view.pinned
+            || self.view.in_transaction
+            || self.connection_state
+            || !self.prepared.is_empty()
+        {
             return false;
         }
         let Some(cred) = self.credential.clone() else {
