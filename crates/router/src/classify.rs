@@ -234,6 +234,8 @@ const PRIMARY_FUNCTIONS: &[&str] = &[
 struct SelectFlags {
     locking: bool,
     into: bool,
+    /// Advances or sets a sequence (`NEXTVAL()`, `SETVAL()`, `NEXT VALUE FOR`): a write.
+    sequence: bool,
     functions: bool,
     variables: bool,
     found_rows: bool,
@@ -272,6 +274,7 @@ fn select_flags(code: &str) -> SelectFlags {
                 .any(|p| p.strip_suffix('(') == Some(w))
         {
             f.functions = true;
+            f.sequence |= w == "nextval" || w == "setval";
         }
         // Both describe the session's previous statement, wherever it ran.
         if call && (w == "found_rows" || w == "row_count") {
@@ -288,7 +291,11 @@ fn select_flags(code: &str) -> SelectFlags {
         match (words[1], words[2], w) {
             (_, "for", "update" | "share") => f.locking = true,
             ("in", "share", "mode") => f.locking = true,
-            ("next" | "previous", "value", "for") => f.functions = true,
+            ("next", "value", "for") => {
+                f.functions = true;
+                f.sequence = true;
+            }
+            ("previous", "value", "for") => f.functions = true,
             (_, _, "into") => f.into = true,
             (_, _, "sql_calc_found_rows") => f.calc_found_rows = true,
             _ => {}
@@ -418,7 +425,7 @@ pub fn classify(sql: &[u8]) -> Statement {
                 st.place = Where::AnyServer;
                 st.calc_found_rows = f.calc_found_rows;
             }
-            if f.into {
+            if f.into || f.sequence {
                 st.effect = Effect::Write;
             }
         }
@@ -451,9 +458,8 @@ const CONNECTION_FUNCTIONS: &[&str] = &["get_lock", "last_insert_id", "connectio
 /// (literals already replaced, so an `@` in a string does not count).
 fn uses_connection_state(code: &str) -> bool {
     let b = code.as_bytes();
-    let user_variable = (0..b.len()).any(|i| {
-        b[i] == b'@' && b.get(i + 1) != Some(&b'@') && (i == 0 || b[i - 1] != b'@')
-    });
+    let user_variable = (0..b.len())
+        .any(|i| b[i] == b'@' && b.get(i + 1) != Some(&b'@') && (i == 0 || b[i - 1] != b'@'));
     user_variable
         || CONNECTION_FUNCTIONS.iter().any(|f| {
             code.match_indices(f).any(|(i, _)| {
@@ -655,6 +661,11 @@ mod tests {
             ("SELECT 1; -- trailing comment", Effect::None),
             ("INSERT INTO t VALUES (1)", Effect::Write),
             ("SELECT 1 INTO @x", Effect::Write),
+            ("SELECT NEXTVAL(s)", Effect::Write),
+            ("SELECT NEXT VALUE FOR s", Effect::Write),
+            ("SELECT SETVAL(s, 100)", Effect::Write),
+            ("SELECT LASTVAL(s)", Effect::None),
+            ("SELECT PREVIOUS VALUE FOR s", Effect::None),
             ("BEGIN", Effect::None),
         ];
         for (sql, want) in table {

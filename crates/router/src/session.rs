@@ -72,6 +72,10 @@ struct Session {
     /// (user variables, named locks, `LAST_INSERT_ID()`): the session cannot move to a new
     /// primary (see `Statement::connection_state`).
     connection_state: bool,
+    /// The replica refused the statement just sent as read-only (see [`Session::forward`]).
+    refused_read_only: bool,
+    /// The last answer carried the GTID of a write.
+    answer_gtid: bool,
     /// Binary-protocol prepared statements, by the id the client knows (the primary's).
     prepared: HashMap<u32, Prepared>,
     /// How the router logs in to another server as this session's user (to kill a statement
@@ -683,6 +687,8 @@ async fn handshake(
         replica_reached: None,
         reusable: !on_replica,
         connection_state: false,
+        refused_read_only: false,
+        answer_gtid: false,
         prepared: HashMap::new(),
         login_elsewhere: None,
         relay: Vec::new(),
@@ -782,14 +788,39 @@ impl Session {
             }
             // While a statement runs on a replica, a KILL of this session must reach it there.
             let on_replica = target == Target::Replica && self.note_on_replica();
+            let whole = c.last;
             let outcome = self
-                .forward(c, target, readdressed.as_deref(), &first_payload)
+                .forward(Some(c), target, readdressed.as_deref(), &first_payload)
                 .await;
             if on_replica {
                 self.topo
                     .running_on_replica(self.primary.lease.greeting.connection_id, None);
             }
-            let outcome = outcome?;
+            let mut outcome = outcome?;
+            let (mut target, mut stmt) = (target, stmt);
+            if std::mem::take(&mut self.refused_read_only) {
+                // Re-run on the primary (a replica runs only whole commands), as a write:
+                // later reads of the session must see what it did.
+                debug_assert!(whole);
+                let again = match command {
+                    Some(cmd::STMT_EXECUTE) => self.types_for_primary(&first_payload, whole),
+                    _ => None,
+                };
+                let _in_flight = self.topo.to_primary();
+                self.topo.hold_passed().await;
+                if self.primary_moved() && !self.move_to_primary().await {
+                    return Err(SessionEnd(
+                        "the primary changed; closing the session".into(),
+                    ));
+                }
+                target = Target::Primary;
+                if let Some(st) = stmt.as_mut() {
+                    st.effect = Effect::Write;
+                }
+                outcome = self
+                    .forward(None, target, again.as_deref(), &first_payload)
+                    .await?;
+            }
             if trace_enabled() {
                 eprintln!("hapress router: trace: done {outcome:?}");
             }
@@ -960,10 +991,13 @@ impl Session {
         decide(st, &view, self.config.read_your_writes)
     }
 
-    /// Sends the command (all its chunks) to `target` and relays the answer.
+    /// Sends the command (all its chunks; `first: None`: only `readdressed`, a command the
+    /// client already sent) to `target` and relays the answer. A replica's refusal of a read
+    /// as read-only is not relayed: [`Session::refused_read_only`] is set and the answer is
+    /// `None`.
     async fn forward(
         &mut self,
-        first: hapress_wire::packet::Chunk,
+        first: Option<hapress_wire::packet::Chunk>,
         target: Target,
         readdressed: Option<&[u8]>,
         payload: &[u8],
@@ -989,7 +1023,14 @@ impl Session {
         };
         // Forward the command chunk by chunk.
         let started = std::time::Instant::now();
-        let mut c = first;
+        let Some(mut c) = first else {
+            let resend = readdressed.unwrap_or(payload);
+            if let Err(e) = backend.write_packet(0, resend).await {
+                let addr = &topo.backends[idx].addr;
+                return self.lost(idx, &format!("sending to {addr}: {e}")).await;
+            }
+            return self.relay_answer(idx, target, payload, started).await;
+        };
         let mut readdressed = readdressed;
         loop {
             let raw = self.client.chunk_bytes(&c);
@@ -1009,6 +1050,29 @@ impl Session {
             }
             c = self.client.next_chunk().await.map_err(end("client"))?;
         }
+        self.relay_answer(idx, target, payload, started).await
+    }
+
+    /// Relays the answer of backend `idx` to the command `payload` (its first chunk).
+    async fn relay_answer(
+        &mut self,
+        idx: usize,
+        target: Target,
+        payload: &[u8],
+        started: std::time::Instant,
+    ) -> R<Option<Outcome>> {
+        let topo = self.topo.clone();
+        let backend = match target {
+            Target::Primary => &mut self.primary.lease.conn,
+            Target::Replica => {
+                &mut self
+                    .replica
+                    .as_mut()
+                    .ok_or_else(|| SessionEnd("replica vanished".into()))?
+                    .lease
+                    .conn
+            }
+        };
         let Some(mut tracker) = ResponseTracker::new(payload, self.deprecate_eof)
             .map(|t| t.cache_metadata(self.cache_metadata))
         else {
@@ -1068,6 +1132,20 @@ impl Session {
                     String::from_utf8_lossy(&raw[HEADER..raw.len().min(HEADER + 200)])
                 );
             }
+            if target == Target::Replica
+                && rc.first
+                && rc.last
+                && step == Step::Done(Outcome::Err)
+                && out.is_empty()
+                && read_only_refusal(&raw[HEADER..])
+            {
+                // The read writes after all (a view or a column default calling a sequence, a
+                // stored function that modifies data): it did nothing on the replica; the
+                // primary runs it.
+                backend.consume(&rc);
+                self.refused_read_only = true;
+                return Ok(None);
+            }
             let ok_packet = rc.first && rc.last && tracker.last_was_ok();
             if ok_packet {
                 // Every backend connection tracks session state; the GTID of a write is read
@@ -1105,6 +1183,7 @@ impl Session {
                     if out.capacity() <= KEPT_RELAY_BUFFER {
                         self.relay = out;
                     }
+                    self.answer_gtid = captured.is_some();
                     if captured.is_some() {
                         self.last_gtid = captured;
                         self.replica_reached = None;
@@ -1242,6 +1321,13 @@ impl Session {
             }
             Effect::Write => {
                 self.view.wrote = true;
+                if target == Target::Primary && !self.answer_gtid {
+                    // A write whose GTID the answer did not carry (a sequence advanced by a
+                    // SELECT, a result set without DEPRECATE_EOF): no replica can be known
+                    // to have it, so the session's reads go to the primary until its next
+                    // write with a GTID.
+                    self.last_gtid = None;
+                }
                 if may_change_accounts(&payload[1..]) {
                     self.topo.forget_logins();
                 }
@@ -1561,4 +1647,10 @@ async fn wait_gtid(
 pub(crate) fn trace_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("HAPRESS_ROUTER_TRACE").is_some_and(|v| v == "1"))
+}
+
+/// ERR 1290 (`ER_OPTION_PREVENTS_STATEMENT`) from a server running with `--read-only`.
+fn read_only_refusal(payload: &[u8]) -> bool {
+    hapress_wire::response::parse_err(payload)
+        .is_ok_and(|e| e.code == 1290 && e.message.contains("read-only"))
 }

@@ -247,6 +247,8 @@ pub struct ResponseTracker {
     state: State,
     deprecate_eof: bool,
     binary: bool,
+    /// A `COM_STMT_EXECUTE` whose flags byte asked for a cursor.
+    cursor_asked: bool,
     local_infile_allowed: bool,
     prepared: Option<(u32, u16)>,
     last_ok: bool,
@@ -272,6 +274,8 @@ impl ResponseTracker {
             state,
             deprecate_eof,
             binary: c == cmd::STMT_EXECUTE || c == cmd::STMT_FETCH,
+            // COM_STMT_EXECUTE: command, statement id (4 bytes), flags (cursor type bits).
+            cursor_asked: c == cmd::STMT_EXECUTE && command.get(5).is_some_and(|f| f & 0x07 != 0),
             local_infile_allowed: c == cmd::QUERY,
             prepared: (c == cmd::STMT_PREPARE).then_some((0, 0)),
             last_ok: false,
@@ -387,9 +391,10 @@ impl ResponseTracker {
                 } else if terminator {
                     let st = terminator_status(p, self.deprecate_eof)?;
                     // A binary result set opened as a cursor ends here (rows come with
-                    // COM_STMT_FETCH). A text result set may carry the flag too (a stored
-                    // program with an open cursor): its rows follow as usual.
-                    let cursor = self.binary && st & status::CURSOR_EXISTS != 0;
+                    // COM_STMT_FETCH): only when the execute asked for one. Other result
+                    // sets may carry the flag too (a stored program with an open cursor, a
+                    // prepared CALL of one): their rows follow as usual.
+                    let cursor = self.cursor_asked && st & status::CURSOR_EXISTS != 0;
                     if cursor {
                         self.done(Outcome::Ok(Some(st)))
                     } else if !self.deprecate_eof {
@@ -508,6 +513,8 @@ mod tests {
             vec![0xfe; 20]
         };
         type Case<'a> = (&'a str, &'a [u8], bool, Vec<Vec<u8>>, (usize, Step));
+        // COM_STMT_EXECUTE of statement 1 with CURSOR_TYPE_READ_ONLY, iteration count 1.
+        let exec_cursor = [cmd::STMT_EXECUTE, 1, 0, 0, 0, 1, 1, 0, 0, 0];
         let table: Vec<Case> = vec![
             (
                 "ok",
@@ -691,17 +698,33 @@ mod tests {
             ),
             (
                 "execute with cursor",
-                &[cmd::STMT_EXECUTE],
+                &exec_cursor,
                 false,
                 vec![vec![1], COL.to_vec(), eof(ac | status::CURSOR_EXISTS)],
                 (2, Step::Done(Outcome::Ok(Some(ac | status::CURSOR_EXISTS)))),
             ),
             (
                 "execute with cursor, deprecate eof",
-                &[cmd::STMT_EXECUTE],
+                &exec_cursor,
                 true,
                 vec![vec![1], COL.to_vec(), eof(ac | status::CURSOR_EXISTS)],
                 (2, Step::Done(Outcome::Ok(Some(ac | status::CURSOR_EXISTS)))),
+            ),
+            (
+                // A prepared CALL of a routine with an open cursor: no cursor was asked for,
+                // the rows follow although the status says CURSOR_EXISTS (status 74).
+                "execute without cursor, routine's cursor open",
+                &[cmd::STMT_EXECUTE, 1, 0, 0, 0, 0, 1, 0, 0, 0],
+                false,
+                vec![
+                    vec![1],
+                    COL.to_vec(),
+                    eof(74),
+                    vec![0, 0, 1],
+                    eof(74),
+                    ok(ac),
+                ],
+                (5, Step::Done(Outcome::Ok(Some(ac)))),
             ),
             (
                 "fetch",

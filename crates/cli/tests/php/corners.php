@@ -123,12 +123,53 @@ for ($run = 0; $run < 2; $run++) {
 }
 $st->close();
 
+// A prepared CALL of a procedure that reads through a cursor, executed without a cursor: its
+// binary result sets say "cursor exists" (the procedure's), yet every row follows.
+$st = $m->prepare("CALL corners_c()");
+$sets = [];
+$ok = $st->execute();
+do {
+    if ($r = $st->get_result()) {
+        $sets[] = $r->fetch_all(MYSQLI_NUM);
+    }
+} while ($st->more_results() && $st->next_result());
+$o[] = ['prepared call with a cursor inside', $ok, $sets, $st->errno];
+$st->close();
+
 // COM_CHANGE_USER resets the session; with a wrong password it fails as MariaDB says.
 q($m, "SET @kept = 1");
 $o[] = ['change_user', $m->change_user('wordpress', getenv('PW'), 'wordpress')];
 q($m, "SELECT @kept, @@sql_mode = @@global.sql_mode");
 $o[] = ['change_user wrong', $m->change_user('wordpress', 'wrong', 'wordpress'), $m->errno, $m->error];
 $m->close();
+
+// COM_CHANGE_USER on a session whose login the router answered from its pool (the second
+// connection after the first one closed).
+connect($port)->close();
+$m = connect($port);
+$o[] = ['change_user after a pooled login', $m->change_user('wordpress', getenv('PW'), 'wordpress'), $m->errno];
+q($m, "SELECT CURRENT_USER(), DATABASE()");
+$m->close();
+
+// Reads that write: a view and a column default calling a sequence, run by a replica
+// (read-only) first through the router, and sequence functions in a SELECT. Each read follows
+// a write, so a replica has the objects (read-your-writes).
+$n = connect($port);
+q($n, "CREATE OR REPLACE SEQUENCE corners_s");
+q($n, "CREATE OR REPLACE TABLE corners_d (a INT DEFAULT (NEXT VALUE FOR corners_s))");
+q($n, "CREATE OR REPLACE VIEW corners_v AS SELECT NEXT VALUE FOR corners_s AS n");
+$st = $n->prepare("SELECT n FROM corners_v");
+$o[] = ['prepared read of a view that writes', $st->execute(), $st->get_result()->fetch_all(), $st->errno];
+$st->close();
+q($n, "INSERT INTO corners_d VALUES (1)");
+q($n, "SELECT DEFAULT(a) FROM corners_d");
+q($n, "SELECT NEXTVAL(corners_s), NEXT VALUE FOR corners_s");
+q($n, "SELECT SETVAL(corners_s, 5000)");
+q($n, "SELECT next_not_cached_value FROM corners_s");
+q($n, "DROP VIEW corners_v");
+q($n, "DROP TABLE corners_d");
+q($n, "DROP SEQUENCE corners_s");
+$n->close();
 
 // LOAD DATA LOCAL INFILE: the file goes from the client through the router.
 $file = tempnam(sys_get_temp_dir(), 'corners');
