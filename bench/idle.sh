@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idle clients against `hapress router`: N clients connect at once and log in, then stay idle;
-# prints how many got a session and how many MariaDB's ERR 1040 (poolSize backend connections
-# per backend; the rest wait poolWaitMs), and the router's resident memory before, at the peak
+# prints how many got a session and how many an ERR 1040 (the server's max_connections; sessions
+# beyond poolSize open connections of their own), and the router's resident memory before, at the peak
 # and after they leave, in waves (later waves must not need more).
 # Usage: sudo bench/idle.sh [--clients N] [--waves W]
 set -euo pipefail

@@ -58,7 +58,7 @@ fn start_router(c: &Cluster, max_lag: u64) -> Router {
     std::fs::write(
         &cfg,
         format!(
-            "listen: 127.0.0.1:{}\nbackends: [127.0.0.1:{}, 127.0.0.1:{}, 127.0.0.1:{}]\nmonitorUser: hapress_router\nmonitorPasswordFile: {}\nstatusListen: 127.0.0.1:{}\nmaxReplicationLag: {max_lag}\nprobeIntervalMs: 200\npoolSize: 6\npoolWaitMs: 300\n",
+            "listen: 127.0.0.1:{}\nbackends: [127.0.0.1:{}, 127.0.0.1:{}, 127.0.0.1:{}]\nmonitorUser: hapress_router\nmonitorPasswordFile: {}\nstatusListen: 127.0.0.1:{}\nmaxReplicationLag: {max_lag}\nprobeIntervalMs: 200\npoolSize: 6\n",
             ports,
             c.db_port,
             c.db_port + 1,
@@ -608,8 +608,9 @@ echo implode("; ", $out);"#
     });
     assert!(locked.is_some(), "{:?}", as_twin(r.port, "pw-a"));
 
-    // Bounded: with poolSize (6) connections to the primary in use, one more session waits
-    // poolWaitMs, then gets MariaDB's ERR 1040; the router serves again once they end.
+    // The pool bounds what is kept, not what is allowed: with poolSize (6) connections to the
+    // primary in use, another session opens one of its own at once (the server's
+    // max_connections is the limit, as directly), and it is closed when the session ends.
     let sleepers: Vec<_> = (0..6)
         .map(|_| {
             KillOnDrop(Some(
@@ -632,25 +633,28 @@ echo implode("; ", $out);"#
         "sleepers did not take the pool: {}",
         r.status()
     );
-    let (ok, _, err) = client(r.port, &pw, "wordpress", "SELECT 1");
-    assert!(
-        !ok && err.contains("1040") && err.contains("Too many connections"),
-        "{err}"
-    );
+    let (ok, id, err) = client(r.port, &pw, "wordpress", "SELECT CONNECTION_ID()");
+    assert!(ok, "a 7th session beyond the pool: {err}");
     for mut s in sleepers {
         let _ = s.0.take().unwrap().wait();
     }
-    let (ok, out, err) = client(r.port, &pw, "wordpress", "SELECT 1");
+    // The pool keeps its 6; the connection beyond it is closed.
+    let gone = format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}");
+    let kept = wait_for(Duration::from_secs(5), || {
+        c.sql(0, &gone) == "0" && pool(&r, "open") == 6 && pool(&r, "idle") == 6
+    });
     assert!(
-        ok && out == "1",
-        "router unusable after the pool was full: {err}"
+        kept.is_some(),
+        "connection {id} of the 7th session: {}; {}",
+        c.sql(0, &gone),
+        r.status()
     );
     let metrics = r.get("/metrics");
-    let exhausted = format!(
-        "hapress_router_backend_pool_exhausted_total{{backend=\"127.0.0.1:{}\"}} 1",
+    let overflow = format!(
+        "hapress_router_backend_pool_overflow_total{{backend=\"127.0.0.1:{}\"}} 1",
         c.db_port
     );
-    assert!(metrics.contains(&exhausted), "{metrics}");
+    assert!(metrics.contains(&overflow), "{metrics}");
 
     // Binary-protocol prepared statements run on replicas too: prepared there on first use,
     // executed under the replica's id with the types the client bound (mysqli binds them once:
@@ -672,9 +676,6 @@ $m->begin_transaction(); $id = 2;
 $st->execute(); $st->bind_result($v); $st->fetch(); $out[] = $v; $st->free_result();
 $m->commit();
 $st->close();
-$e = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), '', {port});
-$out[] = ($e->query('SELECT DATABASE()')->fetch_row()[0] === null ? 'no db' : 'a db')
-    . ($e->thread_id == $e->query('SELECT CONNECTION_ID()')->fetch_row()[0] ? ' same id' : ' other id');
 $p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
 $s = $p->prepare('SELECT COUNT(*), MAX(v) FROM ryw WHERE v = ?');
 foreach (['ps', 'fresh', 'none'] as $x) {{ $s->execute([$x]); $out[] = implode(':', $s->fetch(PDO::FETCH_NUM)); }}
@@ -682,10 +683,34 @@ echo implode(',', $out), "\n";"#,
         port = r.port
     );
     let (_, out, err) = run_php(&pw, &php);
-    assert_eq!(
-        out, "fresh,waited,fresh,ps,waited,no db same id,1:ps,1:fresh,0:",
-        "{err}"
+    assert_eq!(out, "fresh,waited,fresh,ps,waited,1:ps,1:fresh,0:", "{err}");
+
+    // A client without a database greeted with a pooled connection of its kind (a mysqli
+    // session just ended: its connection is reset and idle) logs in on it: no database, and
+    // the greeting's thread id is its CONNECTION_ID().
+    let mysqli = |db: &str, then: &str| {
+        format!(
+            "$e = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), '{db}', {port}); {then}",
+            port = r.port
+        )
+    };
+    run_php(&pw, &mysqli("wordpress", "$e->close();"));
+    let idle = wait_for(Duration::from_secs(5), || pool(&r, "idle") == 6);
+    assert!(
+        idle.is_some(),
+        "the mysqli session's connection was not pooled: {}",
+        r.status()
     );
+    let reused = pool(&r, "reused");
+    let (_, out, err) = run_php(
+        &pw,
+        &mysqli(
+            "",
+            "echo ($e->query('SELECT DATABASE()')->fetch_row()[0] === null ? 'no db' : 'a db'), ($e->thread_id == $e->query('SELECT CONNECTION_ID()')->fetch_row()[0] ? ' same id' : ' other id');",
+        ),
+    );
+    assert_eq!(out, "no db same id", "{err}");
+    assert!(pool(&r, "reused") > reused, "{}", r.status());
     assert!(
         r.routed_to_replicas() >= before + 5,
         "prepared reads did not reach replicas: {}",

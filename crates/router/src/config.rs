@@ -57,15 +57,12 @@ pub struct Config {
     /// Client connections accepted at once; more get ERR 1040 (too many connections).
     #[serde(default = "default_max_clients")]
     pub max_client_connections: usize,
-    /// Backend connections per backend, in use or idle in its pool: a finished session's
-    /// connections are reset and reused by the next session of the same user. 0 turns pooling
-    /// (and this limit) off.
+    /// Backend connections kept per backend, in use or idle in its pool: a finished session's
+    /// connections are reset and reused by the next session of the same user. Sessions beyond
+    /// it open connections of their own, closed when they end (the server's `max_connections`
+    /// is the limit). 0 turns pooling off.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
-    /// How long a session waits for a free backend connection when `poolSize` are in use
-    /// before it gets ERR 1040 (milliseconds).
-    #[serde(default = "default_pool_wait")]
-    pub pool_wait_ms: u64,
     /// Idle pooled connections are closed after this long (milliseconds).
     #[serde(default = "default_pool_idle")]
     pub pool_idle_timeout_ms: u64,
@@ -135,9 +132,6 @@ fn default_connect() -> u64 {
 }
 fn default_pool_size() -> usize {
     64
-}
-fn default_pool_wait() -> u64 {
-    2000
 }
 fn default_pool_idle() -> u64 {
     60_000

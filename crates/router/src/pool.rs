@@ -2,9 +2,12 @@
 //! behind (reset with `COM_RESET_CONNECTION`), ready for the next session of the same user with
 //! the same protocol capabilities, so PHP's connection-per-request pays no backend handshake.
 //!
-//! Every backend connection a session opens holds a permit of its backend's pool, so a backend
-//! never gets more than `poolSize` connections from the router; a session that finds none free
-//! waits up to `poolWaitMs`, then gets MariaDB's own ERR 1040.
+//! The pool bounds what is kept, not what is allowed: up to `poolSize` backend connections
+//! per backend hold a permit of its pool and are reset and kept when their session ends. A
+//! session that finds every permit taken (and none idle to close) opens a connection of its
+//! own, closed when the session ends; so, as with MariaDB directly, the server's
+//! `max_connections` is the only limit on sessions, and its own ERR 1040 is what a client
+//! gets beyond it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hapress_wire::consts::{cap, cmd};
 use hapress_wire::handshake::{Greeting, HandshakeResponse};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::conn::Conn;
 
@@ -76,14 +79,21 @@ pub struct Lease {
     /// A replica connection's session state, as the router set it up (`None` on a primary
     /// connection, whose state a session may change in any way: it is reset instead).
     pub state: Option<ReplicaState>,
-    /// Permit of the backend's pool (`None` when pooling is off).
-    _permit: Option<OwnedSemaphorePermit>,
+    /// Permit of the backend's pool (`None` when pooling is off, or for a connection opened
+    /// beyond `poolSize`: it is closed, never pooled).
+    permit: Option<OwnedSemaphorePermit>,
     since: Instant,
     /// The pool generation the connection was opened in (see [`Pool::renew`]).
     generation: u64,
 }
 
 impl Lease {
+    /// Takes the connection's slot in its pool (for another connection); this one is then
+    /// never pooled.
+    pub fn take_permit(&mut self) -> Option<OwnedSemaphorePermit> {
+        self.permit.take()
+    }
+
     /// A connection just opened under `permit`, for `pool`.
     pub fn new(
         conn: Conn,
@@ -96,23 +106,17 @@ impl Lease {
             greeting,
             key: None,
             state: None,
-            _permit: permit,
+            permit,
             since: Instant::now(),
             generation: pool.generation.load(Ordering::Relaxed),
         }
     }
 }
 
-/// Why no connection could be had.
-#[derive(Debug)]
-pub struct Exhausted;
-
 /// One backend's pool.
 #[derive(Debug)]
 pub struct Pool {
     idle: Mutex<Vec<Lease>>,
-    /// Signalled when a connection is returned (a waiter for a slot can close it).
-    returned: Notify,
     /// Key of the latest login: the best guess for the next client's.
     last_key: Mutex<Option<Key>>,
     permits: Option<Arc<Semaphore>>,
@@ -125,8 +129,8 @@ pub struct Pool {
     /// user or other capabilities): their session runs on a new connection, so its
     /// `CONNECTION_ID()` differs from the greeting's id.
     pub mismatched: AtomicU64,
-    /// Sessions refused after waiting `poolWaitMs` for a free slot.
-    pub exhausted: AtomicU64,
+    /// Connections opened beyond `poolSize` (closed when their session ends).
+    pub overflow: AtomicU64,
     /// Bumped by [`Pool::renew`]: connections opened before are not pooled again.
     generation: AtomicU64,
 }
@@ -145,14 +149,13 @@ impl Pool {
     pub fn new(size: usize) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
-            returned: Notify::new(),
             last_key: Mutex::new(None),
             permits: (size > 0).then(|| Arc::new(Semaphore::new(size))),
             size,
             opened: AtomicU64::new(0),
             reused: AtomicU64::new(0),
             mismatched: AtomicU64::new(0),
-            exhausted: AtomicU64::new(0),
+            overflow: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         }
     }
@@ -233,49 +236,45 @@ impl Pool {
         stale.into_iter().for_each(close);
     }
 
-    /// Puts a connection (reset, or untouched since it left) back.
+    /// Puts a connection (reset, or untouched since it left) back; one opened beyond
+    /// `poolSize` or before a [`Pool::renew`] is closed instead.
     pub fn put(&self, mut lease: Lease) {
-        if lease.generation != self.generation.load(Ordering::Relaxed) {
+        let beyond = self.enabled() && lease.permit.is_none();
+        if beyond || lease.generation != self.generation.load(Ordering::Relaxed) {
             close(lease);
             return;
         }
         lease.since = Instant::now();
         self.idle().push(lease);
-        self.returned.notify_waiters();
     }
 
-    /// A slot for a new connection: free at once, or by closing the longest-idle connection
-    /// (also one that a session returns while this waits), or freed within `wait`.
-    pub async fn permit(&self, wait: Duration) -> Result<Option<OwnedSemaphorePermit>, Exhausted> {
-        let Some(sem) = &self.permits else {
-            return Ok(None);
-        };
-        let deadline = tokio::time::Instant::now() + wait;
+    /// The slot for a new connection: a free one, or the one of the longest-idle connection
+    /// (closed for it). `None`: pooling is off, or all `poolSize` are in use and the new
+    /// connection is one beyond the pool (counted in [`Pool::overflow`]).
+    pub fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        let sem = self.permits.as_ref()?;
         loop {
-            // Registered before looking, so a `put` between the look and the wait is not missed.
-            let returned = self.returned.notified();
             if let Ok(p) = sem.clone().try_acquire_owned() {
-                return Ok(Some(p));
+                return Some(p);
             }
             let evicted = {
                 let mut idle = self.idle();
                 (!idle.is_empty()).then(|| idle.remove(0))
             };
-            if let Some(l) = evicted {
-                close(l); // frees its permit
-                continue;
-            }
-            tokio::select! {
-                p = sem.clone().acquire_owned() => {
-                    if let Ok(p) = p {
-                        return Ok(Some(p));
+            match evicted {
+                // Its permit is freed when the lease is dropped, before the closing task runs.
+                Some(mut l) => {
+                    let p = l.permit.take();
+                    close(l);
+                    if p.is_some() {
+                        return p;
                     }
                 }
-                _ = returned => continue,
-                _ = tokio::time::sleep_until(deadline) => {}
+                None => {
+                    self.overflow.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
             }
-            self.exhausted.fetch_add(1, Ordering::Relaxed);
-            return Err(Exhausted);
         }
     }
 
@@ -299,6 +298,10 @@ impl Pool {
 /// the reset is closed.
 pub fn release(pool: &Arc<Pool>, lease: Lease) {
     if !pool.enabled() || lease.key.is_none() {
+        return;
+    }
+    if lease.permit.is_none() {
+        close(lease); // opened beyond poolSize
         return;
     }
     let pool = pool.clone();
@@ -364,7 +367,7 @@ mod tests {
     }
 
     async fn lease(pool: &Pool, id: u32, key: Option<Key>) -> Lease {
-        let permit = pool.permit(Duration::from_millis(10)).await.unwrap();
+        let permit = pool.permit();
         let (a, _b) = tokio::io::duplex(64);
         let mut l = Lease::new(Conn::new(Box::new(a)), greeting(id), permit, pool);
         l.key = key;
@@ -441,44 +444,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_pool_evicts_idle_connections_then_refuses_after_the_wait() {
+    async fn a_full_pool_evicts_idle_connections_then_opens_beyond_and_keeps_at_most_its_size() {
         let pool = Pool::new(2);
-        let busy = lease(&pool, 1, None).await;
-        let idle = lease(&pool, 2, None).await;
+        let k = Key::new(&hello("wp", cap::PROTOCOL_41), &greeting(1));
+        let busy = lease(&pool, 1, Some(k.clone())).await;
+        let idle = lease(&pool, 2, Some(k.clone())).await;
         pool.put(idle);
         assert_eq!((pool.open_count(), pool.idle_count()), (2, 1));
         // The idle connection is closed to make room.
-        let second = lease(&pool, 3, None).await;
+        let second = lease(&pool, 3, Some(k.clone())).await;
         assert_eq!((pool.open_count(), pool.idle_count()), (2, 0));
-        // Nothing idle: a bounded wait, then a refusal.
-        let started = Instant::now();
-        assert!(pool.permit(Duration::from_millis(50)).await.is_err());
-        assert!(started.elapsed() >= Duration::from_millis(50));
-        assert_eq!(pool.exhausted.load(Ordering::Relaxed), 1);
-        drop(busy);
-        assert!(pool.permit(Duration::from_millis(50)).await.is_ok());
-        drop(second);
-        // Pooling off: no limit.
-        assert!(Pool::new(0).permit(Duration::ZERO).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn a_waiter_gets_the_slot_of_a_connection_returned_meanwhile() {
-        let pool = Arc::new(Pool::new(1));
-        let busy = lease(&pool, 1, None).await;
-        let p2 = pool.clone();
-        let returner = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            p2.put(busy); // a session ends: its connection goes idle, keeping its slot
-        });
-        let started = Instant::now();
-        let got = pool.permit(Duration::from_secs(5)).await;
-        assert!(got.is_ok());
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "waited for the deadline"
-        );
-        returner.await.unwrap();
+        // Nothing idle: a connection beyond the pool, at once.
+        let beyond = lease(&pool, 4, Some(k.clone())).await;
+        assert_eq!(pool.overflow.load(Ordering::Relaxed), 1);
+        assert_eq!(pool.open_count(), 2);
+        // It is closed when its session ends; those holding a permit are kept.
+        pool.put(beyond);
+        pool.put(busy);
+        pool.put(second);
+        assert_eq!((pool.open_count(), pool.idle_count()), (2, 2));
+        // Pooling off: no limit, nothing counted.
+        assert!(Pool::new(0).permit().is_none());
     }
 
     #[tokio::test]

@@ -166,7 +166,7 @@ pub fn metrics(topo: &Topology) -> String {
         ("pool_opened_total", "counter"),
         ("pool_reused_total", "counter"),
         ("pool_mismatched_total", "counter"),
-        ("pool_exhausted_total", "counter"),
+        ("pool_overflow_total", "counter"),
     ] {
         let _ = writeln!(m, "# TYPE hapress_router_backend_{name} {kind}");
         for b in snap["backends"].as_array().into_iter().flatten() {

@@ -193,8 +193,8 @@ fn nonce() -> Vec<u8> {
 }
 
 /// Opens a connection to backend `idx` under a permit of its pool and reads its greeting; on
-/// failure the client gets the error (packet number `seq`): MariaDB's ERR 1040 when the pool
-/// is full, 1927 (08S01) when the server cannot be reached, or the server's own ERR.
+/// failure the client gets the error (packet number `seq`): 1927 (08S01) when the server
+/// cannot be reached, or the server's own ERR (its 1040 beyond `max_connections`).
 async fn connect(
     topo: &Topology,
     config: &Config,
@@ -202,7 +202,7 @@ async fn connect(
     client: &mut Conn,
     seq: u8,
 ) -> R<Lease> {
-    connect_or(topo, config, idx, client, seq, false).await
+    connect_or(topo, config, idx, client, seq, false, None).await
 }
 
 /// Why [`connect_or`] failed quietly: the server cannot be reached.
@@ -217,18 +217,10 @@ async fn connect_or(
     client: &mut Conn,
     seq: u8,
     quiet: bool,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> R<Lease> {
     let b = &topo.backends[idx];
-    let Ok(permit) = b
-        .pool
-        .permit(Duration::from_millis(config.pool_wait_ms))
-        .await
-    else {
-        topo.refused.fetch_add(1, Ordering::Relaxed);
-        let msg = "Too many connections (hapress router: poolSize reached)";
-        let _ = refuse(client, seq, 1040, "08004", msg).await;
-        return Err(SessionEnd(msg.into()));
-    };
+    let permit = permit.or_else(|| b.pool.permit());
     b.pool.opened.fetch_add(1, Ordering::Relaxed);
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut conn = match Conn::connect(&b.addr, timeout).await {
@@ -483,7 +475,8 @@ async fn handshake(
         None => {
             // A primary that just died (its probe has not noticed yet): a replica serves the
             // session, as while there is no primary.
-            let l = match connect_or(&topo, &config, pidx, &mut client, 0, !on_replica).await {
+            let l = match connect_or(&topo, &config, pidx, &mut client, 0, !on_replica, None).await
+            {
                 Err(e) if e.0 == UNREACHABLE => match replica_soon(&topo, &config).await {
                     Some(r) => {
                         (pidx, on_replica) = (r, true);
@@ -594,13 +587,15 @@ async fn handshake(
         {
             pool.mismatched.fetch_add(1, Ordering::Relaxed);
         }
+        // Its slot in the pool goes to the new connection.
+        let permit = lease.take_permit();
         pool::close(lease);
         if hello.capabilities & cap::PLUGIN_AUTH == 0 {
             let msg = "hapress router: this client cannot switch authentication methods";
             let _ = client.send_err(next, 1045, "28000", msg).await;
             return Err(SessionEnd(msg.into()));
         }
-        lease = connect(&topo, &config, pidx, &mut client, next).await?;
+        lease = connect_or(&topo, &config, pidx, &mut client, next, false, permit).await?;
         let g = lease.greeting.clone();
         let sw = handshake::AuthSwitch {
             plugin: g.auth_plugin.clone(),
@@ -1423,12 +1418,7 @@ impl Session {
         let backend = &self.topo.backends[new];
         let pool = backend.pool.clone();
         let timeout = Duration::from_millis(self.config.connect_timeout_ms);
-        let Ok(permit) = pool
-            .permit(Duration::from_millis(self.config.pool_wait_ms))
-            .await
-        else {
-            return false;
-        };
+        let permit = pool.permit();
         pool.opened.fetch_add(1, Ordering::Relaxed);
         let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);
         tpl.database.clone_from(&self.db);
@@ -1496,9 +1486,7 @@ impl Session {
             replays(&mut setup);
             (l, true)
         } else {
-            let Ok(permit) = pool.permit(Duration::ZERO).await else {
-                return Err(()); // pool full: this read goes to the primary at once
-            };
+            let permit = pool.permit();
             pool.opened.fetch_add(1, Ordering::Relaxed);
             let mut tpl = backend_hello(&self.hello, &self.primary.lease.greeting);
             tpl.database = Some(db.clone());

@@ -691,7 +691,7 @@ impl Topology {
                         "opened": b.pool.opened.load(Ordering::Relaxed),
                         "reused": b.pool.reused.load(Ordering::Relaxed),
                         "mismatched": b.pool.mismatched.load(Ordering::Relaxed),
-                        "exhausted": b.pool.exhausted.load(Ordering::Relaxed),
+                        "overflow": b.pool.overflow.load(Ordering::Relaxed),
                     },
                 })
             }).collect::<Vec<_>>(),

@@ -229,12 +229,11 @@ pub struct RouterSpec {
     /// `none`, `session` or `global`.
     pub read_your_writes: ReadYourWrites,
     /// Connections the router keeps to each database server, in use or idle: a finished
-    /// session's connection is reset and serves the next one (0..=10000; 0 turns pooling and
-    /// this limit off). Per router: on Kubernetes every web pod has its own.
+    /// session's connection is reset and serves the next one (0..=10000; 0 turns pooling
+    /// off). Sessions beyond it open connections of their own, closed when they end: the
+    /// server's `max_connections` is the only limit, as without the router. Per router: on
+    /// Kubernetes every web pod has its own.
     pub pool_size: u32,
-    /// How long a session waits for a connection when `poolSize` are in use, before it gets
-    /// MariaDB's "Too many connections" (ERR 1040), in milliseconds (0..=60000).
-    pub pool_wait_ms: u32,
     /// Image of the router sidecar (Kubernetes): the hapress image (`deploy/Dockerfile`).
     pub image: String,
     /// Requests/limits of the router sidecar (Kubernetes).
@@ -248,7 +247,6 @@ impl Default for RouterSpec {
             max_replication_lag_seconds: 5,
             read_your_writes: ReadYourWrites::Session,
             pool_size: 64,
-            pool_wait_ms: 2000,
             image: "ghcr.io/hapress/hapress:0.1.0".into(),
             resources: Resources::with_requests("100m", "64Mi"),
         }

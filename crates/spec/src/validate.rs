@@ -339,12 +339,6 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         0,
         10_000,
     );
-    c.range(
-        "spec.router.poolWaitMs",
-        u64::from(router.pool_wait_ms),
-        0,
-        60_000,
-    );
     if router.image.trim().is_empty() {
         c.fail("spec.router.image", "must name a container image");
     }

@@ -197,9 +197,23 @@ async fn round(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let old_pid = pid(layout, old)?;
     let fault_at = inject(layout, fault, old, timeout).await?;
-    let (recovered, note) = wait_recovered(layout, &seen, fault_at, (old, old_pid), timeout).await;
-    // A little traffic on the recovered cluster, then the checks.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut recovered, mut note) =
+        wait_recovered(layout, &seen, fault_at, (old, old_pid), timeout).await;
+    if recovered.is_some() {
+        // Whole for a while (traffic goes on), or what broke it once it first was (an old
+        // primary found diverged and rebuilt, say) and when it was whole again.
+        match settle(layout, fault_at + timeout).await {
+            Ok(None) => {}
+            Ok(Some((again, why))) => {
+                recovered = Some(again.duration_since(fault_at));
+                note = Some(format!("whole again after: {why}"));
+            }
+            Err(why) => {
+                recovered = None;
+                note = Some(format!("not recovered: {why}"));
+            }
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.await;
     let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
@@ -332,6 +346,33 @@ async fn wait_recovered(
     }
 }
 
+/// How long the cluster must stay whole after a round's recovery before the checks.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Waits until the cluster has been whole for [`SETTLE`] in a row. `Ok(None)`: it stayed
+/// whole from the start; `Ok(Some((when, why)))`: it stopped being whole (why) and was whole
+/// again at `when`; `Err`: not whole again by `deadline`.
+async fn settle(layout: &Layout, deadline: Instant) -> Result<Option<(Instant, String)>, String> {
+    let mut broke: Option<String> = None;
+    let mut whole_since = Instant::now();
+    loop {
+        match whole(layout) {
+            Ok(()) if whole_since.elapsed() >= SETTLE => {
+                return Ok(broke.map(|why| (whole_since, why)));
+            }
+            Ok(()) => {}
+            Err(e) => {
+                broke.get_or_insert(e.clone());
+                whole_since = Instant::now();
+                if whole_since > deadline {
+                    return Err(e);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the cluster is whole.
 async fn wait_whole(layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
@@ -352,6 +393,13 @@ fn whole(layout: &Layout) -> Result<(), String> {
     let st = hapress_local::status::router_status(layout).ok_or("the router does not answer")?;
     if !st["primary"].is_string() {
         return Err("no primary".into());
+    }
+    if let Some((addr, why)) = st["manager"]["diverged"]
+        .as_array()
+        .and_then(|d| d.first())
+        .and_then(|d| Some((d[0].as_str()?, d[1].as_str().unwrap_or(""))))
+    {
+        return Err(format!("{addr} diverged ({why})"));
     }
     for b in st["backends"].as_array().into_iter().flatten() {
         if b["role"] == "primary" {
