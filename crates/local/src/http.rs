@@ -15,7 +15,8 @@ pub fn get(
     s.set_read_timeout(Some(timeout))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: hapress\r\n\r\n"
+        // The cookie bypasses the page cache: a check must reach PHP and the database.
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: hapress\r\nCookie: wordpress_no_cache=1\r\n\r\n"
     )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;

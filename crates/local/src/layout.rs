@@ -114,6 +114,10 @@ impl Layout {
     pub fn nginx_dir(&self) -> PathBuf {
         self.root.join("nginx")
     }
+    /// nginx's page cache (`spec.cache.page`), emptied by the site's must-use plugin.
+    pub fn page_cache_dir(&self) -> PathBuf {
+        self.nginx_dir().join("cache")
+    }
 }
 
 /// Name of database server `i` (`db-0`).

@@ -72,6 +72,10 @@ pub fn build_docroot(tools: &Tools, layout: &Layout, user: Option<&WorkerUser>) 
     symlink_once(&wp.join("wp-includes"), &site.join("wp-includes"))?;
     let content = site.join("wp-content");
     create_dir(&content, 0o755)?;
+    // hapress's must-use plugin (inert unless wp-config.php names the page cache).
+    let mu = content.join("mu-plugins");
+    create_dir(&mu, 0o755)?;
+    write_if_changed(&mu.join("hapress-page-cache.php"), PAGE_CACHE_PLUGIN, 0o644)?;
     for sub in ["themes", "plugins", "languages"] {
         symlink_once(&wp.join("wp-content").join(sub), &content.join(sub))?;
     }
@@ -84,6 +88,9 @@ pub fn build_docroot(tools: &Tools, layout: &Layout, user: Option<&WorkerUser>) 
     }
     Ok(())
 }
+
+/// The must-use plugin that empties the page cache when content changes.
+pub const PAGE_CACHE_PLUGIN: &str = include_str!("php/hapress-page-cache.php");
 
 fn chown(path: &Path, u: &WorkerUser) -> Result<()> {
     std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))

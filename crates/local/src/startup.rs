@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::config;
-use crate::error::{step_error, Error, Result};
+use crate::error::{step_error, Error, IoContext, Result};
 use crate::fsutil::{create_dir, write_if_changed};
 use crate::http;
 use crate::mariadb;
@@ -53,6 +53,13 @@ impl Runtime {
         )?;
         let nginx = self.layout.nginx_dir();
         create_dir(&nginx.join("tmp"), 0o755)?;
+        // nginx's workers fill the page cache and the site's PHP empties it: the same user.
+        let cache = self.layout.page_cache_dir();
+        create_dir(&cache, 0o700)?;
+        if let Some(u) = &self.user {
+            std::os::unix::fs::chown(&cache, Some(u.uid), Some(u.gid))
+                .context(|| format!("chown {} {}", u.name, cache.display()))?;
+        }
         write_if_changed(
             &nginx.join("nginx.conf"),
             &config::nginx_conf(spec, &self.layout, self.user.as_ref()),
@@ -194,11 +201,13 @@ impl Runtime {
 
         progress.step("Preparing the shared docroot");
         site::build_docroot(&self.tools, &self.layout, self.user.as_ref())?;
+        let cache = self.layout.page_cache_dir();
         let php = config::wp_config(
             &spec,
             &self.cluster.embedded_url(),
             &config::wp_db_host(&spec, &self.layout, self.state.primary),
             &self.secrets,
+            spec.cache.page.enabled.then_some(cache.as_path()),
         );
         site::write_wp_config(&self.layout, &php, self.user.as_ref())?;
         progress.done("ok");

@@ -37,6 +37,8 @@ pub struct WordPressClusterSpec {
     pub ingress: IngressSpec,
     /// Horizontal autoscaling of the web tier (Kubernetes).
     pub autoscaling: AutoscalingSpec,
+    /// Caches in front of and behind WordPress.
+    pub cache: CacheSpec,
     /// Loopback addresses and ports for the embedded runtime (`hapress up`).
     pub embedded: EmbeddedSpec,
 }
@@ -520,6 +522,38 @@ impl Default for AutoscalingSpec {
             max_replicas: 10,
             target_cpu_percent: 50,
             scale_down_stabilization_seconds: 300,
+        }
+    }
+}
+
+/// Caches in front of and behind WordPress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct CacheSpec {
+    /// Full-page cache of anonymous pages, in front of the web replicas.
+    pub page: PageCacheSpec,
+}
+
+/// The full-page cache: anonymous `GET`/`HEAD` pages are served from it; logged-in users,
+/// commenters, POSTs, the admin, logins, cron, REST, XML-RPC and previews never are. A
+/// must-use plugin empties it whenever content changes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct PageCacheSpec {
+    /// On or off.
+    pub enabled: bool,
+    /// How long a cached page is served before it is rendered again (1..=86400 seconds).
+    pub ttl_seconds: u32,
+    /// Disk the cache may use (1..=102400 MiB); the least recently used pages go first.
+    pub max_size_mb: u32,
+}
+
+impl Default for PageCacheSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_seconds: 600,
+            max_size_mb: 256,
         }
     }
 }

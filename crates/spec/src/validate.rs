@@ -408,6 +408,20 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         );
     }
 
+    let page = &spec.cache.page;
+    c.range(
+        "spec.cache.page.ttlSeconds",
+        page.ttl_seconds.into(),
+        1,
+        86_400,
+    );
+    c.range(
+        "spec.cache.page.maxSizeMb",
+        page.max_size_mb.into(),
+        1,
+        102_400,
+    );
+
     let emb = &spec.embedded;
     if emb.bind_address.parse::<IpAddr>().is_err() {
         c.fail(

@@ -45,6 +45,8 @@ pub struct RoundResult {
     pub write_errors: u64,
     /// What went wrong checking, if anything.
     pub problem: Option<String>,
+    /// Worth knowing, not wrong (the cluster changed once more after it first recovered).
+    pub remark: Option<String>,
 }
 
 /// A fault's name as the table shows it.
@@ -89,6 +91,9 @@ impl RoundResult {
         );
         if let Some(p) = &self.problem {
             let _ = write!(s, "  !! {p}");
+        }
+        if let Some(r) = &self.remark {
+            let _ = write!(s, "  -- {r}");
         }
         s
     }
@@ -135,7 +140,7 @@ pub async fn round(
     fault_at: Instant,
     recovered: Option<Duration>,
     seen: Seen,
-    note: Option<String>,
+    (note, remark): (Option<String>, Option<String>),
 ) -> anyhow::Result<RoundResult> {
     let mut r = RoundResult {
         round,
@@ -160,6 +165,7 @@ pub async fn round(
         reads: seen.reads.len(),
         write_errors: seen.write_errors,
         problem: note,
+        remark,
     };
     let Some(p) = new else {
         r.problem = Some("no primary after the round".into());

@@ -199,6 +199,7 @@ async fn round(
     let fault_at = inject(layout, fault, old, timeout).await?;
     let (mut recovered, mut note) =
         wait_recovered(layout, &seen, fault_at, (old, old_pid), timeout).await;
+    let mut remark = None;
     if recovered.is_some() {
         // Whole for a while (traffic goes on), or what broke it once it first was (an old
         // primary found diverged and rebuilt, say) and when it was whole again.
@@ -206,7 +207,7 @@ async fn round(
             Ok(None) => {}
             Ok(Some((again, why))) => {
                 recovered = Some(again.duration_since(fault_at));
-                note = Some(format!("whole again after: {why}"));
+                remark = Some(format!("whole again after: {why}"));
             }
             Err(why) => {
                 recovered = None;
@@ -219,7 +220,16 @@ async fn round(
     let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
     let new = primary(layout);
     check::round(
-        layout, target, round, fault, old, new, fault_at, recovered, seen, note,
+        layout,
+        target,
+        round,
+        fault,
+        old,
+        new,
+        fault_at,
+        recovered,
+        seen,
+        (note, remark),
     )
     .await
 }

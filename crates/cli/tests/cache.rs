@@ -1,0 +1,452 @@
+//! The page cache (`spec.cache.page`) with real nginx, php-fpm, MariaDB and WordPress: what is
+//! cached, what never is, and that no visitor gets an old page once a change is done.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One HTTP/1.0 request (so the body is never chunked); returns the status, the response head
+/// and the body.
+fn req(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let t = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = t.split_once("\r\n\r\n").unwrap_or((&t, ""));
+    Answer {
+        code: head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+#[derive(Debug)]
+struct Answer {
+    code: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    /// The `X-Cache` header (`HIT`, `MISS`, `BYPASS`, ...), empty when absent.
+    fn cache(&self) -> String {
+        self.header("x-cache")
+    }
+
+    fn header(&self, name: &str) -> String {
+        self.head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    }
+
+    /// `name=value` of every cookie the response sets.
+    fn cookies(&self) -> Vec<String> {
+        self.head
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("set-cookie")
+                    .then(|| v.trim().split(';').next().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+}
+
+/// Runs PHP inside the site (as root, like `wp-cli` would) and returns its output.
+fn wp_php(c: &Cluster, code: &str) -> String {
+    let script = c.dir.path().join("snippet.php");
+    std::fs::write(
+        &script,
+        format!(
+            "<?php\n$_SERVER['HTTP_HOST'] = '127.0.0.1:{}';\nrequire 'wp-load.php';\n{code}\n",
+            c.http_port
+        ),
+    )
+    .unwrap();
+    let out = Command::new("php")
+        .arg(&script)
+        .current_dir(format!("{}/site", c.state_dir()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// GETs `path` as a visitor until nginx serves it from the cache.
+fn cached(c: &Cluster, path: &str) -> Answer {
+    let mut last = None;
+    let hit = wait_for(Duration::from_secs(10), || {
+        let a = req(c.http_port, "GET", path, &[], "");
+        let hit = a.cache() == "HIT";
+        last = Some(a);
+        hit
+    });
+    let last = last.unwrap();
+    assert!(
+        hit.is_some(),
+        "{path} never came from the cache: {}",
+        last.head
+    );
+    last
+}
+
+fn start() -> (Cluster, String) {
+    let (c, _) = Cluster::up(
+        "apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: cache}\nspec:\n  site: {environment: local}\n  web: {replicas: 2}\n",
+    );
+    let auth = format!(
+        "Basic {}",
+        base64(
+            format!(
+                "admin:{}",
+                wp_php(
+                    &c,
+                    "$u = get_user_by('login', 'admin'); list($pw) = WP_Application_Passwords::create_new_application_password($u->ID, array('name' => 't')); echo $pw;"
+                )
+            )
+            .as_bytes()
+        )
+    );
+    (c, auth)
+}
+
+/// A REST call as the administrator (application password); returns the JSON answer.
+fn rest(c: &Cluster, auth: &str, method: &str, route: &str, body: &str) -> serde_json::Value {
+    let a = req(
+        c.http_port,
+        method,
+        &format!("/index.php?rest_route={route}"),
+        &[
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    );
+    assert!(a.code / 100 == 2, "{method} {route}: {} {}", a.head, a.body);
+    serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{route}: {e}: {}", a.body))
+}
+
+#[test]
+fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_cache() {
+    let (c, auth) = start();
+    let port = c.http_port;
+
+    // A visitor's homepage comes from the cache after the first render.
+    let home = cached(&c, "/");
+    assert_eq!(home.code, 200);
+    assert!(home.body.contains("My WordPress Site"), "{}", home.body);
+
+    // Never served from or stored in the cache; each asked twice (a second ask would be a
+    // HIT if the first had been stored). nginx consults the cache for GET and HEAD only:
+    // other methods get no X-Cache at all.
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let bypass: &[(&str, &str, Headers)] = &[
+        (
+            "GET",
+            "/",
+            &[("Cookie", "wordpress_logged_in_abc=admin%7C1")],
+        ),
+        ("GET", "/", &[("Cookie", "a=b; comment_author_abc=Ann")]),
+        ("GET", "/", &[("Cookie", "wp-postpass_abc=x")]),
+        ("GET", "/", &[("Cookie", "wordpress_no_cache=1")]),
+        ("GET", "/", &[("Authorization", "Basic eDp5")]),
+        ("POST", "/", &[]),
+        ("GET", "/wp-login.php", &[]),
+        ("GET", "/wp-admin/", &[]),
+        ("GET", "/wp-cron.php", &[]),
+        ("GET", "/xmlrpc.php", &[]),
+        ("GET", "/?rest_route=/", &[]),
+        ("GET", "/wp-json/", &[]),
+        ("GET", "/?p=1&preview=true", &[]),
+        ("POST", "/wp-comments-post.php", &[]),
+    ];
+    for (method, path, headers) in bypass {
+        for round in 0..2 {
+            let a = req(port, method, path, headers, "");
+            assert_eq!(
+                a.cache(),
+                if *method == "GET" { "BYPASS" } else { "" },
+                "{method} {path} {headers:?} (ask {round}): {}",
+                a.head
+            );
+        }
+    }
+    // Static files are nginx's own: no PHP, no page cache.
+    let css = req(port, "GET", "/wp-includes/css/dashicons.min.css", &[], "");
+    assert_eq!(
+        (css.code, css.cache()),
+        (200, String::new()),
+        "{}",
+        css.head
+    );
+
+    // Every kind of change empties the cache: the next visitor sees it at once.
+    let title = format!("Cached post {}", std::process::id());
+    let post = rest(
+        &c,
+        &auth,
+        "POST",
+        "/wp/v2/posts",
+        &format!("{{\"title\":\"{title}\",\"content\":\"first words\",\"status\":\"publish\"}}"),
+    );
+    let id = post["id"].as_u64().unwrap();
+    let link = format!("/?p={id}");
+    let after = req(port, "GET", "/", &[], "");
+    assert!(
+        after.body.contains(&title),
+        "published post missing: {}",
+        after.head
+    );
+
+    let archive = "/?cat=1".to_string();
+    let changes: Vec<(&str, &String, String, String, String)> = vec![
+        (
+            "post updated",
+            &link,
+            format!("/wp/v2/posts/{id}"),
+            "{\"content\":\"second words\"}".into(),
+            "second words".into(),
+        ),
+        (
+            "comment approved",
+            &link,
+            "/wp/v2/comments".into(),
+            format!("{{\"post\":{id},\"content\":\"a visible comment\",\"status\":\"approved\"}}"),
+            "a visible comment".into(),
+        ),
+        (
+            "site title",
+            &link,
+            "/wp/v2/settings".into(),
+            "{\"title\":\"Renamed Site\"}".into(),
+            "Renamed Site".into(),
+        ),
+        (
+            "category renamed",
+            &archive,
+            "/wp/v2/categories/1".into(),
+            "{\"name\":\"Renamed Category\"}".into(),
+            "Renamed Category".into(),
+        ),
+    ];
+    for (what, page, route, body, shows) in changes {
+        let before = cached(&c, page);
+        assert!(!before.body.contains(&shows), "{what}: already there");
+        rest(&c, &auth, "POST", &route, &body);
+        let a = req(port, "GET", page, &[], "");
+        assert!(
+            a.body.contains(&shows),
+            "{what}: the visitor got the old page ({})",
+            a.cache()
+        );
+    }
+    // Trashed: gone from the homepage at once.
+    cached(&c, "/");
+    rest(&c, &auth, "DELETE", &format!("/wp/v2/posts/{id}"), "");
+    let a = req(port, "GET", "/", &[], "");
+    assert!(
+        !a.body.contains(&title),
+        "trashed post still shown ({})",
+        a.cache()
+    );
+
+    // A change made outside a web request (here PHP run in the site, like wp-cli) too.
+    cached(&c, "/");
+    wp_php(
+        &c,
+        "wp_insert_post(['post_title' => 'From the command line', 'post_status' => 'publish']);",
+    );
+    let a = req(port, "GET", "/", &[], "");
+    assert!(a.body.contains("From the command line"), "{}", a.cache());
+}
+
+/// Logs `user` in through wp-login.php; returns the cookies of the session.
+fn log_in(port: u16, user: &str, password: &str) -> String {
+    let a = req(
+        port,
+        "POST",
+        "/wp-login.php",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", "wordpress_test_cookie=WP%20Cookie%20check"),
+        ],
+        &format!("log={user}&pwd={password}&testcookie=1&redirect_to=%2F"),
+    );
+    assert_eq!(a.code, 302, "login of {user}: {}", a.head);
+    let cookies = a.cookies().join("; ");
+    assert!(cookies.contains("wordpress_logged_in_"), "{}", a.head);
+    cookies
+}
+
+#[test]
+fn logged_in_users_never_see_each_others_pages_and_visitors_never_see_theirs() {
+    let (c, auth) = start();
+    let port = c.http_port;
+    let pw = "A-long-test-password-1";
+    for name in ["alice", "bob"] {
+        rest(
+            &c,
+            &auth,
+            "POST",
+            "/wp/v2/users",
+            &format!(
+                "{{\"username\":\"{name}\",\"email\":\"{name}@example.com\",\"password\":\"{pw}\",\"name\":\"{name}-display\",\"roles\":[\"editor\"]}}"
+            ),
+        );
+    }
+    let sessions: Vec<(&str, String)> = ["alice", "bob"]
+        .into_iter()
+        .map(|u| (u, log_in(port, u, pw)))
+        .collect();
+    // Visitors, Alice and Bob take turns on the same pages; each sees only their own.
+    for _ in 0..3 {
+        for path in ["/", "/?p=1"] {
+            for (user, cookies) in &sessions {
+                let a = req(port, "GET", path, &[("Cookie", cookies)], "");
+                assert_eq!(a.cache(), "BYPASS", "{user} {path}: {}", a.head);
+                assert!(a.body.contains(&format!("{user}-display")), "{user} {path}");
+                for (other, _) in &sessions {
+                    if other != user {
+                        assert!(
+                            !a.body.contains(&format!("{other}-display")),
+                            "{user} saw {other}"
+                        );
+                    }
+                }
+            }
+            let v = req(port, "GET", path, &[], "");
+            assert!(
+                !v.body.contains("alice-display")
+                    && !v.body.contains("bob-display")
+                    && !v.body.contains("id=\"wpadminbar\""),
+                "a visitor saw a logged-in page at {path} ({})",
+                v.cache()
+            );
+        }
+    }
+}
+
+/// Visitors keep asking for the homepage while a post is published: every answer to a request
+/// sent after the publish request returned lists the post (none comes from an old copy).
+#[test]
+fn no_visitor_gets_an_old_page_after_a_change_returns() {
+    let (c, auth) = start();
+    let port = c.http_port;
+    cached(&c, "/");
+    let title = format!("Under load {}", std::process::id());
+    let published_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let visitors: Vec<_> = (0..4)
+        .map(|_| {
+            let (published_at, stop, title) = (published_at.clone(), stop.clone(), title.clone());
+            std::thread::spawn(move || {
+                let (mut after, mut stale, mut hits) = (0, 0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let a = req(port, "GET", "/", &[], "");
+                    assert_eq!(a.code, 200, "{}", a.head);
+                    let published = *published_at.lock().unwrap();
+                    if published.is_some_and(|p| sent > p) {
+                        after += 1;
+                        hits += usize::from(a.cache() == "HIT");
+                        if !a.body.contains(&title) {
+                            stale += 1;
+                        }
+                    }
+                }
+                (after, stale, hits)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    rest(
+        &c,
+        &auth,
+        "POST",
+        "/wp/v2/posts",
+        &format!("{{\"title\":\"{title}\",\"content\":\"x\",\"status\":\"publish\"}}"),
+    );
+    *published_at.lock().unwrap() = Some(Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let (mut after, mut stale, mut hits) = (0, 0, 0);
+    for v in visitors {
+        let (a, s, h) = v.join().unwrap();
+        (after, stale, hits) = (after + a, stale + s, hits + h);
+    }
+    assert!(
+        after > 20 && hits > 10,
+        "too little traffic: {after} answers, {hits} hits"
+    );
+    assert_eq!(
+        stale, 0,
+        "{stale} of {after} answers after the publish were old pages"
+    );
+}
+
+/// A page whose rendering began before a change and ended after it holds what was there before:
+/// it is answered but not stored, so the next visitor gets a fresh render.
+#[test]
+fn a_page_rendered_across_a_change_is_not_stored() {
+    let (c, auth) = start();
+    let port = c.http_port;
+    // A test-only must-use plugin: `?slow` pages stop in the footer (after the posts were
+    // read) until the test says so.
+    let site = format!("{}/site", c.state_dir());
+    let started = format!("{site}/wp-content/uploads/slow-started");
+    let go = format!("{site}/wp-content/uploads/slow-go");
+    std::fs::write(
+        format!("{site}/wp-content/mu-plugins/zz-test-slow.php"),
+        format!(
+            "<?php\nadd_action('wp_footer', function () {{ if (isset($_GET['slow'])) {{ touch('{started}'); for ($i = 0; $i < 200 && !file_exists('{go}'); $i++) usleep(50000); }} }});\n"
+        ),
+    )
+    .unwrap();
+    let slow = std::thread::spawn(move || req(port, "GET", "/?slow=1", &[], ""));
+    let entered = wait_for(Duration::from_secs(20), || {
+        std::path::Path::new(&started).exists()
+    });
+    assert!(entered.is_some(), "the slow page never reached its footer");
+    let title = format!("Published mid-render {}", std::process::id());
+    rest(
+        &c,
+        &auth,
+        "POST",
+        "/wp/v2/posts",
+        &format!("{{\"title\":\"{title}\",\"content\":\"x\",\"status\":\"publish\"}}"),
+    );
+    std::fs::write(&go, "").unwrap();
+    let old = slow.join().unwrap();
+    assert_eq!(old.code, 200);
+    assert!(!old.body.contains(&title), "the slow page read the posts after the change");
+    let next = req(port, "GET", "/?slow=1", &[], "");
+    assert_ne!(next.cache(), "HIT", "the page rendered across the change was stored");
+    assert!(next.body.contains(&title), "{}", next.cache());
+}
+
