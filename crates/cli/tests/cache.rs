@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,26 +77,6 @@ impl Answer {
     }
 }
 
-/// Runs PHP inside the site (as root, like `wp-cli` would) and returns its output.
-fn wp_php(c: &Cluster, code: &str) -> String {
-    let script = c.dir.path().join("snippet.php");
-    std::fs::write(
-        &script,
-        format!(
-            "<?php\n$_SERVER['HTTP_HOST'] = '127.0.0.1:{}';\nrequire 'wp-load.php';\n{code}\n",
-            c.http_port
-        ),
-    )
-    .unwrap();
-    let out = Command::new("php")
-        .arg(&script)
-        .current_dir(format!("{}/site", c.state_dir()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// GETs `path` as a visitor until nginx serves it from the cache.
 fn cached(c: &Cluster, path: &str) -> Answer {
     let mut last = None;
@@ -122,16 +101,7 @@ fn start() -> (Cluster, String) {
     );
     let auth = format!(
         "Basic {}",
-        base64(
-            format!(
-                "admin:{}",
-                wp_php(
-                    &c,
-                    "$u = get_user_by('login', 'admin'); list($pw) = WP_Application_Passwords::create_new_application_password($u->ID, array('name' => 't')); echo $pw;"
-                )
-            )
-            .as_bytes()
-        )
+        base64(format!("admin:{}", c.application_password()).as_bytes())
     );
     (c, auth)
 }
@@ -278,8 +248,7 @@ fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_ca
 
     // A change made outside a web request (here PHP run in the site, like wp-cli) too.
     cached(&c, "/");
-    wp_php(
-        &c,
+    c.site_php(
         "wp_insert_post(['post_title' => 'From the command line', 'post_status' => 'publish']);",
     );
     let a = req(port, "GET", "/", &[], "");
@@ -444,9 +413,15 @@ fn a_page_rendered_across_a_change_is_not_stored() {
     std::fs::write(&go, "").unwrap();
     let old = slow.join().unwrap();
     assert_eq!(old.code, 200);
-    assert!(!old.body.contains(&title), "the slow page read the posts after the change");
+    assert!(
+        !old.body.contains(&title),
+        "the slow page read the posts after the change"
+    );
     let next = req(port, "GET", "/?slow=1", &[], "");
-    assert_ne!(next.cache(), "HIT", "the page rendered across the change was stored");
+    assert_ne!(
+        next.cache(),
+        "HIT",
+        "the page rendered across the change was stored"
+    );
     assert!(next.body.contains(&title), "{}", next.cache());
 }
-

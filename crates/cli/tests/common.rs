@@ -168,6 +168,34 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Runs PHP inside the site with WordPress loaded (as root, like `wp-cli` would);
+    /// returns its output.
+    pub fn site_php(&self, code: &str) -> String {
+        let script = self.dir.path().join("snippet.php");
+        std::fs::write(
+            &script,
+            format!(
+                "<?php\n$_SERVER['HTTP_HOST'] = '127.0.0.1:{}';\nrequire 'wp-load.php';\n{code}\n",
+                self.http_port
+            ),
+        )
+        .unwrap();
+        let out = Command::new("php")
+            .arg(&script)
+            .current_dir(format!("{}/site", self.state_dir()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// A new application password of the administrator (for the REST API).
+    pub fn application_password(&self) -> String {
+        self.site_php(
+            "$u = get_user_by('login', 'admin');\nlist($pw) = WP_Application_Passwords::create_new_application_password($u->ID, array('name' => 'hapress-test-' . mt_rand()));\necho $pw;",
+        )
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         http(self.http_port, "GET", path, None, "")
     }

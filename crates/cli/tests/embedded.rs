@@ -16,25 +16,6 @@ fn spec(title: &str) -> String {
 }
 
 /// Creates an application password for `admin` through WordPress's own API (PHP CLI).
-fn application_password(c: &Cluster) -> String {
-    let script = c.dir.path().join("app-password.php");
-    std::fs::write(
-        &script,
-        format!(
-            "<?php\n$_SERVER['HTTP_HOST'] = '127.0.0.1:{}';\nrequire 'wp-load.php';\n$u = get_user_by('login', 'admin');\nlist($pw) = WP_Application_Passwords::create_new_application_password($u->ID, array('name' => 'hapress-test'));\necho $pw;\n",
-            c.http_port
-        ),
-    )
-    .unwrap();
-    let out = Command::new("php")
-        .arg(&script)
-        .current_dir(format!("{}/site", c.state_dir()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn pid_of(c: &Cluster, name: &str) -> i64 {
     c.component(name)["pid"]
         .as_i64()
@@ -119,7 +100,7 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
 
     // 3. A post through the REST API (application password) shows on the homepage and is
     // replicated to both replicas.
-    let app = application_password(&c);
+    let app = c.application_password();
     let post_title = format!("Replicated post {}", std::process::id());
     let (code, resp) = http(
         c.http_port,

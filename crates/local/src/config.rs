@@ -185,7 +185,8 @@ http {{
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
     sendfile on;
-    tcp_nopush on;
+    # No tcp_nopush: with it, an answer just over 64 KB sent from a file (a cached page, a
+    # static file) waited 40 ms on loopback for a delayed ACK (measured: 390 vs 30,000 req/s).
     keepalive_timeout 65;
     server_tokens off;
     client_max_body_size 64m;
