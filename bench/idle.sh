@@ -41,3 +41,7 @@ for wave in $(seq "$WAVES"); do
   echo "wave $wave: $N clients at once: $(cat "$WORK/idle.out")"
   echo "wave $wave: router RSS with the clients $((during / 1024)) MiB, peak so far $(( $(hwm) / 1024)) MiB, after they left $((after / 1024)) MiB; open files after $(ls /proc/$RPID/fd | wc -l)"
 done
+# The baseline: the same storm straight at the primary (MariaDB's own max_connections and
+# accept queue), in the same run.
+sleep 2
+echo "direct to the primary: $N clients at once: $(python3 bench/idle.py 127.0.0.1 $DB wordpress wordpress "$N" 3)"

@@ -133,7 +133,13 @@ pub struct Pool {
     pub overflow: AtomicU64,
     /// Bumped by [`Pool::renew`]: connections opened before are not pooled again.
     generation: AtomicU64,
+    /// Until when the server counts as full: it refused a connection with its ERR 1040.
+    full_until: Mutex<Option<Instant>>,
 }
+
+/// How long a server that refused a connection as full (ERR 1040) is not asked for another
+/// one beyond the pool: sessions get the same error at once instead of adding to the storm.
+pub const FULL_FOR: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,7 +163,22 @@ impl Pool {
             mismatched: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            full_until: Mutex::new(None),
         }
+    }
+
+    /// The server refused a connection with "Too many connections".
+    pub fn note_full(&self) {
+        *self.full_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + FULL_FOR);
+    }
+
+    /// The server refused a connection as full less than [`FULL_FOR`] ago.
+    pub fn seems_full(&self) -> bool {
+        self.full_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| Instant::now() < t)
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Lease>> {
@@ -465,6 +486,16 @@ mod tests {
         assert_eq!((pool.open_count(), pool.idle_count()), (2, 2));
         // Pooling off: no limit, nothing counted.
         assert!(Pool::new(0).permit().is_none());
+    }
+
+    #[test]
+    fn a_server_that_refused_as_full_counts_as_full_for_a_while() {
+        let pool = Pool::new(1);
+        assert!(!pool.seems_full());
+        pool.note_full();
+        assert!(pool.seems_full());
+        *pool.full_until.lock().unwrap() = Some(Instant::now());
+        assert!(!pool.seems_full());
     }
 
     #[tokio::test]

@@ -221,6 +221,13 @@ async fn connect_or(
 ) -> R<Lease> {
     let b = &topo.backends[idx];
     let permit = permit.or_else(|| b.pool.permit());
+    if permit.is_none() && b.pool.enabled() && b.pool.seems_full() {
+        // Beyond the pool while the server refuses new connections: its answer, at once.
+        topo.refused.fetch_add(1, Ordering::Relaxed);
+        let msg = "Too many connections (hapress router: the server refused one just before)";
+        let _ = refuse(client, seq, 1040, "08004", msg).await;
+        return Err(SessionEnd(msg.into()));
+    }
     b.pool.opened.fetch_add(1, Ordering::Relaxed);
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut conn = match Conn::connect(&b.addr, timeout).await {
@@ -236,8 +243,22 @@ async fn connect_or(
             return Err(SessionEnd(msg));
         }
     };
-    let (_, g) = conn.read_packet().await.map_err(end("primary greeting"))?;
+    let (_, g) = match tokio::time::timeout(timeout, conn.read_packet()).await {
+        Ok(r) => r.map_err(end("primary greeting"))?,
+        Err(_) => {
+            b.counters.errors.fetch_add(1, Ordering::Relaxed);
+            let msg = format!(
+                "hapress router: {} did not greet within {timeout:?}",
+                b.addr
+            );
+            let _ = refuse(client, seq, errcode::ER_CONNECTION_KILLED, "08S01", &msg).await;
+            return Err(SessionEnd(msg));
+        }
+    };
     if g.first() == Some(&0xff) {
+        if hapress_wire::response::parse_err(&g).is_ok_and(|e| e.code == 1040) {
+            b.pool.note_full();
+        }
         client.write_packet(seq, &g).await.map_err(end("client"))?;
         return Err(SessionEnd("primary refused the connection".into()));
     }
