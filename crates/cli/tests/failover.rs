@@ -263,6 +263,45 @@ fn switchover_moves_the_primary_and_says_what_it_did() {
     );
 }
 
+/// `spec.database.failover.preferredPrimary`: a new cluster starts with it as the primary, and
+/// the primary returns there by a planned switchover once it is back and has caught up after a
+/// failover took the primary elsewhere.
+#[test]
+fn the_primary_goes_to_the_preferred_server_and_returns_after_a_failover() {
+    let body = spec("prefer") + "    failover: {preferredPrimary: 1}\n";
+    let (c, _) = Cluster::up(&body);
+    let primary = |c: &Cluster| {
+        c.status()["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["role"] == "primary")
+            .and_then(|x| x["name"].as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    assert_eq!(primary(&c), "db-1", "{}", c.status());
+    // Lost: another server takes over; db-1 restarts, catches up and gets the primary back.
+    let pid = c.component("db-1")["pid"].as_i64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let away = wait_for(Duration::from_secs(20), || {
+        let p = primary(&c);
+        !p.is_empty() && p != "db-1"
+    });
+    assert!(away.is_some(), "no failover: {}", c.status());
+    let back = wait_for(Duration::from_secs(60), || primary(&c) == "db-1");
+    assert!(
+        back.is_some(),
+        "db-1 did not get the primary back: {}\n{}",
+        c.status(),
+        router_log(&c)
+    );
+    assert_eq!(c.sql(1, "SELECT @@read_only"), "0");
+    assert!(router_log(&c).contains("is the preferred primary and has caught up"));
+}
+
 #[test]
 fn chaos_explains_what_it_needs() {
     let dir = tempfile::tempdir().unwrap();

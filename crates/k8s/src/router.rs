@@ -73,6 +73,8 @@ struct FailoverConfig {
     silence_ms: u32,
     heartbeat_ms: u32,
     semi_sync: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preferred_primary: Option<String>,
 }
 
 /// `router.yaml`: every database pod by its stable DNS name (the router finds the primary
@@ -104,6 +106,9 @@ pub fn config(c: &Cluster, names: &Names) -> String {
             // Three heartbeats in the silence that confirms a lost primary.
             heartbeat_ms: (f.silence_ms / 3).max(100),
             semi_sync: db.semi_sync.enabled,
+            preferred_primary: f
+                .preferred_primary
+                .map(|p| format!("{}:3306", names.db_pod_fqdn(p))),
         }),
     };
     // A struct of strings and integers always serialises.

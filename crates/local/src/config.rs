@@ -399,6 +399,13 @@ pub fn router_yaml(spec: &WordPressClusterSpec, layout: &Layout) -> String {
             (heartbeat_seconds(spec) * 1000.0).round() as u64,
             spec.database.semi_sync.enabled,
         );
+        if let Some(p) = f.preferred_primary {
+            let _ = writeln!(
+                y,
+                "  preferredPrimary: \"{}\"",
+                layout.db_socket(p).display()
+            );
+        }
     }
     y
 }
@@ -456,9 +463,15 @@ mod tests {
         );
         // What the spec says is what the router reads.
         spec.router.pool_size = 0;
+        spec.database.failover.preferred_primary = Some(2);
         let cfg: hapress_router::config::Config =
             serde_yaml::from_str(&router_yaml(&spec, &layout)).unwrap();
         assert_eq!(cfg.pool_size, 0);
+        cfg.check().unwrap();
+        assert_eq!(
+            cfg.failover.unwrap().preferred_primary.as_deref(),
+            Some("/srv/hp/run/db-2.sock")
+        );
         spec.router.enabled = false;
         assert_eq!(wp_db_host(&spec, &layout, 1), "127.0.0.1:13307");
     }

@@ -308,7 +308,7 @@ impl Runtime {
         changed
     }
 
-    fn follow_primary(&mut self, st: &serde_json::Value) -> bool {
+    pub(crate) fn follow_primary(&mut self, st: &serde_json::Value) -> bool {
         let Some(addr) = st["primary"].as_str() else {
             return false;
         };

@@ -122,6 +122,17 @@ impl Runtime {
         self.check_stop()?;
 
         progress.step("Setting up GTID replication");
+        if !self.state.is_done("replication") {
+            // A new cluster starts with its preferred primary, if the spec names one.
+            if let Some(p) = spec
+                .database
+                .failover
+                .preferred_primary
+                .filter(|&p| p < n_db)
+            {
+                self.state.primary = p;
+            }
+        }
         let recorded = self.state.primary;
         let ran = self.state.once(&self.layout, "replication", || {
             bootstrap::replication(&self.tools, &self.layout, &spec, &self.secrets, recorded)
@@ -194,6 +205,11 @@ impl Runtime {
                 || crate::status::router_status(&layout).is_some_and(|s| s["primary"].is_string()),
             )?;
             progress.done("ready, reads split across replicas");
+            // The router may have moved the primary already (to the preferred server): the
+            // installer below writes to the primary itself.
+            if let Some(st) = crate::status::router_status(&self.layout) {
+                self.follow_primary(&st);
+            }
         } else {
             progress.done("skipped (spec.router.enabled: false; WordPress uses the primary)");
         }

@@ -93,6 +93,10 @@ pub struct FailoverConfig {
     /// Turn semi-synchronous replication's primary side on for a promoted server.
     #[serde(default = "default_true")]
     pub semi_sync: bool,
+    /// The backend (as written in `backends`) that should be the primary: when another one
+    /// is and this one is a caught-up replica, the acting router switches over to it.
+    #[serde(default)]
+    pub preferred_primary: Option<String>,
 }
 
 impl FailoverConfig {
@@ -181,6 +185,13 @@ impl Config {
             }
         }
         if let Some(f) = &self.failover {
+            if let Some(p) = &f.preferred_primary {
+                if !self.backends.contains(p) {
+                    return Err(format!(
+                        "failover.preferredPrimary: must be one of the backends, got {p:?}"
+                    ));
+                }
+            }
             if f.detect_probes == 0 {
                 return Err("failover.detectProbes: must be >= 1".into());
             }

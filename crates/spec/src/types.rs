@@ -321,6 +321,12 @@ pub struct FailoverSpec {
     /// Milliseconds every replica must have received nothing from a primary that misses
     /// probes, to confirm it is gone (200..=60000); replicas get a heartbeat a third as often.
     pub silence_ms: u32,
+    /// The server that should be the primary (`0..instances`; unset: whichever is). When
+    /// another one is, and this one replicates and has caught up, the acting router moves the
+    /// primary there by a planned switchover: how to switch over through the spec (GitOps),
+    /// and where the primary returns after a failover once this server is back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_primary: Option<u32>,
 }
 
 impl Default for FailoverSpec {
@@ -331,6 +337,7 @@ impl Default for FailoverSpec {
             probe_timeout_ms: 500,
             detect_probes: 3,
             silence_ms: 1500,
+            preferred_primary: None,
         }
     }
 }

@@ -306,6 +306,18 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         200,
         60_000,
     );
+    if let Some(p) = f.preferred_primary {
+        if p >= db.instances {
+            c.fail(
+                "spec.database.failover.preferredPrimary",
+                format!(
+                    "must name one of the {} servers (0..={}), got {p}",
+                    db.instances,
+                    db.instances.saturating_sub(1)
+                ),
+            );
+        }
+    }
     c.quantity("spec.database.storage.size", &db.storage.size);
     for (key, value) in &db.config {
         let path = format!("spec.database.config.{key}");

@@ -69,6 +69,16 @@ fn out_of_range_values_name_the_field_and_the_range() {
         errs,
         vec!["spec.router.poolSize: must be 0..=10000, got 10001"]
     );
+    let errs = invalid(
+        "metadata: {name: blog}\nspec:\n  database: {failover: {preferredPrimary: 3}}\n  cache: {page: {ttlSeconds: 0}}\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "spec.database.failover.preferredPrimary: must name one of the 3 servers (0..=2), got 3",
+            "spec.cache.page.ttlSeconds: must be 1..=86400, got 0"
+        ]
+    );
 }
 
 #[test]

@@ -89,6 +89,8 @@ pub struct Settings {
     pub detect_probes: u32,
     /// How long a replica must have heard nothing from the primary to confirm it is lost.
     pub silence: Duration,
+    /// The server that should be the primary, when one is named.
+    pub preferred: Option<usize>,
 }
 
 /// Error codes after which a replica cannot go on from where it is: it has transactions the
@@ -150,6 +152,11 @@ pub enum Action {
         /// What says so.
         why: String,
     },
+    /// Move the primary to the preferred server by a planned switchover.
+    Switchover {
+        /// The preferred server, a caught-up replica of the primary.
+        to: usize,
+    },
 }
 
 /// What the acting manager does now, given every server's last probe, the elected primary
@@ -161,9 +168,29 @@ pub fn plan(
     s: &Settings,
 ) -> Vec<Action> {
     match primary {
-        Some(p) => healthy(servers, p),
+        Some(p) => {
+            let mut actions = healthy(servers, p);
+            if actions.is_empty() {
+                actions.extend(preferred(servers, p, s.preferred));
+            }
+            actions
+        }
         None => lost(servers, former, s).into_iter().collect(),
     }
+}
+
+/// With every server in line: a switchover to the preferred server, when it is not the
+/// primary and is a running, caught-up replica of it.
+fn preferred(servers: &[ServerSeen], p: usize, preferred: Option<usize>) -> Option<Action> {
+    let to = preferred.filter(|&t| t != p && t < servers.len())?;
+    let sv = &servers[to];
+    let running = sv.follows(p)
+        && sv
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.io == Io::Running && r.sql_running);
+    let caught_up = crate::gtid::gtid_covers(&sv.gtid, &servers[p].gtid);
+    (running && caught_up && sv.read_only).then_some(Action::Switchover { to })
 }
 
 /// With a primary: fence any other writable server, bring every other server in line.

@@ -30,6 +30,11 @@ const FENCE_GRACE: Duration = Duration::from_secs(2);
 /// A server is re-pointed at most this often (a replica that keeps failing is not hammered).
 const REJOIN_EVERY: Duration = Duration::from_secs(3);
 
+/// The primary moves to the preferred server no sooner than this after a promotion...
+const PREFERRED_AFTER: Duration = Duration::from_secs(5);
+/// ... and is tried at most this often.
+const PREFERRED_RETRY: Duration = Duration::from_secs(30);
+
 /// One router's manager.
 pub struct Manager {
     topo: Arc<Topology>,
@@ -47,6 +52,8 @@ pub struct Manager {
     last_rejoin: HashMap<usize, Instant>,
     /// When this manager last promoted a server.
     promoted_at: Option<Instant>,
+    /// When this manager last switched over to the preferred primary.
+    preferred_tried: Option<Instant>,
     /// Planned switchovers asked for over `/switchover`.
     requests: Option<tokio::sync::mpsc::Receiver<SwitchoverRequest>>,
 }
@@ -78,6 +85,10 @@ impl Manager {
             settings: Settings {
                 detect_probes: failover.detect_probes,
                 silence: Duration::from_millis(failover.silence_ms),
+                preferred: failover
+                    .preferred_primary
+                    .as_ref()
+                    .and_then(|p| topo.backends.iter().position(|b| b.addr == *p)),
             },
             topo,
             config,
@@ -88,6 +99,7 @@ impl Manager {
             quiet_until: None,
             last_rejoin: HashMap::new(),
             promoted_at: None,
+            preferred_tried: None,
             requests: topo_for_requests.take_switchovers(),
         })
     }
@@ -394,6 +406,25 @@ impl Manager {
                 self.report(i, "fenced (made read-only): it is not the primary", r);
             }
             Action::Rejoin { server, primary } => self.rejoin(server, primary).await,
+            // Not right after a promotion (the others are still being re-pointed), and not
+            // again and again when one fails.
+            Action::Switchover { .. }
+                if self
+                    .promoted_at
+                    .is_some_and(|t| t.elapsed() < PREFERRED_AFTER)
+                    || self
+                        .preferred_tried
+                        .is_some_and(|t| t.elapsed() < PREFERRED_RETRY) => {}
+            Action::Switchover { to } => {
+                self.preferred_tried = Some(Instant::now());
+                log(format!(
+                    "{} is the preferred primary and has caught up: switching over to it",
+                    self.name(to)
+                ));
+                if let Err(e) = self.switchover(Some(to)).await {
+                    log(format!("switchover to the preferred primary failed: {e}"));
+                }
+            }
             Action::Diverged { server, why } => {
                 let name = self.name(server);
                 let fresh = self.topo.update_manager(|m| {

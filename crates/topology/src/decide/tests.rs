@@ -5,6 +5,7 @@ use super::*;
 const SETTINGS: Settings = Settings {
     detect_probes: 3,
     silence: Duration::from_millis(1500),
+    preferred: None,
 };
 
 /// A reachable writable primary.
@@ -326,6 +327,73 @@ fn with_a_primary_every_other_server_is_brought_in_line() {
     for (what, second, want) in table {
         let servers = vec![primary(), second.clone(), replica(0)];
         assert_eq!(plan(&servers, Some(0), Some(0), &SETTINGS), *want, "{what}");
+    }
+}
+
+#[test]
+fn the_primary_moves_to_the_preferred_server_once_it_has_caught_up() {
+    let prefer = |p| Settings {
+        preferred: p,
+        ..SETTINGS
+    };
+    let mut behind = replica(0);
+    behind.gtid = "0-1-9".into();
+    let mut stopped = replica(0);
+    stopped.replica.as_mut().unwrap().sql_running = false;
+    let healthy = vec![primary(), replica(0), replica(0)];
+    type Case = (&'static str, Vec<ServerSeen>, Option<usize>, Vec<Action>);
+    let table: &[Case] = &[
+        (
+            "a caught-up replica",
+            healthy.clone(),
+            Some(2),
+            vec![Action::Switchover { to: 2 }],
+        ),
+        ("none preferred", healthy.clone(), None, vec![]),
+        (
+            "the preferred one is the primary",
+            healthy.clone(),
+            Some(0),
+            vec![],
+        ),
+        (
+            "behind the primary",
+            vec![primary(), replica(0), behind],
+            Some(2),
+            vec![],
+        ),
+        (
+            "unreachable",
+            vec![primary(), replica(0), gone(4)],
+            Some(2),
+            vec![],
+        ),
+        (
+            "other servers to bring in line first",
+            vec![primary(), replica(2), replica(0)],
+            Some(2),
+            vec![Action::Rejoin {
+                server: 1,
+                primary: 0,
+            }],
+        ),
+        (
+            "its SQL thread stopped: it is rejoined, not promoted",
+            vec![primary(), replica(0), stopped],
+            Some(2),
+            vec![Action::Rejoin {
+                server: 2,
+                primary: 0,
+            }],
+        ),
+        ("out of range", healthy.clone(), Some(7), vec![]),
+    ];
+    for (what, servers, preferred, want) in table {
+        assert_eq!(
+            plan(servers, Some(0), Some(0), &prefer(*preferred)),
+            *want,
+            "{what}"
+        );
     }
 }
 
