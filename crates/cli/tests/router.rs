@@ -656,6 +656,26 @@ echo implode("; ", $out);"#
     );
     assert!(metrics.contains(&overflow), "{metrics}");
 
+    // PDO without emulation prepares every query, SET included: a prepared SET of session
+    // state is replayed like the text one, so the reads after it still go to replicas and
+    // see the session's time zone there.
+    let before = r.routed_to_replicas();
+    let php = format!(
+        r#"$p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+$p->query("SET time_zone = '+03:00'");
+$out = [];
+for ($i = 0; $i < 4; $i++) {{ $out[] = $p->query("SELECT FROM_UNIXTIME(0)")->fetchColumn(); }}
+echo implode(',', array_unique($out)), "\n";"#,
+        port = r.port
+    );
+    let (_, out, err) = run_php(&pw, &php);
+    assert_eq!(out, "1970-01-01 03:00:00", "{err}");
+    assert!(
+        r.routed_to_replicas() >= before + 4,
+        "reads after a prepared SET stayed on the primary: {}",
+        r.status()
+    );
+
     // Binary-protocol prepared statements run on replicas too: prepared there on first use,
     // executed under the replica's id with the types the client bound (mysqli binds them once:
     // later executions carry none); a prepared write is followed by a prepared read that sees

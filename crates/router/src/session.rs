@@ -1279,7 +1279,11 @@ impl Session {
             Some(cmd::STMT_PREPARE) => {
                 if let Some(Outcome::Prepared { id, params }) = outcome {
                     let stmt = classify(&payload[1..]);
-                    if matches!(stmt.effect, Effect::None | Effect::Write) {
+                    // A prepared `SET` of session state without parameters is replayed like
+                    // the text one each time it runs (PDO without emulation prepares every
+                    // query); with parameters its values are unknown here: pinned.
+                    let replayable = stmt.effect == Effect::Replay && params == 0;
+                    if matches!(stmt.effect, Effect::None | Effect::Write) || replayable {
                         let sql = payload[1..].to_vec();
                         self.prepared.insert(
                             id,
@@ -1322,7 +1326,17 @@ impl Session {
         }
         match st.effect {
             Effect::Replay => {
-                self.replay.push(payload[1..].to_vec());
+                let text = match command {
+                    // An execution of a prepared SET: its text, as prepared.
+                    Some(cmd::STMT_EXECUTE) => stmt::statement_id(payload)
+                        .and_then(|id| self.prepared.get(&id))
+                        .map(|p| p.sql.clone()),
+                    _ => Some(payload[1..].to_vec()),
+                };
+                match text {
+                    Some(t) => self.replay.push(t),
+                    None => self.view.pinned = true,
+                }
                 self.release_replica(true);
             }
             Effect::UseDb(name) => {
