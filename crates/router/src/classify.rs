@@ -495,6 +495,8 @@ fn classify_set(code: &str) -> Effect {
         _ if has_word(code, "sql_auto_is_null") => Effect::Pin("sql_auto_is_null"),
         // `SHOW PROFILES` lists what the server it runs on profiled for the session.
         _ if has_word(code, "profiling") => Effect::Pin("profiling"),
+        // The trace describes the session's previous statement, wherever it ran.
+        _ if has_word(code, "optimizer_trace") => Effect::Pin("optimizer_trace"),
         // autocommit is followed through the server's status flags; replaying autocommit=0 on a
         // replica would hold a read snapshot there.
         _ if has_word(code, "autocommit") => Effect::None,
@@ -634,6 +636,14 @@ mod tests {
                 Effect::Pin("sql_auto_is_null"),
             ),
             ("SET profiling = 1", Effect::Pin("profiling")),
+            (
+                "SET optimizer_trace = 'enabled=on'",
+                Effect::Pin("optimizer_trace"),
+            ),
+            (
+                "SET SESSION optimizer_trace_max_mem_size = 1",
+                Effect::Replay,
+            ),
             ("SET SESSION profiling_history_size = 20", Effect::Replay),
             ("SET @@global.x = 1", Effect::SetGlobal),
             ("SET autocommit = 0", Effect::None),

@@ -171,6 +171,14 @@ q($n, "DROP TABLE corners_d");
 q($n, "DROP SEQUENCE corners_s");
 $n->close();
 
+// The optimizer trace describes the session's previous statement: the read must run where
+// the trace is read (the session is pinned to the primary once tracing is on).
+$t = connect($port);
+q($t, "SET optimizer_trace = 'enabled=on'");
+q($t, "SELECT COUNT(*) FROM wp_options WHERE option_id < 3");
+q($t, "SELECT QUERY FROM information_schema.OPTIMIZER_TRACE");
+$t->close();
+
 // LOAD DATA LOCAL INFILE: the file goes from the client through the router.
 $file = tempnam(sys_get_temp_dir(), 'corners');
 file_put_contents($file, "x1\nx2\nx3\n");
