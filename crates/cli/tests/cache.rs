@@ -111,7 +111,7 @@ fn rest(c: &Cluster, auth: &str, method: &str, route: &str, body: &str) -> serde
     let a = req(
         c.http_port,
         method,
-        &format!("/index.php?rest_route={route}"),
+        &format!("/?rest_route={route}"),
         &[
             ("Authorization", auth),
             ("Content-Type", "application/json"),

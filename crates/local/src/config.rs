@@ -205,6 +205,9 @@ http {{
         location ~ /\. {{ deny all; }}
         location ~* ^/wp-content/uploads/.*\.php$ {{ deny all; }}
 
+        # The front page is WordPress for every method: the directory index would answer 405
+        # to PUT or DELETE (a REST call to /?rest_route=...).
+        location = / {{ rewrite ^ /index.php last; }}
         location / {{ try_files $uri $uri/ /index.php?$args; }}
 
         location ~ \.php$ {{
