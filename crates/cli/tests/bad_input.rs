@@ -217,19 +217,30 @@ fn interrupted_up_is_completed_by_the_next_up() {
         }
         v
     };
-    // Kill -9 the supervisor at two points of the first start (during initialisation, then later).
-    for delay_ms in [700, 2000] {
+    // Kill -9 the supervisor at two points of the first start, each right after a step it
+    // reported finished: while the database servers start (after their data directories were
+    // made), then while the SQL router starts (after replication was set up).
+    for after_step in ["[ 3/11]", "[ 5/11]"] {
         let mut child = hapress()
             .args(args(false))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let reached = lines.any(|l| l.is_ok_and(|l| l.contains(after_step)));
         child.kill().unwrap();
         child.wait().unwrap();
+        assert!(reached, "up never reported step {after_step}");
     }
+    // It was interrupted before it finished: the site is not installed yet.
+    let recorded = std::fs::read_to_string(state.join("state.json")).unwrap();
+    assert!(
+        recorded.contains("\"replication\"") && !recorded.contains("site-installed"),
+        "{recorded}"
+    );
     let out = hapress()
         .args(args(true))
         .stdin(Stdio::null())
