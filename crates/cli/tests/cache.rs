@@ -253,6 +253,15 @@ fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_ca
     );
     let a = req(port, "GET", "/", &[], "");
     assert!(a.body.contains("From the command line"), "{}", a.cache());
+
+    // `hapress status` counts what the cache did (from nginx's log, every second or so).
+    let counted = wait_for(Duration::from_secs(15), || {
+        let pc = &c.status()["pageCache"];
+        pc["hit"].as_u64().unwrap_or(0) >= 5 && pc["bypass"].as_u64().unwrap_or(0) >= 28
+    });
+    assert!(counted.is_some(), "{}", c.status()["pageCache"]);
+    let table = text(&run(&["status", "--state-dir", &c.state_dir()]));
+    assert!(table.contains("page cache: "), "{table}");
 }
 
 /// Logs `user` in through wp-login.php; returns the cookies of the session.

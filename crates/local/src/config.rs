@@ -232,6 +232,9 @@ http {{
     )
 }
 
+/// nginx's log of what the page cache did, one status per PHP request (under `logs/`).
+pub const PAGE_CACHE_LOG: &str = "page-cache.log";
+
 /// The page cache's nginx settings (`spec.cache.page`): for the `http` block and for the PHP
 /// location; empty when it is off.
 ///
@@ -262,6 +265,8 @@ fn page_cache(spec: &WordPressClusterSpec, layout: &Layout) -> (String, String) 
     }}
     map $http_authorization $hapress_skip_auth {{ "" 0; default 1; }}
     map "$hapress_skip_method$hapress_skip_cookie$hapress_skip_uri$hapress_skip_auth" $hapress_skip {{ "0000" 0; default 1; }}
+    # One line per PHP request with what the cache did: counted by the supervisor (`status`).
+    log_format hapress_cache '$upstream_cache_status';
 "#,
         dir = layout.page_cache_dir().display(),
         max = page.max_size_mb,
@@ -280,8 +285,11 @@ fn page_cache(spec: &WordPressClusterSpec, layout: &Layout) -> (String, String) 
             fastcgi_cache_background_update on;
             fastcgi_hide_header X-Hapress-No-Cache;
             add_header X-Cache $upstream_cache_status always;
+            access_log {logs}/nginx-access.log combined buffer=64k flush=2s;
+            access_log {logs}/{PAGE_CACHE_LOG} hapress_cache buffer=8k flush=1s;
 "#,
         ttl = page.ttl_seconds,
+        logs = layout.logs_dir().display(),
     );
     (http, php)
 }

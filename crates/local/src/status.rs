@@ -80,6 +80,41 @@ pub struct ClusterStatus {
     /// (filled in by `hapress status`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attention: Vec<String>,
+    /// What the page cache answered since the supervisor started (when it is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_cache: Option<PageCacheCounts>,
+}
+
+/// Answers of the page cache, by nginx's `$upstream_cache_status`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct PageCacheCounts {
+    /// Served from the cache.
+    pub hit: u64,
+    /// Rendered by PHP and stored (or not, when the answer said so).
+    pub miss: u64,
+    /// Never cached (a logged-in user, the admin, a POST...).
+    pub bypass: u64,
+    /// Rendered again because the copy had expired.
+    pub expired: u64,
+    /// An old copy while PHP failed, or while another request renders it again.
+    pub stale: u64,
+}
+
+impl PageCacheCounts {
+    /// Counts the lines of nginx's page-cache log (one status per request; PHP requests
+    /// nginx never consulted the cache for, such as POSTs, log `-`).
+    pub fn count(&mut self, log: &str) {
+        for line in log.lines() {
+            match line.trim() {
+                "HIT" => self.hit += 1,
+                "MISS" => self.miss += 1,
+                "BYPASS" | "" | "-" => self.bypass += 1,
+                "EXPIRED" | "REVALIDATED" => self.expired += 1,
+                "STALE" | "UPDATING" => self.stale += 1,
+                _ => {}
+            }
+        }
+    }
 }
 
 /// What needs a person's attention in a state directory: data directories kept aside by a
@@ -202,6 +237,23 @@ pub fn render_table(st: &ClusterStatus) -> String {
     for r in &rows {
         line(r.iter().map(String::as_str).collect());
     }
+    if let Some(pc) = &st.page_cache {
+        let cacheable = pc.hit + pc.miss + pc.expired + pc.stale;
+        let _ = writeln!(
+            out,
+            "\npage cache: {} hits of {cacheable} cacheable requests ({:.1}%), {} misses, {} expired, {} stale; {} bypassed",
+            pc.hit,
+            if cacheable == 0 {
+                0.0
+            } else {
+                100.0 * pc.hit as f64 / cacheable as f64
+            },
+            pc.miss,
+            pc.expired,
+            pc.stale,
+            pc.bypass,
+        );
+    }
     if !st.failovers.is_empty() {
         out.push_str("\nfailovers:\n");
         for f in st.failovers.iter().rev().take(5).rev() {
@@ -296,6 +348,22 @@ fn short_address(addr: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn page_cache_counts_follow_nginx_statuses() {
+        let mut c = PageCacheCounts::default();
+        c.count("HIT\nHIT\nMISS\n-\nBYPASS\nEXPIRED\nUPDATING\nSTALE\nREVALIDATED\n");
+        assert_eq!(
+            c,
+            PageCacheCounts {
+                hit: 2,
+                miss: 1,
+                bypass: 2,
+                expired: 2,
+                stale: 2,
+            }
+        );
+    }
+
     use super::*;
 
     #[test]
