@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,6 +120,17 @@ fn rest(c: &Cluster, auth: &str, method: &str, route: &str, body: &str) -> serde
     );
     assert!(a.code / 100 == 2, "{method} {route}: {} {}", a.head, a.body);
     serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{route}: {e}: {}", a.body))
+}
+
+/// Publishes a post titled `title` as the administrator.
+fn publish(c: &Cluster, auth: &str, title: &str) {
+    rest(
+        c,
+        auth,
+        "POST",
+        "/wp/v2/posts",
+        &format!("{{\"title\":\"{title}\",\"content\":\"x\",\"status\":\"publish\"}}"),
+    );
 }
 
 #[test]
@@ -340,17 +351,22 @@ fn no_visitor_gets_an_old_page_after_a_change_returns() {
     let title = format!("Under load {}", std::process::id());
     let published_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
+    // Answers so far, and answers to requests sent after the publish returned.
+    let counted = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     let visitors: Vec<_> = (0..4)
         .map(|_| {
             let (published_at, stop, title) = (published_at.clone(), stop.clone(), title.clone());
+            let counted = counted.clone();
             std::thread::spawn(move || {
                 let (mut after, mut stale, mut hits) = (0, 0, 0);
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
                     let a = req(port, "GET", "/", &[], "");
                     assert_eq!(a.code, 200, "{}", a.head);
+                    counted.0.fetch_add(1, Ordering::Relaxed);
                     let published = *published_at.lock().unwrap();
                     if published.is_some_and(|p| sent > p) {
+                        counted.1.fetch_add(1, Ordering::Relaxed);
                         after += 1;
                         hits += usize::from(a.cache() == "HIT");
                         if !a.body.contains(&title) {
@@ -362,17 +378,17 @@ fn no_visitor_gets_an_old_page_after_a_change_returns() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    rest(
-        &c,
-        &auth,
-        "POST",
-        "/wp/v2/posts",
-        &format!("{{\"title\":\"{title}\",\"content\":\"x\",\"status\":\"publish\"}}"),
-    );
+    let busy = wait_for(Duration::from_secs(10), || {
+        counted.0.load(Ordering::Relaxed) >= 100
+    });
+    assert!(busy.is_some(), "the visitors are not loading pages");
+    publish(&c, &auth, &title);
     *published_at.lock().unwrap() = Some(Instant::now());
-    std::thread::sleep(Duration::from_secs(3));
+    let enough = wait_for(Duration::from_secs(20), || {
+        counted.1.load(Ordering::Relaxed) >= 2_000
+    });
     stop.store(true, Ordering::Relaxed);
+    assert!(enough.is_some(), "too little traffic after the publish");
     let (mut after, mut stale, mut hits) = (0, 0, 0);
     for v in visitors {
         let (a, s, h) = v.join().unwrap();
@@ -412,13 +428,7 @@ fn a_page_rendered_across_a_change_is_not_stored() {
     });
     assert!(entered.is_some(), "the slow page never reached its footer");
     let title = format!("Published mid-render {}", std::process::id());
-    rest(
-        &c,
-        &auth,
-        "POST",
-        "/wp/v2/posts",
-        &format!("{{\"title\":\"{title}\",\"content\":\"x\",\"status\":\"publish\"}}"),
-    );
+    publish(&c, &auth, &title);
     std::fs::write(&go, "").unwrap();
     let old = slow.join().unwrap();
     assert_eq!(old.code, 200);

@@ -41,6 +41,17 @@ fn chaos(c: &Cluster, fault: &str, rounds: u32) -> String {
     t
 }
 
+/// The name of the server `hapress status` shows as the primary ("" when none).
+fn primary_name(c: &Cluster) -> String {
+    c.status()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["role"] == "primary")
+        .and_then(|x| x["name"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 fn router_log(c: &Cluster) -> String {
     std::fs::read_to_string(format!("{}/logs/router.log", c.state_dir())).unwrap_or_default()
 }
@@ -219,15 +230,7 @@ fn three_routers_one_acts_and_each_failure_is_promoted_once() {
 #[test]
 fn switchover_moves_the_primary_and_says_what_it_did() {
     let (c, _) = Cluster::up(&spec("switch"));
-    let st = |c: &Cluster| {
-        c.status()["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["role"] == "primary")
-            .map(|x| x["name"].as_str().unwrap().to_string())
-            .unwrap()
-    };
+    let st = primary_name;
     let before = st(&c);
     let to = if before == "db-2" { "db-1" } else { "db-2" };
     let out = run(&["switchover", "--state-dir", &c.state_dir(), "--to", to]);
@@ -270,15 +273,7 @@ fn switchover_moves_the_primary_and_says_what_it_did() {
 fn the_primary_goes_to_the_preferred_server_and_returns_after_a_failover() {
     let body = spec("prefer") + "    failover: {preferredPrimary: 1}\n";
     let (c, _) = Cluster::up(&body);
-    let primary = |c: &Cluster| {
-        c.status()["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["role"] == "primary")
-            .and_then(|x| x["name"].as_str().map(String::from))
-            .unwrap_or_default()
-    };
+    let primary = primary_name;
     assert_eq!(primary(&c), "db-1", "{}", c.status());
     // Lost: another server takes over; db-1 restarts, catches up and gets the primary back.
     let pid = c.component("db-1")["pid"].as_i64().unwrap();
