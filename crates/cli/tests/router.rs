@@ -656,6 +656,23 @@ echo implode("; ", $out);"#
     );
     assert!(metrics.contains(&overflow), "{metrics}");
 
+    // COM_CHANGE_USER from libmariadb on a session greeted with a pooled connection (the
+    // router's own nonce): libmariadb answers MariaDB's auth switch with its old scramble, which
+    // the router scrambles again for the server. A wrong password is still denied.
+    let script = format!("{}/tests/py/change_user.py", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .args([script.as_str(), &r.port.to_string()])
+        .env("PW", &pw)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pooled ok\npooled 1045",
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // PDO without emulation prepares every query, SET included: a prepared SET of session
     // state is replayed like the text one, so the reads after it still go to replicas and
     // see the session's time zone there.
@@ -715,7 +732,10 @@ echo implode(',', $out), "\n";"#,
         )
     };
     run_php(&pw, &mysqli("wordpress", "$e->close();"));
-    let idle = wait_for(Duration::from_secs(5), || pool(&r, "idle") == 6);
+    let idle = wait_for(Duration::from_secs(5), || {
+        let open = pool(&r, "open");
+        open > 0 && pool(&r, "idle") == open
+    });
     assert!(
         idle.is_some(),
         "the mysqli session's connection was not pooled: {}",

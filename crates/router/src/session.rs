@@ -48,6 +48,9 @@ struct Session {
     replica: Option<Backend>,
     /// Handshake response of the client, kept to log in to replicas the same way.
     hello: HandshakeResponse,
+    /// The nonce the client scrambles its password with: the greeting's, which is the
+    /// router's own when the router checked the login on a pooled connection.
+    client_nonce: Vec<u8>,
     /// How to log in to a replica as this user (`None`: reads stay on the primary).
     credential: Option<Credential>,
     deprecate_eof: bool,
@@ -553,6 +556,9 @@ async fn handshake(
         handshake::native_recover_stage1(&hello.auth, &greeting.nonce, &s2)
     })
     .flatten();
+    // The nonce the client's later password scrambles use (COM_CHANGE_USER): the router's
+    // own when it checked the login itself, else the server's.
+    let answered_here = stage1.is_some();
     let credential = if let Some(s1) = stage1 {
         // Checked here. Switch the pooled connection to the client's database (its OK, or
         // MariaDB's 1049/1044, answers the login); a client without one gets a connection
@@ -685,7 +691,13 @@ async fn handshake(
         .counters
         .sessions
         .fetch_add(1, Ordering::Relaxed);
+    let client_nonce = if answered_here {
+        greeting.nonce.clone()
+    } else {
+        lease.greeting.nonce.clone()
+    };
     Ok(Some(Session {
+        client_nonce,
         db: hello.database.clone(),
         topo: topo.clone(),
         config,
@@ -1579,13 +1591,78 @@ impl Session {
         self.client.consume(&c);
         let conn = &mut self.primary.lease.conn;
         conn.write_raw(&raw).await.map_err(end("primary"))?;
-        let auth = Auth {
-            plugin: String::new(),
-            nonce: Vec::new(),
-            token: Vec::new(),
-        };
-        relay_auth(&mut self.client, conn, auth, 0, self.track_added).await?;
+        if self.client_nonce == self.primary.lease.greeting.nonce {
+            let auth = Auth {
+                plugin: String::new(),
+                nonce: Vec::new(),
+                token: Vec::new(),
+            };
+            relay_auth(&mut self.client, conn, auth, 0, self.track_added).await?;
+        } else {
+            // The user it changes to: the packet's first, NUL-terminated field.
+            let user = raw
+                .get(HEADER + 1..)
+                .and_then(|b| b.split(|&c| c == 0).next())
+                .unwrap_or_default()
+                .to_vec();
+            self.change_user_rescrambled(&user).await?;
+        }
         Box::pin(self.command_loop()).await
+    }
+
+    /// The rest of a `COM_CHANGE_USER` of a client that was greeted with the router's nonce
+    /// (a pooled connection): MariaDB answers with an auth switch to its own nonce; the client
+    /// is shown the nonce it knows (libmariadb answers with its old scramble whatever the
+    /// switch says), and its answer is scrambled again for the server's nonce (the password's
+    /// SHA1 recovered with the user's hash, as at login). An answer the router cannot recover
+    /// (a wrong password, an unknown user) goes as it is: the server denies it as directly.
+    async fn change_user_rescrambled(&mut self, user: &[u8]) -> R<()> {
+        loop {
+            let conn = &mut self.primary.lease.conn;
+            let (s, p) = conn.read_packet().await.map_err(end("primary auth"))?;
+            let switch = (p.first() == Some(&0xfe))
+                .then(|| handshake::AuthSwitch::parse(&p).ok())
+                .flatten()
+                .filter(|sw| sw.plugin == NATIVE_PASSWORD);
+            let shown = match (&switch, p.first()) {
+                (Some(sw), _) => handshake::AuthSwitch {
+                    plugin: sw.plugin.clone(),
+                    data: self.client_nonce.clone(),
+                }
+                .encode(),
+                (None, Some(0x00)) if self.track_added => {
+                    ok_without_session_state(&p).unwrap_or_else(|| p.clone())
+                }
+                _ => p.clone(),
+            };
+            self.client
+                .write_packet(s, &shown)
+                .await
+                .map_err(end("client"))?;
+            if matches!(p.first(), Some(0x00) | Some(0xff)) {
+                return Ok(());
+            }
+            let (cs, cp) = self
+                .client
+                .read_packet()
+                .await
+                .map_err(end("client auth"))?;
+            let reply = switch
+                .and_then(|sw| {
+                    let s2s = self.topo.stage2s(user);
+                    let stage1 = s2s.iter().find_map(|s2| {
+                        handshake::native_recover_stage1(&cp, &self.client_nonce, s2)
+                    })?;
+                    Some(handshake::native_token_from_stage1(&stage1, &sw.data).to_vec())
+                })
+                .unwrap_or(cp);
+            self.primary
+                .lease
+                .conn
+                .write_packet(cs, &reply)
+                .await
+                .map_err(end("primary"))?;
+        }
     }
 }
 
