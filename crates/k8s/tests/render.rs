@@ -59,22 +59,113 @@ fn no_secret_values_without_generate_secrets() {
 
 #[test]
 fn zero_downtime_rollout_settings() {
-    let out = yaml("");
-    for needle in [
-        "maxSurge: 1",
-        "maxUnavailable: 0",
-        "- sleep\n              - '20'",
-        "terminationGracePeriodSeconds: 60",
-        "path: /wp-login.php",
-        "podManagementPolicy: OrderedReady",
-        "hapress.dev/role: primary",
-        "hapress.dev/role: replica",
-        "automountServiceAccountToken: false",
-        "readOnlyRootFilesystem: true",
-        "type: RuntimeDefault",
-    ] {
-        assert!(out.contains(needle), "missing {needle:?}");
+    let m = render(&Cluster::default(), &RenderOptions::default());
+    let deployments: Vec<_> = m
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Deployment(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deployments.len(), 1);
+    let web = deployments[0].spec.as_ref().unwrap();
+    // New pods come up before old ones go.
+    let rolling = web
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .unwrap();
+    assert_eq!(format!("{:?}", rolling.max_surge), "Some(Int(1))");
+    assert_eq!(format!("{:?}", rolling.max_unavailable), "Some(Int(0))");
+    let pod = web.template.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(60));
+    let wp = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "wordpress")
+        .unwrap();
+    // The load balancer stops sending before Apache stops taking.
+    let pre_stop = wp.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+    assert_eq!(
+        pre_stop.exec.as_ref().unwrap().command.as_deref(),
+        Some(&["sleep".to_string(), "20".to_string()][..])
+    );
+    let ready = wp
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(ready.path.as_deref(), Some("/wp-login.php"));
+    for o in &m.objects {
+        let (spec, pod) = match o {
+            Object::StatefulSet(s) => {
+                let spec = s.spec.as_ref().unwrap();
+                (
+                    Some(spec.pod_management_policy.clone()),
+                    spec.template.spec.clone(),
+                )
+            }
+            Object::Deployment(d) => (None, d.spec.as_ref().unwrap().template.spec.clone()),
+            _ => continue,
+        };
+        if let Some(policy) = spec {
+            if o.name().ends_with("-db") {
+                assert_eq!(policy.as_deref(), Some("OrderedReady"), "{}", o.id());
+            }
+        }
+        let pod = pod.unwrap();
+        assert_eq!(
+            pod.automount_service_account_token,
+            Some(false),
+            "{}",
+            o.id()
+        );
+        for c in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(
+                sc.read_only_root_filesystem,
+                Some(true),
+                "{} {}",
+                o.id(),
+                c.name
+            );
+        }
+        let seccomp = pod
+            .security_context
+            .as_ref()
+            .unwrap()
+            .seccomp_profile
+            .as_ref();
+        assert_eq!(
+            seccomp.map(|s| s.type_.as_str()),
+            Some("RuntimeDefault"),
+            "{}",
+            o.id()
+        );
     }
+    // The role Services select by the role label.
+    let roles: Vec<String> = m
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Service(s) => s
+                .spec
+                .as_ref()?
+                .selector
+                .as_ref()?
+                .get("hapress.dev/role")
+                .cloned(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(roles, ["primary", "replica"]);
 }
 
 #[test]
