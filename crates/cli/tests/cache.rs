@@ -3,79 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// One HTTP/1.0 request (so the body is never chunked); returns the status, the response head
-/// and the body.
-fn req(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let t = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = t.split_once("\r\n\r\n").unwrap_or((&t, ""));
-    Answer {
-        code: head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0),
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
-
-#[derive(Debug)]
-struct Answer {
-    code: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    /// The `X-Cache` header (`HIT`, `MISS`, `BYPASS`, ...), empty when absent.
-    fn cache(&self) -> String {
-        self.header("x-cache")
-    }
-
-    fn header(&self, name: &str) -> String {
-        self.head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-            .unwrap_or_default()
-    }
-
-    /// `name=value` of every cookie the response sets.
-    fn cookies(&self) -> Vec<String> {
-        self.head
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("set-cookie")
-                    .then(|| v.trim().split(';').next().unwrap_or("").to_string())
-            })
-            .collect()
-    }
-}
 
 /// GETs `path` as a visitor until nginx serves it from the cache.
 fn cached(c: &Cluster, path: &str) -> Answer {

@@ -207,33 +207,82 @@ impl Drop for Cluster {
     }
 }
 
-/// One HTTP/1.1 request on loopback; returns status and body (chunked bodies decoded enough
-/// for `contains` checks: chunk-size lines stay in, content is intact).
+/// One HTTP request on loopback (basic auth and a JSON body when given); returns status and
+/// body.
 pub fn http(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    let auth = auth.map(|a| format!("Basic {}", base64(a.as_bytes())));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let a = req(port, method, path, &headers, body);
+    (a.code, a.body)
+}
+
+/// One HTTP/1.0 request (so the body is never chunked); returns the status, the response head
+/// and the body.
+pub fn req(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let auth = auth
-        .map(|a| format!("Authorization: Basic {}\r\n", base64(a.as_bytes())))
-        .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
-    ).unwrap();
+    )
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     let t = String::from_utf8_lossy(&buf).to_string();
-    let code = t
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        t.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
+    let (head, body) = t.split_once("\r\n\r\n").unwrap_or((&t, ""));
+    Answer {
+        code: head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub code: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// The `X-Cache` header (`HIT`, `MISS`, `BYPASS`, ...), empty when absent.
+    pub fn cache(&self) -> String {
+        self.header("x-cache")
+    }
+
+    pub fn header(&self, name: &str) -> String {
+        self.head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    }
+
+    /// `name=value` of every cookie the response sets.
+    pub fn cookies(&self) -> Vec<String> {
+        self.head
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("set-cookie")
+                    .then(|| v.trim().split(';').next().unwrap_or("").to_string())
+            })
+            .collect()
+    }
 }
 
 pub fn base64(data: &[u8]) -> String {

@@ -292,6 +292,16 @@ struct Auth {
     token: Vec<u8>,
 }
 
+/// A client that scrambles its password with another nonce than the server's (it was greeted
+/// with the router's own, on a pooled connection): native-password auth switches are shown to
+/// it with its nonce, and its answers scrambled again for the server's (the password's SHA1
+/// recovered with one of the user's hashes, as at login). An answer that matches no hash (a
+/// wrong password) goes as it is, and the server denies it as it would directly.
+struct Rescramble {
+    client_nonce: Vec<u8>,
+    stage2s: Vec<[u8; 20]>,
+}
+
 /// Relays the auth exchange between client and backend until OK or ERR (the client's packet
 /// numbers are the backend's plus `offset`). `None` when the login failed (the client has
 /// MariaDB's own ERR).
@@ -301,11 +311,28 @@ async fn relay_auth(
     mut auth: Auth,
     offset: u8,
     track_added: bool,
+    rescramble: Option<&Rescramble>,
 ) -> R<Option<Auth>> {
     loop {
         let (s, p) = backend.read_packet().await.map_err(end("primary auth"))?;
-        let shown = match p.first() {
-            Some(0x00) if track_added => ok_without_session_state(&p).unwrap_or_else(|| p.clone()),
+        let switch = (p.first() == Some(&0xfe))
+            .then(|| handshake::AuthSwitch::parse(&p))
+            .transpose()
+            .map_err(end("auth switch"))?;
+        let translate = rescramble.filter(|_| {
+            switch
+                .as_ref()
+                .is_some_and(|sw| sw.plugin == NATIVE_PASSWORD)
+        });
+        let shown = match (p.first(), translate, &switch) {
+            (Some(0x00), ..) if track_added => {
+                ok_without_session_state(&p).unwrap_or_else(|| p.clone())
+            }
+            (_, Some(r), Some(sw)) => handshake::AuthSwitch {
+                plugin: sw.plugin.clone(),
+                data: r.client_nonce.clone(),
+            }
+            .encode(),
             _ => p.clone(),
         };
         client
@@ -315,22 +342,30 @@ async fn relay_auth(
         match p.first() {
             Some(0x00) => return Ok(Some(auth)),
             Some(0xff) => return Ok(None), // wrong password etc.
-            first => {
-                if first == Some(&0xfe) {
-                    let sw = handshake::AuthSwitch::parse(&p).map_err(end("auth switch"))?;
-                    auth.plugin = sw.plugin;
-                    auth.nonce = sw.data;
-                }
-                let (cs, cp) = client.read_packet().await.map_err(end("client auth"))?;
-                if first == Some(&0xfe) {
-                    auth.token.clone_from(&cp);
-                }
-                backend
-                    .write_packet(cs.wrapping_sub(offset), &cp)
-                    .await
-                    .map_err(end("primary"))?;
-            }
+            _ => {}
         }
+        if let Some(sw) = &switch {
+            auth.plugin.clone_from(&sw.plugin);
+            auth.nonce.clone_from(&sw.data);
+        }
+        let (cs, cp) = client.read_packet().await.map_err(end("client auth"))?;
+        if switch.is_some() {
+            auth.token.clone_from(&cp);
+        }
+        let reply = match (translate, &switch) {
+            (Some(r), Some(sw)) => r
+                .stage2s
+                .iter()
+                .find_map(|s2| handshake::native_recover_stage1(&cp, &r.client_nonce, s2))
+                .map_or(cp, |s1| {
+                    handshake::native_token_from_stage1(&s1, &sw.data).to_vec()
+                }),
+            _ => cp,
+        };
+        backend
+            .write_packet(cs.wrapping_sub(offset), &reply)
+            .await
+            .map_err(end("primary"))?;
     }
 }
 
@@ -646,7 +681,7 @@ async fn handshake(
             nonce: g.nonce,
             token,
         };
-        match relay_auth(&mut client, &mut lease.conn, auth, 2, track_added).await? {
+        match relay_auth(&mut client, &mut lease.conn, auth, 2, track_added, None).await? {
             Some(a) => credential(&topo, &hello.user, &a),
             None => return Ok(None),
         }
@@ -670,7 +705,7 @@ async fn handshake(
             nonce: greeting.nonce.clone(),
             token: hello.auth.clone(),
         };
-        match relay_auth(&mut client, &mut lease.conn, auth, 0, track_added).await? {
+        match relay_auth(&mut client, &mut lease.conn, auth, 0, track_added, None).await? {
             Some(a) => credential(&topo, &hello.user, &a),
             None => return Ok(None),
         }
@@ -1591,78 +1626,34 @@ impl Session {
         self.client.consume(&c);
         let conn = &mut self.primary.lease.conn;
         conn.write_raw(&raw).await.map_err(end("primary"))?;
-        if self.client_nonce == self.primary.lease.greeting.nonce {
-            let auth = Auth {
-                plugin: String::new(),
-                nonce: Vec::new(),
-                token: Vec::new(),
-            };
-            relay_auth(&mut self.client, conn, auth, 0, self.track_added).await?;
-        } else {
+        // A client greeted with the router's nonce (a pooled connection) answers MariaDB's
+        // auth switch with its old scramble (libmariadb does): scrambled again for the server.
+        let rescramble = (self.client_nonce != self.primary.lease.greeting.nonce).then(|| {
             // The user it changes to: the packet's first, NUL-terminated field.
             let user = raw
                 .get(HEADER + 1..)
                 .and_then(|b| b.split(|&c| c == 0).next())
-                .unwrap_or_default()
-                .to_vec();
-            self.change_user_rescrambled(&user).await?;
-        }
-        Box::pin(self.command_loop()).await
-    }
-
-    /// The rest of a `COM_CHANGE_USER` of a client that was greeted with the router's nonce
-    /// (a pooled connection): MariaDB answers with an auth switch to its own nonce; the client
-    /// is shown the nonce it knows (libmariadb answers with its old scramble whatever the
-    /// switch says), and its answer is scrambled again for the server's nonce (the password's
-    /// SHA1 recovered with the user's hash, as at login). An answer the router cannot recover
-    /// (a wrong password, an unknown user) goes as it is: the server denies it as directly.
-    async fn change_user_rescrambled(&mut self, user: &[u8]) -> R<()> {
-        loop {
-            let conn = &mut self.primary.lease.conn;
-            let (s, p) = conn.read_packet().await.map_err(end("primary auth"))?;
-            let switch = (p.first() == Some(&0xfe))
-                .then(|| handshake::AuthSwitch::parse(&p).ok())
-                .flatten()
-                .filter(|sw| sw.plugin == NATIVE_PASSWORD);
-            let shown = match (&switch, p.first()) {
-                (Some(sw), _) => handshake::AuthSwitch {
-                    plugin: sw.plugin.clone(),
-                    data: self.client_nonce.clone(),
-                }
-                .encode(),
-                (None, Some(0x00)) if self.track_added => {
-                    ok_without_session_state(&p).unwrap_or_else(|| p.clone())
-                }
-                _ => p.clone(),
-            };
-            self.client
-                .write_packet(s, &shown)
-                .await
-                .map_err(end("client"))?;
-            if matches!(p.first(), Some(0x00) | Some(0xff)) {
-                return Ok(());
+                .unwrap_or_default();
+            Rescramble {
+                client_nonce: self.client_nonce.clone(),
+                stage2s: self.topo.stage2s(user),
             }
-            let (cs, cp) = self
-                .client
-                .read_packet()
-                .await
-                .map_err(end("client auth"))?;
-            let reply = switch
-                .and_then(|sw| {
-                    let s2s = self.topo.stage2s(user);
-                    let stage1 = s2s.iter().find_map(|s2| {
-                        handshake::native_recover_stage1(&cp, &self.client_nonce, s2)
-                    })?;
-                    Some(handshake::native_token_from_stage1(&stage1, &sw.data).to_vec())
-                })
-                .unwrap_or(cp);
-            self.primary
-                .lease
-                .conn
-                .write_packet(cs, &reply)
-                .await
-                .map_err(end("primary"))?;
-        }
+        });
+        let auth = Auth {
+            plugin: String::new(),
+            nonce: Vec::new(),
+            token: Vec::new(),
+        };
+        relay_auth(
+            &mut self.client,
+            conn,
+            auth,
+            0,
+            self.track_added,
+            rescramble.as_ref(),
+        )
+        .await?;
+        Box::pin(self.command_loop()).await
     }
 }
 
