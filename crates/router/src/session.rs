@@ -75,8 +75,6 @@ struct Session {
     /// (user variables, named locks, `LAST_INSERT_ID()`): the session cannot move to a new
     /// primary (see `Statement::connection_state`).
     connection_state: bool,
-    /// The replica refused the statement just sent as read-only (see [`Session::forward`]).
-    refused_read_only: bool,
     /// The last answer carried the GTID of a write.
     answer_gtid: bool,
     /// Binary-protocol prepared statements, by the id the client knows (the primary's).
@@ -750,7 +748,6 @@ async fn handshake(
         replica_reached: None,
         reusable: !on_replica,
         connection_state: false,
-        refused_read_only: false,
         answer_gtid: false,
         prepared: HashMap::new(),
         login_elsewhere: None,
@@ -861,7 +858,9 @@ impl Session {
             }
             let mut outcome = outcome?;
             let (mut target, mut stmt) = (target, stmt);
-            if std::mem::take(&mut self.refused_read_only) {
+            // Every command a replica runs has an answer: none relayed means the replica
+            // refused it as read-only (see `relay_answer`).
+            if target == Target::Replica && outcome.is_none() {
                 // Re-run on the primary (a replica runs only whole commands), as a write:
                 // later reads of the session must see what it did.
                 debug_assert!(whole);
@@ -1056,8 +1055,8 @@ impl Session {
 
     /// Sends the command (all its chunks; `first: None`: only `readdressed`, a command the
     /// client already sent) to `target` and relays the answer. A replica's refusal of a read
-    /// as read-only is not relayed: [`Session::refused_read_only`] is set and the answer is
-    /// `None`.
+    /// as read-only is not relayed: the answer is `None`, which an answered command
+    /// on a replica never is otherwise.
     async fn forward(
         &mut self,
         first: Option<hapress_wire::packet::Chunk>,
@@ -1206,7 +1205,6 @@ impl Session {
                 // stored function that modifies data): it did nothing on the replica; the
                 // primary runs it.
                 backend.consume(&rc);
-                self.refused_read_only = true;
                 return Ok(None);
             }
             let ok_packet = rc.first && rc.last && tracker.last_was_ok();
