@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what hapress needs on a fresh Debian 12 / Ubuntu machine, only what is missing.
-#   scripts/setup.sh          runtime: MariaDB, php-fpm, nginx, WordPress, and a Rust toolchain
+#   scripts/setup.sh          runtime: MariaDB, php-fpm, nginx, WordPress, Redis, and a Rust toolchain
 #   scripts/setup.sh --test   also the test tools (Python: kubernetes-validate, checkov; sysbench)
 #   scripts/setup.sh --bench  also the benchmark tools (wrk, sysbench, haproxy, bc)
 #   scripts/setup.sh --conformance  also MariaDB's test suite (bench/conformance.sh)
@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # `php apache2-` keeps apt from pulling Apache in as the wordpress package's web server.
-PKGS=(mariadb-server mariadb-client mariadb-backup php-fpm php-mysql php-cli wordpress nginx ca-certificates curl gcc)
+PKGS=(mariadb-server mariadb-client mariadb-backup php-fpm php-mysql php-cli php-redis redis-server wordpress nginx ca-certificates curl gcc)
 for arg in "$@"; do
   case "$arg" in
     --test) PKGS+=(python3 python3-pip sysbench) ;;

@@ -86,14 +86,14 @@ pub fn up(opts: &UpOptions) -> Result<()> {
             .context(|| "installing signal handlers".into())?;
     }
     let layout = Layout::new(&opts.state_dir).context(|| "resolving the state directory".into())?;
-    let mut progress = Progress::new(11);
+    let mut progress = Progress::new(12);
     if !opts.detach {
         // Detached: the background supervisor prints every step; this process relays them.
         progress.step("Checking spec, packages, ports and state directory");
     }
     let (cluster, source) = resolve_cluster(opts, &layout)?;
     let existing = state::load_for(&layout, &cluster.name, cluster.spec.database.instances)?;
-    let tools = find_tools()?;
+    let tools = find_tools(cluster.spec.cache.object_cache.enabled)?;
     let user = worker_user()?;
     check_state_path(&layout, user.as_ref())?;
     if existing.is_none() {
@@ -359,7 +359,7 @@ pub fn status(state_dir: &Path, json: bool) -> Result<String> {
             c.pid = None;
             c.health = "down".into();
         }
-    } else if let Ok(tools) = find_tools() {
+    } else if let Ok(tools) = find_tools(false) {
         for c in st
             .components
             .iter_mut()

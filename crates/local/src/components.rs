@@ -4,7 +4,7 @@ use hapress_spec::WordPressClusterSpec;
 
 use crate::config::db_port;
 use crate::layout::{db_name, web_name, Layout};
-use crate::preflight::Tools;
+use crate::preflight::{Tools, WorkerUser};
 use crate::process::{Kind, Launch, Process};
 
 /// A database server's process.
@@ -14,6 +14,7 @@ pub fn database(tools: &Tools, layout: &Layout, i: u32) -> Process {
         // --defaults-file must come first.
         args: vec![format!("--defaults-file={}", layout.db_config(i).display())],
         log: layout.log(&format!("db-{i}.out")),
+        run_as: None,
     };
     Process::new(layout, &db_name(i), Kind::Database, launch)
 }
@@ -28,6 +29,7 @@ pub fn web(tools: &Tools, layout: &Layout, i: u32) -> Process {
             layout.web_config(i).display().to_string(),
         ],
         log: layout.log(&format!("web-{i}.out")),
+        run_as: None,
     };
     Process::new(layout, &web_name(i), Kind::Web, launch)
 }
@@ -48,6 +50,7 @@ pub fn nginx(tools: &Tools, layout: &Layout) -> Process {
             "daemon off;".into(),
         ],
         log: layout.log("nginx.out"),
+        run_as: None,
     };
     Process::new(layout, "nginx", Kind::Nginx, launch)
 }
@@ -63,8 +66,21 @@ pub fn router(layout: &Layout) -> Process {
             layout.router_config().display().to_string(),
         ],
         log: layout.log("router.log"),
+        run_as: None,
     };
     Process::new(layout, "router", Kind::Router, launch)
+}
+
+/// Redis, the object cache: as the web workers' user when hapress runs as root (Redis does
+/// not drop privileges itself), so it can never write outside its own directory.
+pub fn redis(tools: &Tools, layout: &Layout, user: Option<&WorkerUser>) -> Process {
+    let launch = Launch {
+        program: tools.redis_server.clone(),
+        args: vec![layout.redis_config().display().to_string()],
+        log: layout.log("redis.log"),
+        run_as: user.map(|u| (u.uid, u.gid)),
+    };
+    Process::new(layout, "redis", Kind::Cache, launch)
 }
 
 /// Address a component serves on, for `status`.
@@ -94,5 +110,12 @@ pub fn address(spec: &WordPressClusterSpec, layout: &Layout, p: &Process) -> Str
                 ),
             crate::config::router_address(spec)
         ),
+        Kind::Cache => layout
+            .redis_socket()
+            .strip_prefix(&layout.root)
+            .map_or_else(
+                |_| layout.redis_socket().display().to_string(),
+                |r| r.display().to_string(),
+            ),
     }
 }

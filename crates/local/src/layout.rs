@@ -118,6 +118,19 @@ impl Layout {
     pub fn page_cache_dir(&self) -> PathBuf {
         self.nginx_dir().join("cache")
     }
+    /// Redis's directory (`spec.cache.objectCache`): its config, socket, and the object-cache
+    /// drop-in's markers (the web workers write there).
+    pub fn redis_dir(&self) -> PathBuf {
+        self.root.join("redis")
+    }
+    /// `redis.conf` (holds the password: mode 0600).
+    pub fn redis_config(&self) -> PathBuf {
+        self.redis_dir().join("redis.conf")
+    }
+    /// Redis's unix socket (Redis listens on no TCP port).
+    pub fn redis_socket(&self) -> PathBuf {
+        self.redis_dir().join("redis.sock")
+    }
 }
 
 /// Name of database server `i` (`db-0`).

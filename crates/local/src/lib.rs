@@ -7,7 +7,8 @@
 //! - [`startup`]: the steps of `up` after the checks.
 //! - [`process`]: one child process in its own process group; strays of a killed supervisor.
 //! - [`components`]: how each component is launched.
-//! - [`config`]: my.cnf, php-fpm, nginx and wp-config.php as pure functions.
+//! - [`config`]: my.cnf, php-fpm, nginx, redis.conf and wp-config.php as pure functions.
+//! - [`redis`]: the supervisor's health check and counters of the object cache (RESP).
 //! - [`mariadb`], [`bootstrap`]: datadirs, admin SQL, replication setup and status.
 //! - [`rebuild`]: a diverged or lost database server copied anew from a healthy one.
 //! - [`site`]: the shared docroot and the browserless install.
@@ -26,6 +27,7 @@ pub mod preflight;
 pub mod process;
 pub mod progress;
 pub mod rebuild;
+pub mod redis;
 pub mod runtime;
 pub mod secrets;
 pub mod site;

@@ -31,6 +31,8 @@ pub struct Tools {
     pub mariadb_backup: PathBuf,
     /// `mbstream`: unpacks that copy.
     pub mbstream: PathBuf,
+    /// Redis, the object cache (empty when `spec.cache.objectCache` is off).
+    pub redis_server: PathBuf,
 }
 
 /// Directories searched for programs: `HAPRESS_TOOL_PATH` if set (for unusual installs and
@@ -67,8 +69,27 @@ fn find(dirs: &[PathBuf], names: &[&str]) -> Option<PathBuf> {
         })
 }
 
-/// Locates every program, or reports all missing ones with the `apt-get` line that installs them.
-pub fn find_tools() -> Result<Tools> {
+/// Said of what only the object cache needs.
+const OBJECT_CACHE_HINT: &str =
+    " (for the object cache; or set spec.cache.objectCache.enabled: false)";
+
+/// Whether php-fpm loads the `redis` extension (the object cache's drop-in needs it).
+fn php_has_redis(php_fpm: &Path) -> bool {
+    std::process::Command::new(php_fpm)
+        .arg("-m")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "redis")
+        })
+}
+
+/// Locates every program (Redis and PHP's redis extension only with `object_cache`), or
+/// reports all missing ones with the `apt-get` line that installs them.
+pub fn find_tools(object_cache: bool) -> Result<Tools> {
     let dirs = search_dirs();
     let mut missing = Vec::new();
     let mut packages: Vec<&str> = Vec::new();
@@ -101,12 +122,27 @@ pub fn find_tools() -> Result<Tools> {
     let nginx = need(&["nginx"], &["nginx"]);
     let mariadb_backup = need(&["mariadb-backup"], &["mariadb-backup"]);
     let mbstream = need(&["mbstream"], &["mariadb-backup"]);
+    let redis_server = if object_cache {
+        let found = need(&["redis-server"], &["redis-server"]);
+        if found.as_os_str().is_empty() {
+            if let Some(m) = missing.last_mut() {
+                m.push_str(OBJECT_CACHE_HINT);
+            }
+        }
+        found
+    } else {
+        PathBuf::new()
+    };
     let wordpress = std::env::var_os("HAPRESS_WORDPRESS_DIR")
         .map_or_else(|| PathBuf::from("/usr/share/wordpress"), PathBuf::from);
     if !wordpress.join("wp-load.php").is_file() {
         missing.push(format!("WordPress ({})", wordpress.display()));
         // `php apache2-` stops apt from pulling Apache in as the wordpress package's web server.
         packages.extend(["wordpress", "php", "apache2-"]);
+    }
+    if object_cache && php_fpm.is_file() && !php_has_redis(&php_fpm) {
+        missing.push(format!("PHP's redis extension{OBJECT_CACHE_HINT}"));
+        packages.push("php-redis");
     }
     if !missing.is_empty() {
         let apt_line = format!(
@@ -125,6 +161,7 @@ pub fn find_tools() -> Result<Tools> {
         wordpress,
         mariadb_backup,
         mbstream,
+        redis_server,
     })
 }
 

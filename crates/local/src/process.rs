@@ -27,13 +27,15 @@ pub enum Kind {
     Nginx,
     /// The hapress SQL router.
     Router,
+    /// Redis, the object cache.
+    Cache,
 }
 
 impl Kind {
     /// The signal that asks for a clean shutdown.
     fn stop_signal(self) -> Signal {
         match self {
-            Kind::Database | Kind::Router => Signal::SIGTERM,
+            Kind::Database | Kind::Router | Kind::Cache => Signal::SIGTERM,
             // Graceful for both: finish in-flight requests, then exit.
             Kind::Web | Kind::Nginx => Signal::SIGQUIT,
         }
@@ -44,7 +46,7 @@ impl Kind {
     fn stop_timeout(self) -> Duration {
         match self {
             Kind::Database => Duration::from_secs(120),
-            Kind::Web | Kind::Nginx | Kind::Router => Duration::from_secs(20),
+            Kind::Web | Kind::Nginx | Kind::Router | Kind::Cache => Duration::from_secs(20),
         }
     }
 }
@@ -58,6 +60,9 @@ pub struct Launch {
     pub args: Vec<String>,
     /// File receiving stdout and stderr.
     pub log: PathBuf,
+    /// Runs as this user and group (uid, gid) instead of the supervisor's, with no
+    /// supplementary groups: for a component that does not drop privileges itself.
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// First restart delay; doubles up to [`MAX_BACKOFF`] while a component keeps dying.
@@ -118,7 +123,12 @@ impl Process {
         let err = log
             .try_clone()
             .context(|| "duplicating log handle".into())?;
-        let child = Command::new(&self.launch.program)
+        let mut cmd = Command::new(&self.launch.program);
+        if let Some((uid, gid)) = self.launch.run_as {
+            // std drops the supplementary groups when root sets a uid.
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd
             .args(&self.launch.args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -258,6 +268,8 @@ pub fn stop_strays(layout: &Layout) -> Vec<String> {
             Kind::Web
         } else if stem == "router" {
             Kind::Router
+        } else if stem == "redis" {
+            Kind::Cache
         } else {
             Kind::Nginx
         }

@@ -42,6 +42,8 @@ pub struct Runtime {
     pub(crate) nginx: Process,
     /// The SQL router, unless `spec.router.enabled` is false.
     pub(crate) router: Option<Process>,
+    /// Redis, the object cache, unless `spec.cache.objectCache.enabled` is false.
+    pub(crate) redis: Option<Process>,
     events: VecDeque<Event>,
     pub(crate) stop: Arc<AtomicBool>,
     phase: &'static str,
@@ -104,6 +106,12 @@ impl Runtime {
             .router
             .enabled
             .then(|| components::router(&layout));
+        let redis = cluster
+            .spec
+            .cache
+            .object_cache
+            .enabled
+            .then(|| components::redis(&tools, &layout, user.as_ref()));
         // Counted from what nginx logs after this supervisor started.
         let page_cache_read =
             std::fs::metadata(layout.log(crate::config::PAGE_CACHE_LOG)).map_or(0, |m| m.len());
@@ -124,6 +132,7 @@ impl Runtime {
             webs,
             nginx,
             router,
+            redis,
             events: VecDeque::new(),
             stop,
             phase: "starting",
@@ -160,6 +169,7 @@ impl Runtime {
             .iter_mut()
             .chain(self.webs.iter_mut())
             .chain(self.router.iter_mut())
+            .chain(self.redis.iter_mut())
             .chain(std::iter::once(&mut self.nginx))
     }
 
@@ -175,6 +185,9 @@ impl Runtime {
                 UnixStream::connect(self.layout.web_socket(i)).is_ok()
             }
             Kind::Router => UnixStream::connect(self.layout.router_socket()).is_ok(),
+            Kind::Cache => {
+                crate::redis::ping(&self.layout.redis_socket(), &self.secrets.redis_password)
+            }
             Kind::Nginx => format!("{}:{}", spec.embedded.bind_address, spec.embedded.http_port)
                 .parse()
                 .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()),
@@ -197,6 +210,7 @@ impl Runtime {
             Kind::Web => "web",
             Kind::Nginx => "load-balancer",
             Kind::Router => "sql-router",
+            Kind::Cache => "object-cache",
         };
         ComponentStatus {
             name: p.name.clone(),
@@ -259,6 +273,7 @@ impl Runtime {
             .iter()
             .chain(self.webs.iter())
             .chain(self.router.iter())
+            .chain(self.redis.iter())
             .chain(std::iter::once(&self.nginx))
             .collect();
         let components = procs
@@ -278,6 +293,9 @@ impl Runtime {
             failovers: Vec::new(),
             attention: Vec::new(),
             page_cache: self.page_cache.clone(),
+            object_cache: self.redis.as_ref().and_then(|_| {
+                crate::redis::stats(&self.layout.redis_socket(), &self.secrets.redis_password)
+            }),
         };
         if let Ok(text) = serde_json::to_string_pretty(&st) {
             let _ = crate::fsutil::write_atomic(&self.layout.status_file(), text.as_bytes(), 0o644);
@@ -520,6 +538,9 @@ impl Runtime {
             w.stop();
         }
         if let Some(r) = &mut self.router {
+            r.stop();
+        }
+        if let Some(r) = &mut self.redis {
             r.stop();
         }
         let primary = self.state.primary as usize;

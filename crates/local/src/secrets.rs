@@ -19,6 +19,8 @@ pub const REPL_PASSWORD: &str = "db-replication-password";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 /// Password of the SQL router's monitor account (`hapress_router`).
 pub const ROUTER_PASSWORD: &str = "db-router-password";
+/// Password of the object cache's Redis.
+pub const REDIS_PASSWORD: &str = "redis-password";
 /// The eight WordPress keys and salts, one per line.
 pub const WP_SALTS: &str = "wordpress-salts";
 
@@ -45,6 +47,8 @@ pub struct Secrets {
     pub admin_password: String,
     /// Password of the router's monitor account.
     pub router_password: String,
+    /// Password of the object cache's Redis.
+    pub redis_password: String,
     /// Values for [`SALT_NAMES`].
     pub salts: Vec<String>,
 }
@@ -116,6 +120,7 @@ pub fn ensure_all(layout: &Layout) -> Result<Secrets> {
         repl_password: ensure(layout, REPL_PASSWORD, password)?,
         admin_password: ensure(layout, ADMIN_PASSWORD, password)?,
         router_password: ensure(layout, ROUTER_PASSWORD, password)?,
+        redis_password: ensure(layout, REDIS_PASSWORD, password)?,
         salts: salts.lines().map(str::to_string).collect(),
     })
 }
@@ -144,6 +149,7 @@ mod tests {
             REPL_PASSWORD,
             ADMIN_PASSWORD,
             ROUTER_PASSWORD,
+            REDIS_PASSWORD,
             WP_SALTS,
         ] {
             let mode = fs::metadata(layout.secret(name))

@@ -41,8 +41,14 @@ fn symlink_once(target: &Path, link: &Path) -> Result<()> {
         .context(|| format!("linking {} -> {}", link.display(), target.display()))
 }
 
-/// Builds (or completes) the docroot. Never touches `uploads/` content.
-pub fn build_docroot(tools: &Tools, layout: &Layout, user: Option<&WorkerUser>) -> Result<()> {
+/// Builds (or completes) the docroot. Never touches `uploads/` content. With `object_cache`
+/// the `object-cache.php` drop-in is installed, else removed.
+pub fn build_docroot(
+    tools: &Tools,
+    layout: &Layout,
+    user: Option<&WorkerUser>,
+    object_cache: bool,
+) -> Result<()> {
     let site = layout.site_dir();
     let wp = &tools.wordpress;
     create_dir(&site, 0o755)?;
@@ -76,6 +82,12 @@ pub fn build_docroot(tools: &Tools, layout: &Layout, user: Option<&WorkerUser>) 
     let mu = content.join("mu-plugins");
     create_dir(&mu, 0o755)?;
     write_if_changed(&mu.join("hapress-page-cache.php"), PAGE_CACHE_PLUGIN, 0o644)?;
+    let drop_in = content.join("object-cache.php");
+    if object_cache {
+        write_if_changed(&drop_in, OBJECT_CACHE_DROP_IN, 0o644)?;
+    } else if drop_in.exists() {
+        fs::remove_file(&drop_in).context(|| format!("removing {}", drop_in.display()))?;
+    }
     for sub in ["themes", "plugins", "languages"] {
         symlink_once(&wp.join("wp-content").join(sub), &content.join(sub))?;
     }
@@ -91,6 +103,9 @@ pub fn build_docroot(tools: &Tools, layout: &Layout, user: Option<&WorkerUser>) 
 
 /// The must-use plugin that empties the page cache when content changes.
 pub const PAGE_CACHE_PLUGIN: &str = include_str!("php/hapress-page-cache.php");
+
+/// WordPress's object cache in Redis, with a fallback to a per-request cache.
+pub const OBJECT_CACHE_DROP_IN: &str = include_str!("php/object-cache.php");
 
 fn chown(path: &Path, u: &WorkerUser) -> Result<()> {
     std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))

@@ -60,6 +60,24 @@ impl Runtime {
             std::os::unix::fs::chown(&cache, Some(u.uid), Some(u.gid))
                 .context(|| format!("chown {} {}", u.name, cache.display()))?;
         }
+        if spec.cache.object_cache.enabled {
+            // Redis runs as the web workers' user (root drops to it), whose PHP writes the
+            // drop-in's markers here too.
+            let dir = self.layout.redis_dir();
+            create_dir(&dir, 0o700)?;
+            let conf = self.layout.redis_config();
+            write_if_changed(
+                &conf,
+                &config::redis_conf(spec, &self.layout, &self.secrets),
+                0o600,
+            )?;
+            if let Some(u) = &self.user {
+                for p in [&dir, &conf] {
+                    std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid))
+                        .context(|| format!("chown {} {}", u.name, p.display()))?;
+                }
+            }
+        }
         write_if_changed(
             &nginx.join("nginx.conf"),
             &config::nginx_conf(spec, &self.layout, self.user.as_ref()),
@@ -215,15 +233,46 @@ impl Runtime {
         }
         self.check_stop()?;
 
+        progress.step("Starting the object cache");
+        if let Some(r) = &mut self.redis {
+            r.spawn()?;
+            let (socket, password) = (
+                self.layout.redis_socket(),
+                self.secrets.redis_password.clone(),
+            );
+            let log = self.layout.log("redis.log").display().to_string();
+            self.wait_until("starting Redis", Duration::from_secs(15), &log, || {
+                crate::redis::ping(&socket, &password)
+            })?;
+            progress.done(&format!(
+                "Redis ready, {} MiB",
+                spec.cache.object_cache.max_memory_mb
+            ));
+        } else {
+            progress.done("skipped (spec.cache.objectCache.enabled: false)");
+        }
+        self.check_stop()?;
+
         progress.step("Preparing the shared docroot");
-        site::build_docroot(&self.tools, &self.layout, self.user.as_ref())?;
+        site::build_docroot(
+            &self.tools,
+            &self.layout,
+            self.user.as_ref(),
+            spec.cache.object_cache.enabled,
+        )?;
         let cache = self.layout.page_cache_dir();
+        let object_cache = config::ObjectCacheWiring {
+            address: self.layout.redis_socket().display().to_string(),
+            state_dir: self.layout.redis_dir(),
+            key_prefix: format!("hapress:{}", self.cluster.name),
+        };
         let php = config::wp_config(
             &spec,
             &self.cluster.embedded_url(),
             &config::wp_db_host(&spec, &self.layout, self.state.primary),
             &self.secrets,
             spec.cache.page.enabled.then_some(cache.as_path()),
+            spec.cache.object_cache.enabled.then_some(&object_cache),
         );
         site::write_wp_config(&self.layout, &php, self.user.as_ref())?;
         progress.done("ok");

@@ -83,6 +83,9 @@ pub struct ClusterStatus {
     /// What the page cache answered since the supervisor started (when it is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_cache: Option<PageCacheCounts>,
+    /// What the object cache (Redis) did since Redis started (when it is on and answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_cache: Option<crate::redis::ObjectCacheStats>,
 }
 
 /// Answers of the page cache, by nginx's `$upstream_cache_status`.
@@ -252,6 +255,23 @@ pub fn render_table(st: &ClusterStatus) -> String {
             pc.expired,
             pc.stale,
             pc.bypass,
+        );
+    }
+    if let Some(oc) = &st.object_cache {
+        let lookups = oc.hits + oc.misses;
+        let _ = writeln!(
+            out,
+            "{}object cache: {} hits of {lookups} lookups ({:.1}%), {} entries, {:.1} MiB, {} evicted",
+            if st.page_cache.is_some() { "" } else { "\n" },
+            oc.hits,
+            if lookups == 0 {
+                0.0
+            } else {
+                100.0 * oc.hits as f64 / lookups as f64
+            },
+            oc.keys,
+            oc.used_memory as f64 / f64::from(1 << 20),
+            oc.evicted,
         );
     }
     if !st.failovers.is_empty() {

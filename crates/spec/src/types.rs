@@ -539,6 +539,29 @@ impl Default for AutoscalingSpec {
 pub struct CacheSpec {
     /// Full-page cache of anonymous pages, in front of the web replicas.
     pub page: PageCacheSpec,
+    /// Persistent object cache (Redis) behind the web replicas.
+    pub object_cache: ObjectCacheSpec,
+}
+
+/// WordPress's object cache kept in Redis and shared by every web replica, through an
+/// `object-cache.php` drop-in. Redis being down never takes the site down: the drop-in goes
+/// on without it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ObjectCacheSpec {
+    /// On or off.
+    pub enabled: bool,
+    /// Memory Redis may use (8..=65536 MiB); the least recently used entries go first.
+    pub max_memory_mb: u32,
+}
+
+impl Default for ObjectCacheSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_memory_mb: 64,
+        }
+    }
 }
 
 /// The full-page cache: anonymous `GET`/`HEAD` pages are served from it; logged-in users,

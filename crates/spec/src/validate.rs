@@ -433,6 +433,12 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         1,
         102_400,
     );
+    c.range(
+        "spec.cache.objectCache.maxMemoryMb",
+        spec.cache.object_cache.max_memory_mb.into(),
+        8,
+        65_536,
+    );
 
     let emb = &spec.embedded;
     if emb.bind_address.parse::<IpAddr>().is_err() {
