@@ -2,16 +2,20 @@
 # Page cache benchmark: anonymous visitors on one `hapress up` cluster (3 web replicas), the
 # homepage and a single post with wrk, served from the page cache against the same pages
 # rendered by PHP (the `wordpress_no_cache` cookie bypasses the cache), in the same run; then
-# the homepage under wrk while a post is published, counting old pages served afterwards.
-# Usage: sudo bench/cache.sh [--seconds S] [--connections C]
+# the homepage under wrk while a post is published, counting old pages served afterwards;
+# then the object cache: the uncached homepage and a logged-in administrator's dashboard with
+# the object-cache.php drop-in (Redis) and without it (moved aside: WordPress's per-request
+# cache), alternating on the same cluster, ROUNDS times each.
+# Usage: sudo bench/cache.sh [--seconds S] [--connections C] [--rounds N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=15; CONNS=16
+SECS=15; CONNS=16; ROUNDS=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECS=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
-    *) echo "usage: $0 [--seconds S] [--connections C]" >&2; exit 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    *) echo "usage: $0 [--seconds S] [--connections C] [--rounds N]" >&2; exit 2 ;;
   esac
 done
 . bench/common.sh
@@ -80,3 +84,25 @@ stop[0] = True
 print(f"{stats['all']} answers; {stats['after']} to requests sent after the publish returned, "
       f"{stats['hit']} of them from the cache, {stats['stale']} old pages")
 PY
+
+echo "== object cache (Redis): PHP-rendered pages with and without the drop-in, $ROUNDS rounds"
+DROP=$WORK/state/site/wp-content/object-cache.php
+# The administrator's login cookies (auth + logged-in), made by WordPress itself.
+ADMIN_COOKIE=$(cd "$WORK/state/site" && php -r '$_SERVER["HTTP_HOST"]="127.0.0.1:'$HTTP'"; require "wp-load.php"; $e = time() + 3600; echo AUTH_COOKIE, "=", wp_generate_auth_cookie(1, $e, "auth"), "; ", LOGGED_IN_COOKIE, "=", wp_generate_auth_cookie(1, $e, "logged_in");')
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $ADMIN_COOKIE" "$URL/wp-admin/")
+[ "$code" = 200 ] || { echo "the dashboard answered $code with the admin's cookies" >&2; exit 1; }
+declare -A SUM
+for r in $(seq "$ROUNDS"); do
+  for mode in redis none; do
+    if [ $mode = none ]; then mv "$DROP" "$DROP.off"; else [ -f "$DROP.off" ] && mv "$DROP.off" "$DROP"; fi
+    curl -s -o /dev/null -b wordpress_no_cache=1 "$URL/"
+    h=$(run "/ uncached, object cache $mode" / wordpress_no_cache=1)
+    d=$(run "/wp-admin/ (admin), object cache $mode" /wp-admin/ "$ADMIN_COOKIE")
+    SUM[$mode/home]=$(echo "${SUM[$mode/home]:-0} + $h" | bc)
+    SUM[$mode/dash]=$(echo "${SUM[$mode/dash]:-0} + $d" | bc)
+  done
+done
+[ -f "$DROP.off" ] && mv "$DROP.off" "$DROP"
+echo "uncached homepage: with / without the object cache = $(echo "scale=2; ${SUM[redis/home]} / ${SUM[none/home]}" | bc)x"
+echo "admin dashboard:   with / without the object cache = $(echo "scale=2; ${SUM[redis/dash]} / ${SUM[none/dash]}" | bc)x"
+"$H" status --state-dir "$WORK/state" | grep 'object cache' || true

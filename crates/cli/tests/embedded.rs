@@ -76,7 +76,7 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
     // Status: every component up, one primary, replicas replicating with semi-sync.
     let st = c.status();
     let comps = st["components"].as_array().unwrap();
-    assert_eq!(comps.len(), 8, "{st}");
+    assert_eq!(comps.len(), 9, "{st}"); // 3 db, 3 web, router, redis, nginx
     assert!(comps.iter().all(|x| x["health"] == "up"), "{st}");
     assert_eq!(c.component("db-0")["role"], "primary");
     assert_eq!(c.component("db-0")["replication"]["semiSync"], true);
