@@ -247,6 +247,8 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
         .iter()
         .filter_map(|x| x["pid"].as_i64())
         .collect();
+    // The site was renamed in its settings: the next `up` must not insist on the spec's title.
+    c.site_php("update_option('blogname', 'Renamed In Settings');");
     c.down();
     assert!(pids.iter().all(|p| !alive(*p)), "processes survived down");
     assert_eq!(c.status()["phase"], "stopped");
@@ -278,6 +280,10 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
     let (code, home) = c.get("/");
     assert_eq!(code, 200);
     assert!(home.contains(&post_title), "post lost after down/up");
+    assert!(
+        home.contains("Renamed In Settings"),
+        "the renamed title is gone"
+    );
     assert_eq!(c.sql(0, &q), "1");
     eprintln!(
         "figures: cold up {:.2}s, warm up {:.2}s, web-0 back after {:.2}s",
