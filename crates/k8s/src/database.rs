@@ -226,20 +226,11 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
             volume_mounts: Some(base_mounts()),
             ..container("clone", image, DB_UID)
         });
+        // A native sidecar: labels the pod with the role `configure` chose, then with every
+        // role the agent's watcher sees after a failover.
         init.push(Container {
-            command: Some(
-                [
-                    "kubectl",
-                    "patch",
-                    "pod",
-                    "$(POD_NAME)",
-                    "--namespace=$(POD_NAMESPACE)",
-                    "--type=merge",
-                    "--patch-file=/run/hapress/role-patch.json",
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
+            command: script("label.sh"),
+            restart_policy: Some("Always".into()),
             env: Some(vec![
                 env_field("POD_NAME", "metadata.name"),
                 env_field("POD_NAMESPACE", "metadata.namespace"),
@@ -251,6 +242,7 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
             volume_mounts: Some(vec![
                 mount("run-hapress", "/run/hapress", true),
                 mount("tmp", "/tmp", false),
+                mount("config", "/config", true),
                 mount("kube-api-access", TOKEN_DIR, true),
             ]),
             ..container("label", KUBECTL_IMAGE, DB_UID)

@@ -14,7 +14,9 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     ("clone.sh", include_str!("scripts/clone.sh")),
     ("configure.sh", include_str!("scripts/configure.sh")),
     ("galera-start.sh", include_str!("scripts/galera-start.sh")),
+    ("label.sh", include_str!("scripts/label.sh")),
     ("probe.sh", include_str!("scripts/probe.sh")),
+    ("role.sh", include_str!("scripts/role.sh")),
 ];
 
 /// Where the data volume is mounted; the data directory is a subdirectory so the volume's own

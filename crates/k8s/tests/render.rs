@@ -166,6 +166,54 @@ fn zero_downtime_rollout_settings() {
         })
         .collect();
     assert_eq!(roles, ["primary", "replica"]);
+
+    // The role label follows the server's real role: the `label` container is a native
+    // sidecar (it runs for the pod's lifetime) applying what the agent's role watcher
+    // publishes, and it alone holds the API token.
+    let db = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::StatefulSet(s) if o.name().ends_with("-db") => {
+                s.spec.as_ref()?.template.spec.clone()
+            }
+            _ => None,
+        })
+        .unwrap();
+    let label = db
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == "label")
+        .unwrap();
+    assert_eq!(label.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        label.command.as_deref(),
+        Some(&["bash".to_string(), "/config/label.sh".into()][..])
+    );
+    let with_token: Vec<&str> = db
+        .containers
+        .iter()
+        .chain(db.init_containers.iter().flatten())
+        .filter(|c| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|v| v.name == "kube-api-access")
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(with_token, ["label"]);
+    let scripts = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::ConfigMap(c) if o.name().ends_with("-db-config") => c.data.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert!(scripts["agent.sh"].contains("exec bash /config/role.sh"));
+    assert!(scripts.contains_key("role.sh") && scripts.contains_key("label.sh"));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 # the router sidecars' failover manager re-points it at the primary's own address); every pod
 # (re)creates the SQL router's monitor account locally, outside the binary log, so the failover
 # manager can act on any server; then every pod serves `mariadb-backup --stream` on port 3307
-# so the next replica can clone it.
+# so the next replica can clone it, and runs the role watcher (role.sh) beside it.
 # Port 3307 is reachable only from the site's database pods (NetworkPolicy). Passwords travel
 # on the client's stdin, never on a command line.
 set -euo pipefail
@@ -46,5 +46,8 @@ GRANT SELECT ON mysql.global_priv TO '$ROUTER_USER'@'%';
 SQL
   echo "agent: monitor account $ROUTER_USER is current"
 fi
-exec socat "TCP-LISTEN:3307,reuseaddr,fork,max-children=1" \
-  "SYSTEM:mariadb-backup --defaults-extra-file=$cnf --backup --stream=mbstream --target-dir=/tmp --slave-info"
+socat "TCP-LISTEN:3307,reuseaddr,fork,max-children=1" \
+  "SYSTEM:mariadb-backup --defaults-extra-file=$cnf --backup --stream=mbstream --target-dir=/tmp --slave-info" &
+# For as long as the backup server runs, the role watcher publishes this server's role when a
+# failover changes it (the label sidecar applies it); when either ends, the container restarts.
+WATCH_PID=$! exec bash /config/role.sh

@@ -1,0 +1,246 @@
+//! The scripts the rendered Kubernetes database pods run, run for real here: the agent's role
+//! watcher (`role.sh`) against a real MariaDB server, and the `label` sidecar (`label.sh`)
+//! with a recording stand-in for `kubectl` (there is no API server on this machine).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../k8s/src/scripts");
+
+/// A MariaDB server of the test's own on a unix socket (no TCP); killed on drop.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let data = dir.join("mysql-data");
+        let socket = dir.join("mysql.sock");
+        let root = nix::unistd::geteuid().is_root();
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--auth-root-authentication-method=socket")
+            .arg("--skip-test-db");
+        if root {
+            install.arg("--user=root");
+        }
+        let out = install
+            .output()
+            .expect("mariadb-install-db (mariadb-server)");
+        assert!(out.status.success(), "{}", text(&out));
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", dir.join("mysql.pid").display()))
+            .arg(format!("--tmpdir={}", dir.display()))
+            .args(["--skip-networking", "--read-only", "--skip-log-bin"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if root {
+            cmd.arg("--user=root");
+        }
+        let child = cmd.spawn().expect("mariadbd");
+        let s = Server { child, socket };
+        assert!(
+            wait_for(Duration::from_secs(30), || s.sql("SELECT 1").is_ok()).is_some(),
+            "mariadbd did not start"
+        );
+        s
+    }
+
+    fn sql(&self, q: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-N", "-B"])
+            .arg(format!("--socket={}", self.socket.display()))
+            .args(["-e", q])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(text(&out))
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A script of `crates/k8s/src/scripts` started with `env`, output to `log`.
+fn script(name: &str, env: &[(&str, String)], log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    Command::new("bash")
+        .arg(format!("{SCRIPTS}/{name}"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+#[test]
+fn the_role_label_follows_the_server_through_a_promotion_a_fence_and_an_api_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Server::start(d);
+    let (run, data, bin) = (d.join("run"), d.join("data"), d.join("bin"));
+    for p in [&run, &data, &bin] {
+        std::fs::create_dir(p).unwrap();
+    }
+    let cnf = d.join("client.cnf");
+    std::fs::write(
+        &cnf,
+        format!(
+            "[client]\nuser = root\nsocket = {}\n",
+            server.socket.display()
+        ),
+    )
+    .unwrap();
+    // `kubectl`: records its arguments; fails while `kubectl-down` exists (the API server
+    // unreachable).
+    let kubectl = bin.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/bash\n[[ -e {down} ]] && {{ echo 'connection refused' >&2; exit 1; }}\necho \"$*\" >> {log}\n",
+            down = d.join("kubectl-down").display(),
+            log = d.join("kubectl.log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The agent's backup server, whose life bounds the watcher's.
+    let mut backup = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut watcher = script(
+        "role.sh",
+        &[
+            ("HAPRESS_RUN", run.display().to_string()),
+            ("HAPRESS_DATA", data.display().to_string()),
+            ("HAPRESS_CLIENT_CNF", cnf.display().to_string()),
+            ("ROLE_INTERVAL", "0.1".into()),
+            ("WATCH_PID", backup.id().to_string()),
+        ],
+        &d.join("role.log"),
+    );
+    let mut label = script(
+        "label.sh",
+        &[
+            ("HAPRESS_RUN", run.display().to_string()),
+            ("LABEL_INTERVAL", "0.1".into()),
+            ("POD_NAME", "blog-db-1".into()),
+            ("POD_NAMESPACE", "blog".into()),
+            (
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            ),
+        ],
+        &d.join("label.log"),
+    );
+    let patch = |role: &str| {
+        format!(
+            "patch pod blog-db-1 --namespace=blog --type=merge --patch={{\"metadata\":{{\"labels\":{{\"hapress.dev/role\":\"{role}\"}}}}}}"
+        )
+    };
+    let patches = || {
+        read(&d.join("kubectl.log"))
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let settled = |role: &str, n: usize| {
+        wait_for(Duration::from_secs(10), || {
+            read(&run.join("role")).trim() == role
+                && read(&data.join("hapress-role")).trim() == role
+                && patches().len() == n
+                && patches().last() == Some(&patch(role))
+        })
+        .is_some()
+    };
+
+    // Read-only: a replica, labelled once.
+    assert!(
+        settled("replica", 1),
+        "{:?} {}",
+        patches(),
+        read(&d.join("role.log"))
+    );
+    // Promoted (the failover manager makes it writable): the primary, on disk and in the label.
+    server.sql("SET GLOBAL read_only = 0").unwrap();
+    assert!(settled("primary", 2), "{:?}", patches());
+    // Fenced while the API server is unreachable: the role is published at once, the label
+    // follows when the API server answers again.
+    std::fs::write(d.join("kubectl-down"), "").unwrap();
+    server.sql("SET GLOBAL read_only = 1").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || read(&run.join("role")).trim()
+            == "replica")
+        .is_some()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || read(&d.join("label.log"))
+            .contains("connection refused"))
+        .is_some(),
+        "the label sidecar did not try"
+    );
+    assert_eq!(patches().len(), 2, "no API server, no patch");
+    std::fs::remove_file(d.join("kubectl-down")).unwrap();
+    assert!(settled("replica", 3), "{:?}", patches());
+
+    // A server that stops answering (hung, restarting) keeps its published role: nothing is
+    // patched while it is away, and the same role is not patched again when it is back.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.child.id() as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    // One whole round fails meanwhile: its client starts, waits, and gives up (2 s timeout).
+    let asking = || {
+        Command::new("pgrep")
+            .arg("-f")
+            .arg(format!("^mariadb --defaults-extra-file={}", cnf.display()))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(wait_for(Duration::from_secs(5), asking).is_some());
+    assert!(wait_for(Duration::from_secs(5), || !asking()).is_some());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.child.id() as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    assert!(server.sql("SELECT 1").is_ok());
+    assert_eq!(read(&run.join("role")).trim(), "replica");
+    assert_eq!(patches().len(), 3, "{:?}", patches());
+
+    // The watcher ends with the backup server (the container restarts).
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+    let mut status = None;
+    assert!(wait_for(Duration::from_secs(10), || {
+        status = watcher.try_wait().unwrap();
+        status.is_some()
+    })
+    .is_some());
+    assert_eq!(status.unwrap().code(), Some(1));
+    let _ = label.kill();
+    let _ = label.wait();
+}
