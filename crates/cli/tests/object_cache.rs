@@ -20,16 +20,17 @@ const CONTRACT: &str = concat!(
     "/tests/php/object_cache_contract.php"
 );
 
-/// A Redis of the test's own, on a unix socket with a password; killed on drop.
+/// A Redis of the test's own, on a unix socket and a loopback port, with a password; killed
+/// on drop.
 struct Redis(Child);
 
 impl Redis {
-    fn start(dir: &Path, password: &str) -> Redis {
+    fn start(dir: &Path, password: &str, port: u16) -> Redis {
         let conf = dir.join("redis.conf");
         std::fs::write(
             &conf,
             format!(
-                "port 0\nunixsocket {}\ndir {}\nsave \"\"\nrequirepass {password}\n",
+                "port {port}\nbind 127.0.0.1\nunixsocket {}\ndir {}\nsave \"\"\nrequirepass {password}\n",
                 dir.join("redis.sock").display(),
                 dir.display()
             ),
@@ -73,17 +74,16 @@ fn redis_cli(sock: &Path, password: &str, args: &[&str]) -> String {
     text(&out).trim().to_string()
 }
 
-fn contract(mode: &str, redis: &Path, password: &str, state: &Path) {
+fn contract(mode: &str, redis: &str, password: &str, state: &Path, client: &str) {
     let out = Command::new("php")
-        .args([CONTRACT, mode, DROP_IN])
-        .arg(redis)
-        .arg(password)
+        .args([CONTRACT, mode, DROP_IN, redis, password])
         .arg(state)
+        .arg(client)
         .output()
         .unwrap();
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
-        "{mode}: {}",
+        "{mode} ({client} client): {}",
         text(&out)
     );
 }
@@ -91,30 +91,34 @@ fn contract(mode: &str, redis: &Path, password: &str, state: &Path) {
 #[test]
 fn the_drop_in_keeps_wordpress_semantics_in_redis_and_drops_what_changed_while_redis_was_away() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    let _redis = Redis::start(dir.path(), "pw-contract");
+    let port = free_ports(1);
+    let _redis = Redis::start(dir.path(), "pw-contract", port);
     let sock = dir.path().join("redis.sock");
-    contract("contract", &sock, "pw-contract", &state);
-    assert_eq!(
-        redis_cli(&sock, "pw-contract", &["GET", "hapress:test:options:title"]),
-        "s:3:\"old\";"
-    );
-    // A request that cannot reach Redis works on, marks the entries it could not update...
-    contract(
-        "down",
-        &dir.path().join("nowhere.sock"),
-        "pw-contract",
-        &state,
-    );
-    assert!(state.join("stale").exists() && state.join("paused").exists());
-    // ...and the first request that reaches Redis again empties it first.
-    contract("back", &sock, "pw-contract", &state);
-    assert_eq!(
-        redis_cli(&sock, "pw-contract", &["GET", "other-site:key"]),
-        "theirs",
-        "another site's keys are not this site's to empty"
-    );
+    // phpredis on the unix socket (hapress up), and the drop-in's own client over TCP (the
+    // official WordPress image, which lacks the extension, in Kubernetes).
+    for (client, address) in [
+        ("native", sock.display().to_string()),
+        ("php", format!("tcp://127.0.0.1:{port}")),
+    ] {
+        let state = dir.path().join(format!("state-{client}"));
+        std::fs::create_dir(&state).unwrap();
+        contract("contract", &address, "pw-contract", &state, client);
+        assert_eq!(
+            redis_cli(&sock, "pw-contract", &["GET", "hapress:test:options:title"]),
+            "s:3:\"old\";"
+        );
+        // A request that cannot reach Redis works on, marks the entries it could not update...
+        let nowhere = dir.path().join("nowhere.sock").display().to_string();
+        contract("down", &nowhere, "pw-contract", &state, client);
+        assert!(state.join("stale").exists() && state.join("paused").exists());
+        // ...and the first request that reaches Redis again empties it first.
+        contract("back", &address, "pw-contract", &state, client);
+        assert_eq!(
+            redis_cli(&sock, "pw-contract", &["GET", "other-site:key"]),
+            "theirs",
+            "another site's keys are not this site's to empty"
+        );
+    }
 }
 
 /// A visitor's homepage, rendered by PHP (the page cache bypassed): status and `<title>`.

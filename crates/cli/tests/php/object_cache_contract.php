@@ -5,9 +5,15 @@
 //   down:     REDIS points nowhere: the API still works within the request, and a write
 //             leaves the "stale" marker
 //   back:     Redis reachable again with an entry written before "down": it is gone
+// CLIENT (optional): "php" for the drop-in's own RESP client (PHP without the redis
+// extension), else phpredis.
 // Prints "ok" after every check passed; exits 1 with the failed check otherwise.
 
 [$_, $mode, $drop_in, $redis, $password, $state] = $argv;
+$client = $argv[6] ?? 'native';
+if ($client === 'php') {
+    define('HAPRESS_REDIS_CLIENT', 'php');
+}
 define('ABSPATH', __DIR__ . '/');
 define('HAPRESS_REDIS', $redis);
 define('HAPRESS_REDIS_PASSWORD', $password);
@@ -31,9 +37,15 @@ function next_request() {
     wp_cache_init();
 }
 
+/** A separate connection to the same Redis (phpredis), to look behind the drop-in's back. */
 function raw() {
     $r = new Redis();
-    $r->connect(HAPRESS_REDIS);
+    if (strpos(HAPRESS_REDIS, 'tcp://') === 0) {
+        [$host, $port] = explode(':', substr(HAPRESS_REDIS, 6));
+        $r->connect($host, (int) $port);
+    } else {
+        $r->connect(HAPRESS_REDIS);
+    }
     $r->auth(HAPRESS_REDIS_PASSWORD);
     return $r;
 }
@@ -42,6 +54,8 @@ if ($mode === 'contract') {
     raw()->set('other-site:key', 'theirs');
     wp_cache_init();
     check('connected', $GLOBALS['wp_object_cache']->connected());
+    $class = $GLOBALS['wp_object_cache']->client();
+    check("the $client client is used ($class)", $class === ($client === 'php' ? 'Hapress_Redis' : 'Redis'));
     check('a missing key is false and not found', wp_cache_get('nope', 'g', false, $found) === false && $found === false);
     $o = new stdClass();
     $o->v = 1;

@@ -37,7 +37,7 @@ class Hapress_Object_Cache {
     public function __construct() {
         $this->prefix = (defined('WP_CACHE_KEY_SALT') ? WP_CACHE_KEY_SALT : 'wp') . ':';
         $this->blog_prefix = is_multisite() ? get_current_blog_id() . ':' : '';
-        if (!defined('HAPRESS_REDIS') || !class_exists('Redis')) {
+        if (!defined('HAPRESS_REDIS')) {
             return;
         }
         if (@filemtime($this->marker('paused')) > time()) {
@@ -55,18 +55,27 @@ class Hapress_Object_Cache {
         }
         // Persistent: php-fpm workers keep their connection between requests. One that Redis
         // closed (restarted) fails the ping: a fresh one is tried once before giving up.
+        // PHP's redis extension when it is there (Debian's php-redis); else (the official
+        // WordPress image has none) the small client below.
+        $native = class_exists('Redis')
+            && !(defined('HAPRESS_REDIS_CLIENT') && HAPRESS_REDIS_CLIENT === 'php');
         for ($try = 1; ; $try++) {
+            $r = null;
             try {
-                $r = new Redis();
-                if (!$r->pconnect($target, $port, 0.25, 'hapress', 0, 0.5, $auth)) {
-                    throw new RedisException('cannot connect');
+                if ($native) {
+                    $r = new Redis();
+                    if (!$r->pconnect($target, $port, 0.25, 'hapress', 0, 0.5, $auth)) {
+                        throw new RedisException('cannot connect');
+                    }
+                } else {
+                    $r = new Hapress_Redis($target, $port, 0.25, 0.5, $auth ? $auth['auth'] : null);
                 }
                 $r->ping();
                 $this->redis = $r;
                 break;
             } catch (Throwable $e) {
                 try {
-                    $r->close();
+                    $r && $r->close();
                 } catch (Throwable $ignored) {
                 }
                 if ($try >= 2) {
@@ -346,7 +355,9 @@ class Hapress_Object_Cache {
     /** Deletes this site's keys (the prefix), in batches. */
     private function flush_redis($match = '') {
         $r = $this->redis;
-        $r->setOption(Redis::OPT_SCAN, Redis::SCAN_RETRY);
+        if ($r instanceof Redis) {
+            $r->setOption(Redis::OPT_SCAN, Redis::SCAN_RETRY);
+        }
         $it = null;
         while (($keys = $r->scan($it, $this->prefix . $match . '*', 1000)) !== false) {
             if ($keys) {
@@ -407,10 +418,156 @@ class Hapress_Object_Cache {
         return $this->redis !== null;
     }
 
+    /** The client class in use ('' without Redis). */
+    public function client() {
+        return $this->redis === null ? '' : get_class($this->redis);
+    }
+
     public function stats() {
         echo '<p><strong>Cache hits:</strong> ' . (int) $this->cache_hits . '<br />';
         echo '<strong>Cache misses:</strong> ' . (int) $this->cache_misses . '<br />';
         echo '<strong>Redis:</strong> ' . ($this->redis !== null ? 'connected' : 'not used') . '</p>';
+    }
+}
+
+/**
+ * The part of phpredis's API this drop-in uses, spoken in RESP over a plain socket: for PHP
+ * builds without the redis extension (the official WordPress image). One connection per
+ * request; any failure closes it and throws, so a half-read answer is never taken for the
+ * next one.
+ */
+class Hapress_Redis {
+    private $s;
+
+    public function __construct($host, $port, $timeout, $read_timeout, $password) {
+        $addr = $port ? 'tcp://' . (strpos($host, ':') !== false ? "[$host]" : $host) . ":$port" : "unix://$host";
+        $s = @stream_socket_client($addr, $errno, $errstr, $timeout);
+        if (!$s) {
+            throw new RuntimeException("cannot connect to $addr: $errstr");
+        }
+        stream_set_timeout($s, (int) $read_timeout, (int) (fmod($read_timeout, 1) * 1e6));
+        $this->s = $s;
+        if ($password !== null) {
+            $this->call(['AUTH', $password]);
+        }
+    }
+
+    private function fail($why) {
+        $this->close();
+        throw new RuntimeException($why);
+    }
+
+    public function call(array $args) {
+        if (!$this->s) {
+            throw new RuntimeException('not connected');
+        }
+        $out = '*' . count($args) . "\r\n";
+        foreach ($args as $a) {
+            $a = (string) $a;
+            $out .= '$' . strlen($a) . "\r\n" . $a . "\r\n";
+        }
+        for ($done = 0; $done < strlen($out); $done += $n) {
+            $n = @fwrite($this->s, substr($out, $done));
+            if (!$n) {
+                $this->fail('write failed');
+            }
+        }
+        return $this->reply();
+    }
+
+    private function read($n) {
+        $data = '';
+        while (strlen($data) < $n) {
+            $chunk = @fread($this->s, $n - strlen($data));
+            if ($chunk === false || $chunk === '') {
+                $this->fail(stream_get_meta_data($this->s)['timed_out'] ? 'read timed out' : 'connection lost');
+            }
+            $data .= $chunk;
+        }
+        return $data;
+    }
+
+    private function reply() {
+        $line = @fgets($this->s);
+        if ($line === false || substr($line, -2) !== "\r\n") {
+            $this->fail($this->s && stream_get_meta_data($this->s)['timed_out'] ? 'read timed out' : 'connection lost');
+        }
+        $rest = substr($line, 1, -2);
+        switch ($line[0]) {
+            case '+':
+                return $rest;
+            case '-':
+                // An error answer leaves the connection in step, but this client has no use
+                // for one: the caller treats it as Redis failing.
+                throw new RuntimeException($rest);
+            case ':':
+                return (int) $rest;
+            case '$':
+                return (int) $rest < 0 ? false : substr($this->read((int) $rest + 2), 0, -2);
+            case '*':
+                if ((int) $rest < 0) {
+                    return false;
+                }
+                $items = [];
+                for ($i = 0; $i < (int) $rest; $i++) {
+                    $items[] = $this->reply();
+                }
+                return $items;
+        }
+        $this->fail('not a RESP answer');
+    }
+
+    public function ping() {
+        return $this->call(['PING']);
+    }
+
+    public function get($key) {
+        return $this->call(['GET', $key]);
+    }
+
+    public function mGet(array $keys) {
+        return $this->call(array_merge(['MGET'], $keys));
+    }
+
+    /** $opts as phpredis: 'nx' or 'xx', and 'ex' => seconds. False when NX/XX refused. */
+    public function set($key, $value, array $opts = []) {
+        $args = ['SET', $key, $value];
+        foreach ($opts as $k => $v) {
+            if ($k === 'ex') {
+                array_push($args, 'EX', (int) $v);
+            } else {
+                $args[] = strtoupper($v);
+            }
+        }
+        return $this->call($args) === 'OK';
+    }
+
+    public function del($key) {
+        return $this->call(['DEL', $key]);
+    }
+
+    public function unlink(array $keys) {
+        return $this->call(array_merge(['UNLINK'], $keys));
+    }
+
+    /** phpredis's SCAN with SCAN_RETRY: the next non-empty batch, false once done. */
+    public function scan(&$it, $pattern, $count) {
+        if ($it === 0) {
+            return false;
+        }
+        do {
+            [$cursor, $keys] = $this->call(['SCAN', (int) $it, 'MATCH', $pattern, 'COUNT', $count]);
+            $it = (int) $cursor;
+        } while (!$keys && $it !== 0);
+        return $keys ?: false;
+    }
+
+    public function close() {
+        if ($this->s) {
+            @fclose($this->s);
+        }
+        $this->s = null;
+        return true;
     }
 }
 
