@@ -356,8 +356,9 @@ fn generate_secrets_renders_random_secrets() {
         spec.to_str().unwrap(),
         "--generate-secrets",
     ]));
-    assert_eq!(a.matches("kind: Secret").count(), 2);
-    assert!(a.contains("root-password:"));
+    // Database passwords, WordPress keys, Redis's password.
+    assert_eq!(a.matches("kind: Secret").count(), 3);
+    assert!(a.contains("root-password:") && a.contains("redis-password:"));
     assert_ne!(a, b, "passwords must be random");
     assert!(!a.contains("create secret generic"));
 }

@@ -14,12 +14,14 @@
 //! - [`database`]: the MariaDB StatefulSet (replication or galera) and its Services.
 //! - [`web`]: the WordPress Deployment, Service and autoscaler.
 //! - [`router`]: the SQL router sidecar of the web pods and its config.
+//! - [`cache`]: the object cache's Redis and the web pods' drop-in.
 //! - [`storage`]: the shared content volume (RWX claim or in-cluster NFS server).
 //! - [`edge`]: the Ingress.
 //! - [`policy`]: disruption budgets and network policies.
 //! - [`lint`]: checks over the rendered graph (`hapress render --check`).
 //! - [`crd`]: the `WordPressCluster` CustomResourceDefinition.
 
+pub mod cache;
 pub mod crd;
 pub mod database;
 pub mod db_config;
@@ -53,6 +55,8 @@ pub const WEB_UID: i64 = 10_033;
 /// User and group of the SQL router sidecar: the `USER` of `deploy/Dockerfile`, and not the
 /// WordPress user, so PHP code cannot signal or inspect the router.
 pub const ROUTER_UID: i64 = 10_306;
+/// User and group of the object cache's Redis (the image's `redis` 999 moved likewise).
+pub const CACHE_UID: i64 = 10_379;
 
 /// Why rendering failed.
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +191,7 @@ pub fn render(cluster: &Cluster, options: &RenderOptions) -> Manifest {
     objects.extend(storage::objects(cluster, &names));
     objects.extend(database::objects(cluster, &names));
     objects.extend(web::objects(cluster, &names));
+    objects.extend(cache::objects(cluster, &names));
     objects.extend(policy::objects(cluster, &names));
     objects.extend(edge::objects(cluster, &names));
     objects.sort_by(|a, b| (a.rank(), a.name()).cmp(&(b.rank(), b.name())));

@@ -29,6 +29,8 @@ pub enum Component {
     Database,
     /// The in-cluster NFS server.
     Nfs,
+    /// Redis, the object cache.
+    Cache,
 }
 
 impl Component {
@@ -38,6 +40,7 @@ impl Component {
             Component::Web => "web",
             Component::Database => "database",
             Component::Nfs => "nfs",
+            Component::Cache => "cache",
         }
     }
 
@@ -46,6 +49,7 @@ impl Component {
             Component::Web => "wordpress",
             Component::Database => "mariadb",
             Component::Nfs => "nfs-server",
+            Component::Cache => "redis",
         }
     }
 }
@@ -110,6 +114,22 @@ impl Names {
     /// Secret with the WordPress authentication keys and salts.
     pub fn web_secret(&self) -> String {
         self.of("auth-keys")
+    }
+    /// The object cache's Redis: Deployment, Service, ServiceAccount, NetworkPolicy.
+    pub fn cache(&self) -> String {
+        self.of("cache")
+    }
+    /// ConfigMap with `redis.conf` and its start script.
+    pub fn cache_config(&self) -> String {
+        self.of("cache-config")
+    }
+    /// Secret with Redis's password.
+    pub fn cache_secret(&self) -> String {
+        self.of("cache-credentials")
+    }
+    /// ConfigMap with hapress's PHP for WordPress (the object-cache drop-in).
+    pub fn web_php(&self) -> String {
+        self.of("web-php")
     }
     /// The shared content PVC.
     pub fn content(&self) -> String {

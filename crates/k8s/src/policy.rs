@@ -31,13 +31,30 @@ pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
     if c.spec.storage.nfs.enabled {
         out.push(Object::NetworkPolicy(nfs_policy(names)));
     }
+    if crate::cache::enabled(c) {
+        out.push(Object::NetworkPolicy(cache_policy(names)));
+    }
     out
+}
+
+/// The object cache's Redis: only from the web pods.
+fn cache_policy(names: &Names) -> NetworkPolicy {
+    policy(
+        names,
+        &names.cache(),
+        names.selector(Component::Cache),
+        vec![NetworkPolicyIngressRule {
+            from: Some(vec![pods(names, Component::Web)]),
+            ports: tcp([crate::cache::PORT]),
+        }],
+    )
 }
 
 fn pdb(names: &Names, component: Component) -> Object {
     let name = match component {
         Component::Web => names.web(),
         Component::Database | Component::Nfs => names.db(),
+        Component::Cache => names.cache(),
     };
     Object::PodDisruptionBudget(PodDisruptionBudget {
         metadata: pod::meta(names, &name, names.labels(component)),

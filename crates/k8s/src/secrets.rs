@@ -56,7 +56,7 @@ pub fn db_keys(c: &Cluster) -> Vec<&'static str> {
 
 /// The Secrets the site needs.
 pub fn required(c: &Cluster, names: &Names) -> Vec<SecretRef> {
-    vec![
+    let mut out = vec![
         SecretRef {
             name: names.db_secret(),
             keys: db_keys(c),
@@ -67,7 +67,15 @@ pub fn required(c: &Cluster, names: &Names) -> Vec<SecretRef> {
             keys: WORDPRESS_KEYS.to_vec(),
             length: 64,
         },
-    ]
+    ];
+    if crate::cache::enabled(c) {
+        out.push(SecretRef {
+            name: names.cache_secret(),
+            keys: vec![crate::cache::PASSWORD_KEY],
+            length: 32,
+        });
+    }
+    out
 }
 
 /// `kubectl create secret` commands that create `refs` with random values.

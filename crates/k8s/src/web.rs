@@ -102,6 +102,9 @@ fn config_extra(c: &Cluster) -> String {
     );
     // Core updates come from the image; plugin/theme installs still work (shared volume).
     let _ = writeln!(s, "define('WP_AUTO_UPDATE_CORE', false);");
+    if crate::cache::enabled(c) {
+        s.push_str(&crate::cache::wp_config(c, &Names::new(c), CONTENT_PATH));
+    }
     s
 }
 
@@ -138,7 +141,7 @@ fn web_env(c: &Cluster, names: &Names) -> Vec<EnvVar> {
 
 fn deployment(c: &Cluster, names: &Names) -> Deployment {
     let web = &c.spec.web;
-    let wordpress = Container {
+    let mut wordpress = Container {
         env: Some(web_env(c, names)),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
@@ -174,6 +177,12 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
         ]),
         ..container("wordpress", &web.image, WEB_UID)
     };
+    let object_cache = crate::cache::enabled(c);
+    if object_cache {
+        if let Some(m) = wordpress.volume_mounts.as_mut() {
+            m.push(crate::cache::web_mount());
+        }
+    }
     let with_router = router::enabled(c);
     let mut skips = vec![];
     if !pod::has_digest(&web.image) || (with_router && !pod::has_digest(&c.spec.router.image)) {
@@ -194,6 +203,17 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
     ];
     if with_router {
         volumes.extend(router::volumes(names));
+    }
+    if object_cache {
+        volumes.extend(crate::cache::web_volumes(names));
+    }
+    // First the drop-in is installed (once), then the router sidecar starts.
+    let mut init = vec![];
+    if object_cache {
+        init.push(crate::cache::install_container(c, CONTENT_PATH, WEB_UID));
+    }
+    if with_router {
+        init.push(router::sidecar(c));
     }
     let mut meta = pod::meta(names, &names.web(), names.labels(Component::Web));
     if !skips.is_empty() {
@@ -240,7 +260,7 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
                     )),
                     // preStop sleep + Apache's graceful stop of in-flight requests.
                     termination_grace_period_seconds: Some(i64::from(PRE_STOP_SLEEP) + 40),
-                    init_containers: with_router.then(|| vec![router::sidecar(c)]),
+                    init_containers: (!init.is_empty()).then_some(init),
                     containers: vec![wordpress],
                     volumes: Some(volumes),
                     ..PodSpec::default()

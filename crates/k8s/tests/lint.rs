@@ -146,7 +146,14 @@ fn sidecar_without_probes() {
     let (c, mut m) = clean();
     if let Object::Deployment(d) = find(&mut m, "Deployment", "wordpress-web") {
         let pod = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
-        pod.init_containers.as_mut().unwrap()[0].liveness_probe = None;
+        let router = pod
+            .init_containers
+            .as_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|c| c.name == "router")
+            .unwrap();
+        router.liveness_probe = None;
     }
     assert_eq!(checks(&m, &c), vec![Check::Probes]);
 }

@@ -53,7 +53,8 @@ fn no_secret_values_without_generate_secrets() {
             generate_secrets: true,
         },
     );
-    assert_eq!(g.objects.iter().filter(|o| o.kind() == "Secret").count(), 2);
+    // Database passwords, WordPress keys, Redis's password.
+    assert_eq!(g.objects.iter().filter(|o| o.kind() == "Secret").count(), 3);
     assert!(g.secret_commands.is_empty());
 }
 
@@ -64,7 +65,7 @@ fn zero_downtime_rollout_settings() {
         .objects
         .iter()
         .filter_map(|o| match o {
-            Object::Deployment(d) => Some(d),
+            Object::Deployment(d) if o.name() == "wordpress-web" => Some(d),
             _ => None,
         })
         .collect();
@@ -266,7 +267,7 @@ fn web_pod(m: &hapress_k8s::Manifest) -> k8s_openapi::api::core::v1::PodSpec {
         .objects
         .iter()
         .find_map(|o| match o {
-            Object::Deployment(d) => Some(d),
+            Object::Deployment(d) if o.name().ends_with("-web") => Some(d),
             _ => None,
         })
         .expect("web Deployment");
@@ -303,9 +304,10 @@ fn router_sidecar_fronts_every_database_pod() {
     );
     let pod = web_pod(&m);
     let init = pod.init_containers.as_ref().expect("init containers");
-    assert_eq!(init.len(), 1);
-    let router = &init[0];
-    assert_eq!(router.name, "router");
+    // The object cache's drop-in is installed first, then the router starts.
+    let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["object-cache", "router"]);
+    let router = &init[1];
     assert_eq!(router.image.as_deref(), Some("example.org/hapress:9.9"));
     assert_eq!(router.restart_policy.as_deref(), Some("Always"));
     assert_eq!(
@@ -350,13 +352,109 @@ fn router_sidecar_fronts_every_database_pod() {
     assert!(out.contains("- key: router-password"));
 }
 
+fn no_router(pod: &k8s_openapi::api::core::v1::PodSpec) -> bool {
+    pod.init_containers
+        .iter()
+        .flatten()
+        .all(|c| c.name != "router")
+}
+
+#[test]
+fn object_cache_is_one_redis_that_only_the_web_pods_reach() {
+    let m = render(&Cluster::default(), &RenderOptions::default());
+    let redis = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Deployment(d) if o.name() == "wordpress-cache" => d.spec.clone(),
+            _ => None,
+        })
+        .expect("the cache Deployment");
+    // One Redis, replaced (never two at once: each would hold what the other's
+    // invalidations miss).
+    assert_eq!(redis.replicas, Some(1));
+    assert_eq!(redis.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+    let pod = redis.template.spec.unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("redis:7.2-alpine"));
+    let data = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::ConfigMap(c) if o.name() == "wordpress-cache-config" => c.data.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert!(data["redis.conf"].contains("include /run/redis/auth.conf"));
+    assert!(data["redis.conf"].contains("maxmemory 64mb"));
+    assert!(
+        !data["redis.conf"].contains("requirepass"),
+        "no password in a ConfigMap"
+    );
+    assert!(data["start.sh"].contains("cat /run/secrets/cache/redis-password"));
+    // Reachable on 6379 from the web pods only.
+    let policy = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::NetworkPolicy(p) if o.name() == "wordpress-cache" => p.spec.clone(),
+            _ => None,
+        })
+        .unwrap();
+    let rules = policy.ingress.unwrap();
+    assert_eq!(rules.len(), 1);
+    let from = rules[0].from.as_ref().unwrap();
+    assert_eq!(from.len(), 1);
+    assert_eq!(
+        from[0]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["app.kubernetes.io/component"],
+        "web"
+    );
+    // The web pods install hapress's drop-in and point it at Redis.
+    let web = web_pod(&m);
+    assert!(web
+        .init_containers
+        .iter()
+        .flatten()
+        .any(|c| c.name == "object-cache"));
+    let extra = env_value(&web, "WORDPRESS_CONFIG_EXTRA");
+    assert!(extra.contains("define('HAPRESS_REDIS', 'tcp://wordpress-cache:6379');"));
+    assert!(extra.contains("/run/secrets/cache/redis-password"));
+    let php = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::ConfigMap(c) if o.name() == "wordpress-web-php" => c.data.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert!(php["object-cache.php"].contains("class Hapress_Redis"));
+
+    // Off: none of it.
+    let mut c = Cluster::default();
+    c.spec.cache.object_cache.enabled = false;
+    let off = render(&c, &RenderOptions::default());
+    assert!(off.objects.iter().all(|o| !o.name().contains("cache")));
+    let web = web_pod(&off);
+    assert!(!env_value(&web, "WORDPRESS_CONFIG_EXTRA").contains("HAPRESS_REDIS"));
+    assert!(web
+        .init_containers
+        .iter()
+        .flatten()
+        .all(|c| c.name != "object-cache"));
+}
+
 #[test]
 fn router_disabled_or_galera_means_no_sidecar() {
     let mut c = Cluster::default();
     c.spec.router.enabled = false;
     let m = render(&c, &RenderOptions::default());
     let pod = web_pod(&m);
-    assert!(pod.init_containers.is_none());
+    assert!(no_router(&pod));
     assert_eq!(env_value(&pod, "WORDPRESS_DB_HOST"), "wordpress-db-primary");
     assert!(config_map(&m, "wordpress-router-config").is_none());
     let out = m.to_yaml().unwrap();
@@ -371,7 +469,7 @@ fn router_disabled_or_galera_means_no_sidecar() {
     g.spec.database.mode = DatabaseMode::Galera;
     let m = render(&g, &RenderOptions::default());
     let pod = web_pod(&m);
-    assert!(pod.init_containers.is_none());
+    assert!(no_router(&pod));
     assert_eq!(env_value(&pod, "WORDPRESS_DB_HOST"), "wordpress-db-nodes");
     assert!(!m.to_yaml().unwrap().contains("key: router-password"));
 }

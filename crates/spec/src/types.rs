@@ -553,6 +553,8 @@ pub struct ObjectCacheSpec {
     pub enabled: bool,
     /// Memory Redis may use (8..=65536 MiB); the least recently used entries go first.
     pub max_memory_mb: u32,
+    /// Redis image of the Kubernetes render (the last BSD-licensed Redis line by default).
+    pub image: String,
 }
 
 impl Default for ObjectCacheSpec {
@@ -560,6 +562,7 @@ impl Default for ObjectCacheSpec {
         Self {
             enabled: true,
             max_memory_mb: 64,
+            image: "redis:7.2-alpine".into(),
         }
     }
 }
