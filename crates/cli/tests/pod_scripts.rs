@@ -212,16 +212,31 @@ fn the_role_label_follows_the_server_through_a_promotion_a_fence_and_an_api_outa
         nix::sys::signal::Signal::SIGSTOP,
     )
     .unwrap();
-    // One whole round fails meanwhile: its client starts, waits, and gives up (2 s timeout).
-    let asking = || {
+    // A whole round fails meanwhile: three clients seen one after another (the first may have
+    // begun before the hang; the second began after it and had to give up, after its 2 s
+    // timeout, for the third to start).
+    let client = || {
         Command::new("pgrep")
             .arg("-f")
             .arg(format!("^mariadb --defaults-extra-file={}", cnf.display()))
             .output()
-            .is_ok_and(|o| o.status.success())
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            })
     };
-    assert!(wait_for(Duration::from_secs(5), asking).is_some());
-    assert!(wait_for(Duration::from_secs(5), || !asking()).is_some());
+    let mut seen = std::collections::BTreeSet::new();
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            seen.extend(client());
+            seen.len() >= 3
+        })
+        .is_some(),
+        "the watcher's clients while the server hangs: {seen:?}"
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.child.id() as i32),
         nix::sys::signal::Signal::SIGCONT,
