@@ -155,6 +155,16 @@ impl Conn {
         self.start += c.size();
     }
 
+    /// Switches to MySQL's compressed protocol: from now on the stream's bytes are frames
+    /// (the client's login just completed with `CLIENT_COMPRESS`).
+    pub fn compress(&mut self) {
+        let inner = std::mem::replace(&mut self.stream, Box::new(tokio::io::duplex(1).0));
+        let read_ahead = self.buf.split_off(self.start);
+        self.buf.clear();
+        self.start = 0;
+        self.stream = Box::new(crate::compress::Compressed::new(inner, read_ahead));
+    }
+
     /// True when nothing is buffered (so a reply can be flushed before reading more).
     pub fn nothing_buffered(&self) -> bool {
         self.buffered().is_empty()

@@ -11,9 +11,11 @@
 //! - [`failover`]: the failover manager (one router of many acts) and its SQL actions.
 //! - [`pool`]: backend connections reused across client sessions, bounded per backend.
 //! - [`session`]: one client session: relayed handshake, routing, forwarding.
+//! - [`compress`]: the compressed protocol on the client side of a session.
 //! - [`server`]: listener, connection limit, `/metrics` and `/status`.
 
 pub mod classify;
+pub mod compress;
 pub mod config;
 pub mod conn;
 pub mod failover;

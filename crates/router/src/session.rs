@@ -183,6 +183,8 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()
 fn backend_hello(hello: &HandshakeResponse, server: &Greeting) -> HandshakeResponse {
     let mut h = hello.clone();
     h.capabilities |= server.capabilities & cap::SESSION_TRACK;
+    // Compression is between the client and the router only.
+    h.capabilities &= !cap::COMPRESS;
     h
 }
 
@@ -547,9 +549,11 @@ async fn handshake(
             (l.greeting.clone(), l, false)
         }
     };
-    // What the client sees: the router speaks neither TLS nor compression.
+    // What the client sees: the router does not speak TLS; it compresses (its own side of
+    // the session only) when the client asks.
     let mut shown = greeting.clone();
-    shown.capabilities &= !(cap::SSL | 1 << 5);
+    shown.capabilities &= !cap::SSL;
+    shown.capabilities |= cap::COMPRESS;
     client
         .write_packet(0, &shown.encode())
         .await
@@ -579,7 +583,7 @@ async fn handshake(
         hello.database = None; // MariaDB logs such a client in with no database
     }
     let sent = backend_hello(&hello, &greeting);
-    let track_added = sent.capabilities != hello.capabilities;
+    let track_added = (sent.capabilities ^ hello.capabilities) & cap::SESSION_TRACK != 0;
     let next = hseq.wrapping_add(1);
     let stage1 = (pooled
         && hello.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD) == NATIVE_PASSWORD
@@ -729,6 +733,10 @@ async fn handshake(
     } else {
         lease.greeting.nonce.clone()
     };
+    // The login's OK went out uncompressed; everything after it is compressed.
+    if hello.capabilities & cap::COMPRESS != 0 {
+        client.compress();
+    }
     Ok(Some(Session {
         client_nonce,
         db: hello.database.clone(),

@@ -26,6 +26,7 @@ pub mod cmd {
 pub mod cap {
     pub const LONG_PASSWORD: u32 = 1;
     pub const CONNECT_WITH_DB: u32 = 1 << 3;
+    pub const COMPRESS: u32 = 1 << 5;
     pub const LOCAL_FILES: u32 = 1 << 7;
     pub const PROTOCOL_41: u32 = 1 << 9;
     pub const SSL: u32 = 1 << 11;
