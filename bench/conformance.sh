@@ -2,9 +2,11 @@
 # Transparency check of the SQL router with MariaDB's own test suite: runs the same
 # mariadb-test-run cases against a fresh cluster's primary directly and against another fresh
 # cluster through `hapress router`, then compares the verdicts case by case.
-# Usage: sudo bench/conformance.sh [--suite main[,json,...]] [--limit N] [--tests "main.a main.b"]
-# Writes bench/conformance-<suite>.txt per suite (verdicts side by side) and prints
-# identical/total per suite.
+# Usage: sudo bench/conformance.sh [--suite main[,json,compat/oracle,...]] [--ps] [--limit N]
+#        [--tests "main.a main.b"]
+# --ps runs both sides with --ps-protocol (every statement a prepared statement).
+# Writes bench/conformance-<suite>[-ps].txt per suite (verdicts side by side; "hang" for a case
+# stopped by mtr's 2-minute timeout) and prints identical/total per suite.
 # ONLY=direct or ONLY=routed runs one side (for investigating; the comparison is then moot).
 # PARALLEL=1 runs both sides at once (half the time; timing-sensitive cases may then differ:
 # re-run the differences with --tests).
@@ -12,13 +14,14 @@
 # KEEP=1 leaves the work directory, its logs and both clusters running, for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUITE=main; LIMIT=0; TESTS=""
+SUITE=main; LIMIT=0; TESTS=""; PS=""; MODE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --suite) SUITE=$2; shift 2 ;;
     --limit) LIMIT=$2; shift 2 ;;
     --tests) TESTS=$2; TESTS_GIVEN=1; shift 2 ;;
-    *) echo "usage: $0 [--suite S] [--limit N] [--tests LIST]" >&2; exit 2 ;;
+    --ps) PS=--ps-protocol; MODE=-ps; shift ;;
+    *) echo "usage: $0 [--suite S] [--ps] [--limit N] [--tests LIST]" >&2; exit 2 ;;
   esac
 done
 . bench/common.sh
@@ -30,7 +33,7 @@ trap cleanup EXIT
 
 if [ -z "$TESTS" ]; then
   for S in ${SUITE//,/ }; do
-    if [ -d "$MTR/$S" ]; then T=$MTR/$S; else T=$MTR/suite/$S/t; fi
+    if [ -d "$MTR/$S" ]; then T=$MTR/$S; elif [ -d "$MTR/suite/$S/t" ]; then T=$MTR/suite/$S/t; else T=$MTR/suite/$S; fi
     [ -d "$T" ] || { echo "no suite $S under $MTR" >&2; exit 2; }
     TESTS+=$'\n'$(cd "$T" && ls *.test | sed "s/\.test$//; s/^/$S./" | sort)
   done
@@ -83,13 +86,15 @@ SQL
 }
 run_mtr() { # label extern-args... ; writes $WORK/<label>.verdicts ("test verdict")
   local label=$1; shift
-  (cd "$MTR" && ./mariadb-test-run "$@" --vardir="$WORK/var-$label" --force --max-test-fail=0 \
+  (cd "$MTR" && ./mariadb-test-run "$@" $PS --vardir="$WORK/var-$label" --force --max-test-fail=0 \
       --retry=0 --testcase-timeout=2 $TESTS 2>&1) > "$WORK/$label.log" || true
-  grep -E '^[a-z0-9_.]+[a-z0-9_ ,.]*\[ (pass|fail|skipped|disabled) \]' "$WORK/$label.log" \
-    | sed -E 's/^([^ ]+).*\[ ([a-z]+) \].*$/\1 \2/' | sort -u > "$WORK/$label.verdicts"
+  # A case mtr stopped after its timeout is a hang, not an ordinary failure.
+  grep -E '^[a-z0-9_./-]+[a-z0-9_ ,.'"'"'-]*\[ (pass|fail|skipped|disabled) \]' "$WORK/$label.log" \
+    | sed -E '/\[ fail \].*[Tt]imeout/s/\[ fail \]/[ hang ]/; s/^([^ ]+).*\[ ([a-z]+) \].*$/\1 \2/' \
+    | sort -u > "$WORK/$label.verdicts"
 }
 
-echo "conformance: $N case(s) of suite $SUITE, direct vs through the router"
+echo "conformance: $N case(s) of suite $SUITE${PS:+ with --ps-protocol}, direct vs through the router"
 PWA=$(cluster direct 18980 18906)
 PWB=$(cluster routed 18990 18916)
 t0=$(date +%s)
@@ -151,17 +156,19 @@ echo "router: $(echo "$ROUTED_STATUS" | python3 -c 'import json,sys; s=json.load
 # Per suite: bench/conformance-<suite>.txt, and the cases that pass directly. A hand-picked
 # --tests list writes beside the suite's file, never over it.
 for S in $(cut -d. -f1 "$WORK/joined" | sort -u); do
-  grep "^$S\." "$WORK/joined" > "$WORK/joined-$S" || true
-  OUT=bench/conformance-$S${TESTS_GIVEN:+-selected}.txt
+  F=${S//\//-}
+  grep "^$S\." "$WORK/joined" > "$WORK/joined-$F" || true
+  OUT=bench/conformance-$F$MODE${TESTS_GIVEN:+-selected}.txt
   {
-    echo "# bench/conformance.sh --suite $SUITE ($(date -u +%F)): test direct routed"
-    cat "$WORK/joined-$S"
+    echo "# bench/conformance.sh --suite $SUITE${PS:+ --ps} ($(date -u +%F)): test direct routed"
+    cat "$WORK/joined-$F"
   } > "$OUT"
-  total=$(wc -l < "$WORK/joined-$S")
-  same=$(awk '$2 == $3' "$WORK/joined-$S" | wc -l)
-  passd=$(awk '$2 == "pass"' "$WORK/joined-$S" | wc -l)
-  passr=$(awk '$3 == "pass"' "$WORK/joined-$S" | wc -l)
-  echo "$S: verdicts identical: $same / $total  (pass direct: $passd, pass routed: $passr; $OUT)"
-  awk '$2 != $3' "$WORK/joined-$S" | sed 's/^/  differs: /'
-  [ -n "${TESTS_GIVEN:-}" ] || awk '$2 == "pass" {print $1}' "$WORK/joined-$S" > "bench/conformance-$S-pass-direct.txt"
+  total=$(wc -l < "$WORK/joined-$F")
+  same=$(awk '$2 == $3' "$WORK/joined-$F" | wc -l)
+  passd=$(awk '$2 == "pass"' "$WORK/joined-$F" | wc -l)
+  passr=$(awk '$3 == "pass"' "$WORK/joined-$F" | wc -l)
+  hangs=$(awk '$2 == "hang" || $3 == "hang"' "$WORK/joined-$F" | wc -l)
+  echo "$S${PS:+ (ps)}: verdicts identical: $same / $total  (pass direct: $passd, pass routed: $passr; hangs: $hangs; $OUT)"
+  awk '$2 != $3' "$WORK/joined-$F" | sed 's/^/  differs: /'
+  [ -n "${TESTS_GIVEN:-}" ] || awk '$2 == "pass" {print $1}' "$WORK/joined-$F" > "bench/conformance-$F$MODE-pass-direct.txt"
 done
