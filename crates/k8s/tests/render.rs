@@ -205,14 +205,7 @@ fn zero_downtime_rollout_settings() {
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(with_token, ["label"]);
-    let scripts = m
-        .objects
-        .iter()
-        .find_map(|o| match o {
-            Object::ConfigMap(c) if o.name().ends_with("-db-config") => c.data.clone(),
-            _ => None,
-        })
-        .unwrap();
+    let scripts = config_map_data(&m, "wordpress-db-config");
     assert!(scripts["agent.sh"].contains("exec bash /config/role.sh"));
     assert!(scripts.contains_key("role.sh") && scripts.contains_key("label.sh"));
 }
@@ -352,6 +345,20 @@ fn router_sidecar_fronts_every_database_pod() {
     assert!(out.contains("- key: router-password"));
 }
 
+/// The data of ConfigMap `name`.
+fn config_map_data(
+    m: &hapress_k8s::Manifest,
+    name: &str,
+) -> std::collections::BTreeMap<String, String> {
+    m.objects
+        .iter()
+        .find_map(|o| match o {
+            Object::ConfigMap(c) if o.name() == name => c.data.clone(),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+}
+
 fn no_router(pod: &k8s_openapi::api::core::v1::PodSpec) -> bool {
     pod.init_containers
         .iter()
@@ -376,14 +383,7 @@ fn object_cache_is_one_redis_that_only_the_web_pods_reach() {
     assert_eq!(redis.strategy.unwrap().type_.as_deref(), Some("Recreate"));
     let pod = redis.template.spec.unwrap();
     assert_eq!(pod.containers[0].image.as_deref(), Some("redis:7.2-alpine"));
-    let data = m
-        .objects
-        .iter()
-        .find_map(|o| match o {
-            Object::ConfigMap(c) if o.name() == "wordpress-cache-config" => c.data.clone(),
-            _ => None,
-        })
-        .unwrap();
+    let data = config_map_data(&m, "wordpress-cache-config");
     assert!(data["redis.conf"].contains("include /run/redis/auth.conf"));
     assert!(data["redis.conf"].contains("maxmemory 64mb"));
     assert!(
@@ -424,14 +424,7 @@ fn object_cache_is_one_redis_that_only_the_web_pods_reach() {
     let extra = env_value(&web, "WORDPRESS_CONFIG_EXTRA");
     assert!(extra.contains("define('HAPRESS_REDIS', 'tcp://wordpress-cache:6379');"));
     assert!(extra.contains("/run/secrets/cache/redis-password"));
-    let php = m
-        .objects
-        .iter()
-        .find_map(|o| match o {
-            Object::ConfigMap(c) if o.name() == "wordpress-web-php" => c.data.clone(),
-            _ => None,
-        })
-        .unwrap();
+    let php = config_map_data(&m, "wordpress-web-php");
     assert!(php["object-cache.php"].contains("class Hapress_Redis"));
 
     // Off: none of it.

@@ -246,11 +246,7 @@ pub fn render_table(st: &ClusterStatus) -> String {
             out,
             "\npage cache: {} hits of {cacheable} cacheable requests ({:.1}%), {} misses, {} expired, {} stale; {} bypassed",
             pc.hit,
-            if cacheable == 0 {
-                0.0
-            } else {
-                100.0 * pc.hit as f64 / cacheable as f64
-            },
+            percent(pc.hit, cacheable),
             pc.miss,
             pc.expired,
             pc.stale,
@@ -264,11 +260,7 @@ pub fn render_table(st: &ClusterStatus) -> String {
             "{}object cache: {} hits of {lookups} lookups ({:.1}%), {} entries, {:.1} MiB, {} evicted",
             if st.page_cache.is_some() { "" } else { "\n" },
             oc.hits,
-            if lookups == 0 {
-                0.0
-            } else {
-                100.0 * oc.hits as f64 / lookups as f64
-            },
+            percent(oc.hits, lookups),
             oc.keys,
             oc.used_memory as f64 / f64::from(1 << 20),
             oc.evicted,
@@ -364,6 +356,15 @@ fn short_address(addr: &str) -> &str {
         .and_then(|f| f.to_str())
         .and_then(|f| f.strip_suffix(".sock"))
         .unwrap_or(addr)
+}
+
+/// `part` of `whole` in percent (0 of nothing).
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
 }
 
 #[cfg(test)]
