@@ -11,6 +11,7 @@
 # PARALLEL=1 runs both sides at once (half the time; timing-sensitive cases may then differ:
 # re-run the differences with --tests).
 # POOL_SIZE=0 runs the router without pooling (cases that count server sessions then agree).
+# PORT_BASE=N moves the clusters' ports (default 18900: 18906-18908, 18916-18918, 18980, 18990).
 # KEEP=1 leaves the work directory, its logs and both clusters running, for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ if [ -z "$TESTS" ]; then
   for S in ${SUITE//,/ }; do
     if [ -d "$MTR/$S" ]; then T=$MTR/$S; elif [ -d "$MTR/suite/$S/t" ]; then T=$MTR/suite/$S/t; else T=$MTR/suite/$S; fi
     [ -d "$T" ] || { echo "no suite $S under $MTR" >&2; exit 2; }
-    TESTS+=$'\n'$(cd "$T" && ls *.test | sed "s/\.test$//; s/^/$S./" | sort)
+    TESTS+=$'\n'$(cd "$T" && ls *.test | sed "s|\.test$||; s|^|$S.|" | sort)
   done
   TESTS=$(echo "$TESTS" | sed '/^$/d')
   # Cases that wreck the server for every case after them under --extern:
@@ -95,8 +96,10 @@ run_mtr() { # label extern-args... ; writes $WORK/<label>.verdicts ("test verdic
 }
 
 echo "conformance: $N case(s) of suite $SUITE${PS:+ with --ps-protocol}, direct vs through the router"
-PWA=$(cluster direct 18980 18906)
-PWB=$(cluster routed 18990 18916)
+# PORT_BASE moves every port (two runs at once need different ones).
+PB=${PORT_BASE:-18900}
+PWA=$(cluster direct $((PB + 80)) $((PB + 6)))
+PWB=$(cluster routed $((PB + 90)) $((PB + 16)))
 t0=$(date +%s)
 R=$WORK/routed/state
 cat > "$WORK/router.yaml" <<YAML

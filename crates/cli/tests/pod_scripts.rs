@@ -80,8 +80,18 @@ impl Drop for Server {
     }
 }
 
+/// A child process killed when the test ends, passed or not (the scripts loop forever).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A script of `crates/k8s/src/scripts` started with `env`, output to `log`.
-fn script(name: &str, env: &[(&str, String)], log: &Path) -> Child {
+fn script(name: &str, env: &[(&str, String)], log: &Path) -> Killed {
     let out = std::fs::File::create(log).unwrap();
     Command::new("bash")
         .arg(format!("{SCRIPTS}/{name}"))
@@ -90,6 +100,7 @@ fn script(name: &str, env: &[(&str, String)], log: &Path) -> Child {
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .spawn()
+        .map(Killed)
         .unwrap()
 }
 
@@ -129,7 +140,7 @@ fn the_role_label_follows_the_server_through_a_promotion_a_fence_and_an_api_outa
     .unwrap();
     std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
     // The agent's backup server, whose life bounds the watcher's.
-    let mut backup = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut backup = Killed(Command::new("sleep").arg("600").spawn().unwrap());
     let mut watcher = script(
         "role.sh",
         &[
@@ -137,11 +148,11 @@ fn the_role_label_follows_the_server_through_a_promotion_a_fence_and_an_api_outa
             ("HAPRESS_DATA", data.display().to_string()),
             ("HAPRESS_CLIENT_CNF", cnf.display().to_string()),
             ("ROLE_INTERVAL", "0.1".into()),
-            ("WATCH_PID", backup.id().to_string()),
+            ("WATCH_PID", backup.0.id().to_string()),
         ],
         &d.join("role.log"),
     );
-    let mut label = script(
+    let _label = script(
         "label.sh",
         &[
             ("HAPRESS_RUN", run.display().to_string()),
@@ -247,15 +258,13 @@ fn the_role_label_follows_the_server_through_a_promotion_a_fence_and_an_api_outa
     assert_eq!(patches().len(), 3, "{:?}", patches());
 
     // The watcher ends with the backup server (the container restarts).
-    backup.kill().unwrap();
-    backup.wait().unwrap();
+    backup.0.kill().unwrap();
+    backup.0.wait().unwrap();
     let mut status = None;
     assert!(wait_for(Duration::from_secs(10), || {
-        status = watcher.try_wait().unwrap();
+        status = watcher.0.try_wait().unwrap();
         status.is_some()
     })
     .is_some());
     assert_eq!(status.unwrap().code(), Some(1));
-    let _ = label.kill();
-    let _ = label.wait();
 }
