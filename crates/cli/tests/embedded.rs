@@ -292,3 +292,33 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
         back.unwrap().as_secs_f64()
     );
 }
+
+#[test]
+fn down_after_a_killed_supervisor_stops_even_components_without_a_pid_file() {
+    let (c, _) = Cluster::up(
+        "apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: strays}\nspec:\n  site: {environment: local}\n  web: {replicas: 1}\n",
+    );
+    let st = c.status();
+    let supervisor = st["supervisorPid"].as_i64().unwrap();
+    let db0 = c.component("db-0")["pid"].as_i64().unwrap();
+    let redis = c.component("redis")["pid"].as_i64().unwrap();
+    // The supervisor dies between starting components and writing their pid files.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for name in ["db-0", "redis"] {
+        std::fs::remove_file(format!("{}/run/{name}.pgid", c.state_dir())).unwrap();
+    }
+    let out = c.down();
+    assert!(
+        out.contains(&format!("mariadbd (pid {db0})"))
+            && out.contains(&format!("redis-server (pid {redis})")),
+        "{out}"
+    );
+    assert!(!alive(db0) && !alive(redis), "{out}");
+    // Nothing of the cluster is left: it starts again on the same ports.
+    c.start();
+    assert_eq!(c.get("/").0, 200);
+}

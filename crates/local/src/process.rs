@@ -230,6 +230,12 @@ fn stop_stray(pid_file: &Path, root: &Path, kind: Kind) -> Option<String> {
     if !String::from_utf8_lossy(&cmdline).contains(root.as_ref()) {
         return None;
     }
+    stop_group(pid, kind);
+    Some(pid_file.file_stem()?.to_string_lossy().into_owned())
+}
+
+/// Stops process group `pid` gently, then kills it after the kind's timeout.
+fn stop_group(pid: i32, kind: Kind) {
     let pgid = Pid::from_raw(pid);
     let _ = killpg(pgid, kind.stop_signal());
     let deadline = Instant::now() + kind.stop_timeout();
@@ -243,7 +249,52 @@ fn stop_stray(pid_file: &Path, root: &Path, kind: Kind) -> Option<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = killpg(pgid, Signal::SIGKILL);
-    Some(pid_file.file_stem()?.to_string_lossy().into_owned())
+}
+
+/// Components of the state directory `root` that no pid file names (a supervisor killed
+/// between starting one and writing its pid file), found by their command line: the program
+/// and an argument inside `root`. Only group leaders (each component runs in its own group).
+fn unnamed_strays(root: &Path) -> Vec<(i32, Kind, String)> {
+    let root = format!("{}/", root.display());
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            pid != me
+                && nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok() == Some(Pid::from_raw(pid))
+        })
+        .filter_map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if !args.iter().any(|a| a.contains(&root)) {
+                return None;
+            }
+            // php-fpm and nginx rewrite their title: "php-fpm: master process (...)".
+            let first = args.first()?.split_whitespace().next()?;
+            let program = first.rsplit('/').next()?.trim_end_matches(':').to_string();
+            let kind = if program == "mariadbd" {
+                Kind::Database
+            } else if program.starts_with("php-fpm") {
+                Kind::Web
+            } else if program.starts_with("nginx") {
+                Kind::Nginx
+            } else if program.starts_with("redis-server") {
+                Kind::Cache
+            } else if program == "hapress" && args.get(1).is_some_and(|a| a == "router") {
+                Kind::Router
+            } else {
+                return None;
+            };
+            Some((pid, kind, program))
+        })
+        .collect()
 }
 
 /// Stops components left running by a supervisor that was killed; returns their names.
@@ -275,8 +326,15 @@ pub fn stop_strays(layout: &Layout) -> Vec<String> {
         }
     };
     files.sort_by_key(|p| (kind_of(p) == Kind::Database, p.clone()));
-    files
+    let mut stopped: Vec<String> = files
         .iter()
         .filter_map(|p| stop_stray(p, &layout.root, kind_of(p)))
-        .collect()
+        .collect();
+    let mut unnamed = unnamed_strays(&layout.root);
+    unnamed.sort_by_key(|(_, kind, _)| *kind == Kind::Database);
+    for (pid, kind, program) in unnamed {
+        stop_group(pid, kind);
+        stopped.push(format!("{program} (pid {pid})"));
+    }
+    stopped
 }
