@@ -85,7 +85,7 @@ pub fn site_url(c: &Cluster) -> String {
     })
 }
 
-fn config_extra(c: &Cluster) -> String {
+fn config_extra(c: &Cluster, names: &Names) -> String {
     let mut s = String::new();
     let url = site_url(c);
     let _ = writeln!(s, "define('WP_HOME', '{url}');");
@@ -103,7 +103,7 @@ fn config_extra(c: &Cluster) -> String {
     // Core updates come from the image; plugin/theme installs still work (shared volume).
     let _ = writeln!(s, "define('WP_AUTO_UPDATE_CORE', false);");
     if crate::cache::enabled(c) {
-        s.push_str(&crate::cache::wp_config(c, &Names::new(c), CONTENT_PATH));
+        s.push_str(&crate::cache::wp_config(c, names, CONTENT_PATH));
     }
     s
 }
@@ -135,7 +135,7 @@ fn web_env(c: &Cluster, names: &Names) -> Vec<EnvVar> {
         );
         e.push(env(&var, &format!("/run/secrets/keys/{key}")));
     }
-    e.push(env("WORDPRESS_CONFIG_EXTRA", &config_extra(c)));
+    e.push(env("WORDPRESS_CONFIG_EXTRA", &config_extra(c, names)));
     e
 }
 

@@ -83,6 +83,14 @@ pub fn redis(tools: &Tools, layout: &Layout, user: Option<&WorkerUser>) -> Proce
     Process::new(layout, "redis", Kind::Cache, launch)
 }
 
+/// `path` relative to the state directory when inside it (shorter in `status`).
+fn relative(layout: &Layout, path: &std::path::Path) -> String {
+    path.strip_prefix(&layout.root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 /// Address a component serves on, for `status`.
 pub fn address(spec: &WordPressClusterSpec, layout: &Layout, p: &Process) -> String {
     let bind = &spec.embedded.bind_address;
@@ -93,29 +101,14 @@ pub fn address(spec: &WordPressClusterSpec, layout: &Layout, p: &Process) -> Str
         }
         Kind::Web => {
             let i: u32 = p.name.trim_start_matches("web-").parse().unwrap_or(0);
-            layout.web_socket(i).strip_prefix(&layout.root).map_or_else(
-                |_| layout.web_socket(i).display().to_string(),
-                |r| r.display().to_string(),
-            )
+            relative(layout, &layout.web_socket(i))
         }
         Kind::Nginx => format!("{bind}:{}", spec.embedded.http_port),
         Kind::Router => format!(
             "{} {}",
-            layout
-                .router_socket()
-                .strip_prefix(&layout.root)
-                .map_or_else(
-                    |_| layout.router_socket().display().to_string(),
-                    |r| r.display().to_string(),
-                ),
+            relative(layout, &layout.router_socket()),
             crate::config::router_address(spec)
         ),
-        Kind::Cache => layout
-            .redis_socket()
-            .strip_prefix(&layout.root)
-            .map_or_else(
-                |_| layout.redis_socket().display().to_string(),
-                |r| r.display().to_string(),
-            ),
+        Kind::Cache => relative(layout, &layout.redis_socket()),
     }
 }

@@ -136,14 +136,8 @@ class Hapress_Object_Cache {
         error_log('hapress object cache: Redis unavailable (' . $e->getMessage() . '); using a per-request cache for ' . self::PAUSE . ' s');
     }
 
-    /** Every write that may leave an entry stale runs through here. */
+    /** Every write to Redis (connected) runs through here: a failure marks Redis stale. */
     private function write(callable $f) {
-        if ($this->redis === null) {
-            if ($this->missed) {
-                $this->mark_stale();
-            }
-            return null;
-        }
         try {
             return $f($this->redis);
         } catch (Throwable $e) {
@@ -160,10 +154,8 @@ class Hapress_Object_Cache {
         }
     }
 
+    /** A read from Redis (connected): a failure leaves Redis for the rest of the request. */
     private function read(callable $f) {
-        if ($this->redis === null) {
-            return null;
-        }
         try {
             return $f($this->redis);
         } catch (Throwable $e) {
