@@ -412,6 +412,14 @@ pub fn switchover(state_dir: &Path, to: Option<u32>) -> Result<String> {
             message: "has no running cluster; start it with `hapress up`".into(),
         });
     }
+    // Right after a failover or switchover the router may not have confirmed the new primary
+    // yet: give it a few probe rounds before asking it to switch from one.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && !crate::status::router_status(&layout).is_some_and(|s| s["primary"].is_string())
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let path = match to {
         Some(i) => format!("/switchover?to={i}"),
         None => "/switchover".into(),
