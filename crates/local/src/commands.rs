@@ -303,7 +303,8 @@ pub fn down(state_dir: &Path) -> Result<()> {
             message: "holds no hapress cluster (no state.json); pass the right --state-dir".into(),
         });
     }
-    if supervisor_running(&layout) {
+    let was_running = supervisor_running(&layout);
+    if was_running {
         let pid: i32 = fs::read_to_string(layout.run_dir().join("supervisor.pid"))
             .ok()
             .and_then(|p| p.trim().parse().ok())
@@ -327,16 +328,17 @@ pub fn down(state_dir: &Path) -> Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
         println!("hapress: stopped in {:.1}s", start.elapsed().as_secs_f64());
-    } else {
-        let strays = process::stop_strays(&layout);
-        if strays.is_empty() {
-            println!("hapress: nothing was running");
-        } else {
-            println!(
-                "hapress: stopped leftovers of a killed supervisor: {}",
-                strays.join(", ")
-            );
-        }
+    }
+    // What a killed supervisor left running (also one that was dying, not stopping, when
+    // asked above).
+    let strays = process::stop_strays(&layout);
+    if !strays.is_empty() {
+        println!(
+            "hapress: stopped leftovers of a killed supervisor: {}",
+            strays.join(", ")
+        );
+    } else if !was_running {
+        println!("hapress: nothing was running");
     }
     Ok(())
 }
