@@ -108,22 +108,12 @@ fn extra_router(c: &Cluster, n: u32) -> (Child, String) {
     let dir = c.dir.path().join(format!("router-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
     let status = dir.join("status.sock").display().to_string();
-    let config = std::fs::read_to_string(format!("{}/router.yaml", c.state_dir()))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            if l.starts_with("listen:") {
-                format!("listen: \"{}\"", dir.join("router.sock").display())
-            } else if l.starts_with("statusListen:") {
-                format!("statusListen: \"{status}\"")
-            } else if l.starts_with("alsoListen:") {
-                "alsoListen: []".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut config =
+        hapress_contract::config::Config::load(&c.dir.path().join("state/router.yaml")).unwrap();
+    config.listen = dir.join("router.sock").display().to_string();
+    config.status_listen = Some(status.clone());
+    config.also_listen.clear();
+    let config = config.to_yaml("an extra router of the test");
     let file = dir.join("router.yaml");
     std::fs::write(&file, config).unwrap();
     let log = std::fs::File::create(dir.join("router.log")).unwrap();

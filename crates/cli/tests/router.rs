@@ -180,25 +180,148 @@ fn piped(port: u16, password: &str, script: &str) -> (bool, String, String) {
     )
 }
 
+/// A named part of the router test.
+type Scenario = (&'static str, fn(&Ctx));
+
+/// The cluster and router every scenario below runs against.
+struct Ctx {
+    c: Cluster,
+    r: Router,
+    pw: String,
+}
+
+impl Ctx {
+    /// A pool counter of the primary's backend (`open`, `idle`, `opened`, `reused`, ...).
+    fn pool(&self, field: &str) -> u64 {
+        let s = self.r.status();
+        let b = s["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == format!("127.0.0.1:{}", self.c.db_port))
+            .cloned();
+        b.unwrap()["pool"][field].as_u64().unwrap()
+    }
+}
+
+/// One cluster (three servers from `hapress up`, failover manager off) and one router for
+/// every scenario, run in order; a failing scenario does not stop the others, and the test
+/// fails naming every one that failed. `ROUTER_SCENARIO=name` runs only the scenarios whose
+/// name contains `name` (the failover is always last: it moves the primary).
 #[test]
 fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
     // max_allowed_packet 64M: room for packets over 16 MB (split packets) below. The stack's
-    // own failover manager is off: this test moves the primary by hand and checks that a
-    // router without a manager follows it (tests/failover.rs covers the manager).
+    // own failover manager is off: the last scenario moves the primary by hand and checks that
+    // a router without a manager follows it (tests/failover.rs covers the manager).
     let (c, _) = Cluster::up("apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: rt}\nspec:\n  web: {replicas: 1}\n  database:\n    config: {max_allowed_packet: 64M}\n    failover: {enabled: false}\n");
     let r = start_router(&c, 3600);
     let pw = wp_password(&c);
+    // A table several scenarios read: ids 1 and 2, on every server.
+    c.sql(
+        0,
+        "CREATE TABLE wordpress.ryw (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT); INSERT INTO wordpress.ryw (v) VALUES ('fresh'), ('waited')",
+    );
+    let replicated = wait_for(Duration::from_secs(20), || {
+        [1, 2]
+            .iter()
+            .all(|&db| c.sql(db, "SELECT COUNT(*) FROM wordpress.ryw") == "2")
+    });
+    assert!(replicated.is_some(), "the replicas never got the table");
+    let t = Ctx { c, r, pw };
+    let scenarios: &[Scenario] = &[
+        ("errors_are_mariadbs_own", errors_are_mariadbs_own),
+        (
+            "bad_input_costs_only_its_session",
+            bad_input_costs_only_its_session,
+        ),
+        (
+            "reads_go_to_replicas_with_the_session_state",
+            reads_go_to_replicas_with_the_session_state,
+        ),
+        ("read_your_writes", read_your_writes),
+        (
+            "metrics_count_routing_and_latency",
+            metrics_count_routing_and_latency,
+        ),
+        (
+            "dump_through_the_router_equals_direct",
+            dump_through_the_router_equals_direct,
+        ),
+        ("php_mysqli_and_pdo", php_mysqli_and_pdo),
+        ("pooled_connections_are_reset", pooled_connections_are_reset),
+        ("php_kill_of_the_thread_id", php_kill_of_the_thread_id),
+        (
+            "kill_reaches_a_statement_on_a_replica",
+            kill_reaches_a_statement_on_a_replica,
+        ),
+        (
+            "a_lost_backend_closes_the_client",
+            a_lost_backend_closes_the_client,
+        ),
+        ("a_hangup_abandons_the_wait", a_hangup_abandons_the_wait),
+        (
+            "a_health_check_keeps_the_pool",
+            a_health_check_keeps_the_pool,
+        ),
+        (
+            "passwords_are_checked_as_mariadb_does",
+            passwords_are_checked_as_mariadb_does,
+        ),
+        ("the_pool_bounds_what_is_kept", the_pool_bounds_what_is_kept),
+        (
+            "change_user_on_a_pooled_connection",
+            change_user_on_a_pooled_connection,
+        ),
+        ("a_prepared_set_is_replayed", a_prepared_set_is_replayed),
+        (
+            "prepared_statements_run_on_replicas",
+            prepared_statements_run_on_replicas,
+        ),
+        ("a_login_without_a_database", a_login_without_a_database),
+        ("sysbench_prepared_statements", sysbench_prepared_statements),
+        (
+            "protocol_corners_match_direct",
+            protocol_corners_match_direct,
+        ),
+        (
+            "set_global_reaches_the_replicas",
+            set_global_reaches_the_replicas,
+        ),
+        (
+            "the_monitor_losing_its_privileges",
+            the_monitor_losing_its_privileges,
+        ),
+        ("failover_by_hand", failover_by_hand),
+    ];
+    let only = std::env::var("ROUTER_SCENARIO").unwrap_or_default();
+    let mut failed = Vec::new();
+    for (name, scenario) in scenarios.iter().filter(|(n, _)| n.contains(only.as_str())) {
+        eprintln!("scenario {name}");
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&t))).is_err() {
+            failed.push(*name);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "failed scenarios (each panic is printed above): {failed:?}"
+    );
+}
 
-    // Errors are MariaDB's own: wrong password, unknown database.
+/// Errors are MariaDB's own: wrong password, unknown database.
+fn errors_are_mariadbs_own(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     for (password, db) in [("wrong", "wordpress"), (pw.as_str(), "no_such_db")] {
         let direct = client(c.db_port, password, db, "SELECT 1");
         let routed = client(r.port, password, db, "SELECT 1");
         assert!(!direct.0 && !routed.0);
         assert_eq!(routed.2, direct.2, "error differs from MariaDB's");
     }
+}
 
-    // Bad input costs only the session that sent it: garbage after the greeting, a client that
-    // stalls mid-packet, a truncated header; the router stays up for everyone else.
+/// Bad input costs only the session that sent it: garbage after the greeting, a client that
+/// stalls mid-packet, a truncated header; the router stays up for everyone else.
+fn bad_input_costs_only_its_session(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     {
         use std::io::Write;
         let mut garbage = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
@@ -210,18 +333,26 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         garbage.write_all(&[0xff; 64]).unwrap();
         let mut stalled = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
         stalled.write_all(&[0x20, 0x00]).unwrap(); // half a header, then nothing
-        let (ok, out, err) = client(r.port, &pw, "wordpress", "SELECT 1");
+        let (ok, out, err) = client(r.port, pw, "wordpress", "SELECT 1");
         assert!(ok && out == "1", "router unusable after bad input: {err}");
         let mut rest = Vec::new();
-        let _ = garbage.read_to_end(&mut rest); // the bad session is closed (EOF), not hung
+        // The bad session is closed (EOF or reset), not left hanging until the read timeout.
+        let closed = garbage.read_to_end(&mut rest);
+        assert!(
+            !matches!(&closed, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "the router left a garbage-sending client hanging: {closed:?}"
+        );
         drop(stalled);
     }
+}
 
-    // Plain reads go to replicas; writes and session-bound statements to the primary.
+/// Plain reads go to replicas; writes and session-bound statements to the primary.
+fn reads_go_to_replicas_with_the_session_state(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     let before = r.routed_to_replicas();
     let (ok, out, err) = client(
         r.port,
-        &pw,
+        pw,
         "wordpress",
         "SELECT COUNT(*) FROM wp_options WHERE option_name = 'blogname'",
     );
@@ -236,7 +367,7 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
     // Session state follows the session to the replica (SET NAMES / sql_mode replayed).
     let (ok, out, err) = client(
         r.port,
-        &pw,
+        pw,
         "wordpress",
         "SET NAMES latin1; SET SESSION sql_mode = 'ANSI_QUOTES'; SELECT @@character_set_client, @@sql_mode; SELECT \"option_name\" FROM wp_options WHERE option_name = 'siteurl'; SELECT CHARSET('x')",
     );
@@ -245,9 +376,12 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         out, "latin1\tANSI_QUOTES\nsiteurl\nlatin1",
         "session state was not replayed on the replica"
     );
+}
 
-    // Read-your-writes while the replicas are held 60 s behind (MASTER_DELAY): a session that
-    // wrote reads its write; a session that did not reads the (stale) replica.
+/// Read-your-writes while the replicas are held 60 s behind (MASTER_DELAY): a session that
+/// wrote reads its write; a session that did not reads the (stale) replica.
+fn read_your_writes(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     for db in [1, 2] {
         c.sql(
             db,
@@ -256,15 +390,15 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
     }
     let (ok, out, err) = client(
         r.port,
-        &pw,
+        pw,
         "wordpress",
-        "CREATE TABLE ryw (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT); INSERT INTO ryw (v) VALUES ('fresh'); SELECT v FROM ryw; SELECT LAST_INSERT_ID()",
+        "CREATE TABLE ryw_lag (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT); INSERT INTO ryw_lag (v) VALUES ('fresh'); SELECT v FROM ryw_lag; SELECT LAST_INSERT_ID()",
     );
     assert!(ok, "{err}");
     assert_eq!(out, "fresh\n1", "a session did not read its own write");
     // Another session never wrote: its read goes to a replica, which is behind, so it must
     // not see the table yet (proves the read was not silently sent to the primary).
-    let (_, _, err) = client(r.port, &pw, "wordpress", "SELECT v FROM ryw");
+    let (_, _, err) = client(r.port, pw, "wordpress", "SELECT v FROM ryw_lag");
     assert!(
         err.contains("1146"),
         "expected the lagging replica's 'doesn't exist', got: {err}"
@@ -276,7 +410,7 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         );
     }
     let caught_up = wait_for(Duration::from_secs(20), || {
-        client(r.port, &pw, "wordpress", "SELECT v FROM ryw").1 == "fresh"
+        client(r.port, pw, "wordpress", "SELECT v FROM ryw_lag").1 == "fresh"
     });
     assert!(caught_up.is_some(), "replicas never caught up");
     // With the replicas current, a read after a write goes to a replica that first waits for
@@ -284,9 +418,9 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
     let before = r.routed_to_replicas();
     let (ok, out, err) = client(
         r.port,
-        &pw,
+        pw,
         "wordpress",
-        "INSERT INTO ryw (v) VALUES ('waited'); SELECT COUNT(*) FROM ryw WHERE v = 'waited'; SELECT ROW_COUNT()",
+        "INSERT INTO ryw_lag (v) VALUES ('waited'); SELECT COUNT(*) FROM ryw_lag WHERE v = 'waited'; SELECT ROW_COUNT()",
     );
     assert!(ok, "{err}");
     assert_eq!(out, "1\n-1", "read after write did not see the write");
@@ -295,8 +429,11 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         "the read after a write did not use a replica: {}",
         r.status()
     );
+}
 
-    // Prometheus metrics: routing counters and per-backend latency histograms.
+/// Prometheus metrics: routing counters and per-backend latency histograms.
+fn metrics_count_routing_and_latency(t: &Ctx) {
+    let (c, r) = (&t.c, &t.r);
     let metrics = r.get("/metrics");
     let primary_count = metrics
         .lines()
@@ -314,8 +451,11 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         "no latency observations for the primary:\n{metrics}"
     );
     assert!(metrics.contains("hapress_router_routed_total{target=\"replica\"}"));
+}
 
-    // mariadb-dump through the router equals mariadb-dump direct.
+/// mariadb-dump through the router equals mariadb-dump direct.
+fn dump_through_the_router_equals_direct(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     let dump = |port: u16| {
         let out = Command::new("mariadb-dump")
             .args([
@@ -327,7 +467,7 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
                 "--single-transaction",
                 "wordpress",
             ])
-            .env("MYSQL_PWD", &pw)
+            .env("MYSQL_PWD", pw)
             .output()
             .unwrap();
         assert!(
@@ -343,8 +483,11 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         d1 == d2,
         "mariadb-dump through the router differs from direct"
     );
+}
 
-    // PHP mysqli and PDO (what WordPress uses) through the router.
+/// PHP mysqli and PDO (what WordPress uses) through the router.
+fn php_mysqli_and_pdo(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     let php = format!(
         r#"$m = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
 $m->set_charset('utf8mb4');
@@ -358,34 +501,28 @@ $info = $m->info;
 $p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false]);
 $s = $p->prepare('SELECT v FROM ryw WHERE id = ?');
 $s->execute([$id]);
-echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColumn(), ' ', $info, "\n";"#,
+echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id > 2 ? 'new id' : $id, ' ', $s->fetchColumn(), ' ', $info, "\n";"#,
         port = r.port
     );
-    let (_, out, err) = run_php(&pw, &php);
+    let (_, out, err) = run_php(pw, &php);
     assert_eq!(
-        out, "1 found 3 php Records: 2  Duplicates: 0  Warnings: 0",
+        out, "1 found new id php Records: 2  Duplicates: 0  Warnings: 0",
         "{err}"
     );
+}
 
-    // Pooling: a finished session's primary connection is reset and serves the next session
-    // without a backend handshake. The thread id in the greeting is that connection's, so it
-    // equals CONNECTION_ID(), and nothing of one session's state reaches the next.
-    let pool = |r: &Router, field: &str| -> u64 {
-        let s = r.status();
-        let b = s["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["address"] == format!("127.0.0.1:{}", c.db_port));
-        b.unwrap()["pool"][field].as_u64().unwrap()
-    };
+/// Pooling: a finished session's primary connection is reset and serves the next session
+/// without a backend handshake. The thread id in the greeting is that connection's, so it
+/// equals CONNECTION_ID(), and nothing of one session's state reaches the next.
+fn pooled_connections_are_reset(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     // (The greeting is sent before the client says who it is: the router greets with a
     // connection of the latest login's user and capabilities. The PHP clients above had
     // others, so the first `mariadb` session gets a new connection.)
-    assert!(piped(r.port, &pw, "SELECT 1;\n").0);
-    let (opened, reused) = (pool(&r, "opened"), pool(&r, "reused"));
+    assert!(piped(r.port, pw, "SELECT 1;\n").0);
+    let (opened, reused) = (t.pool("opened"), t.pool("reused"));
     for _ in 0..10 {
-        let (ok, out, err) = piped(r.port, &pw, "SELECT CONNECTION_ID();\nstatus;\n");
+        let (ok, out, err) = piped(r.port, pw, "SELECT CONNECTION_ID();\nstatus;\n");
         assert!(ok, "{err}");
         let id = out.lines().next().unwrap().trim().to_string();
         assert!(
@@ -395,30 +532,30 @@ echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColum
         );
     }
     assert!(
-        pool(&r, "reused") >= reused + 9 && pool(&r, "opened") <= opened + 1,
+        t.pool("reused") >= reused + 9 && t.pool("opened") <= opened + 1,
         "sessions did not reuse pooled connections: {}",
         r.status()
     );
     let (ok, a, err) = piped(
         r.port,
-        &pw,
+        pw,
         "SET @leak = 42; SET SESSION sql_mode = 'ANSI_QUOTES'; SET NAMES latin1; CREATE TABLE leak_t (i INT); CREATE TEMPORARY TABLE leak_tmp (i INT); SELECT GET_LOCK('leak', 0); BEGIN; INSERT INTO leak_t VALUES (1); SELECT CONNECTION_ID();\n",
     );
     assert!(ok, "{err}");
     let a_id = a.lines().last().unwrap().to_string();
     let (ok, b, err) = piped(
         r.port,
-        &pw,
+        pw,
         "SELECT CONNECTION_ID(), @leak IS NULL, @@sql_mode = @@GLOBAL.sql_mode, @@character_set_client, IS_FREE_LOCK('leak'), (SELECT COUNT(*) FROM leak_t);\n",
     );
     assert!(ok, "{err}");
-    let charset = client(c.db_port, &pw, "wordpress", "SELECT @@character_set_client").1;
+    let charset = client(c.db_port, pw, "wordpress", "SELECT @@character_set_client").1;
     assert_eq!(
         b,
         format!("{a_id}\t1\t1\t{charset}\t1\t0"),
         "the next session on the same connection saw the previous one's state"
     );
-    let (_, _, err) = piped(r.port, &pw, "SELECT * FROM leak_tmp;\n");
+    let (_, _, err) = piped(r.port, pw, "SELECT * FROM leak_tmp;\n");
     assert!(err.contains("1146"), "temporary table leaked: {err}");
     // Errors on the pooled path are still MariaDB's own (the login of a client the router
     // cannot check is relayed to a new connection).
@@ -428,13 +565,17 @@ echo $r->num_rows, ' ', $f > 1 ? 'found' : 'none', ' ', $id, ' ', $s->fetchColum
         assert!(!direct.0 && !routed.0);
         assert_eq!(routed.2, direct.2, "error differs from MariaDB's");
     }
-    // PHP: mysqli's thread_id is CONNECTION_ID(), and KILL of it from another session works
-    // (after one mysqli session, so that the router greets with a mysqli connection).
+}
+
+/// PHP: mysqli's thread_id is CONNECTION_ID(), and KILL of it from another session works
+/// (after one mysqli session, so that the router greets with a mysqli connection).
+fn php_kill_of_the_thread_id(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     let warm = format!(
         "new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {});",
         r.port
     );
-    let (ok, _, err) = run_php(&pw, &warm);
+    let (ok, _, err) = run_php(pw, &warm);
     assert!(ok, "{err}");
     let php = format!(
         r#"$a = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
@@ -445,12 +586,18 @@ try {{ $a->query('SELECT 1'); $r = 'alive'; }} catch (mysqli_sql_exception $e) {
 echo $same ? 'same' : 'differs', ' ', $r, "\n";"#,
         port = r.port
     );
-    let (_, out, err) = run_php(&pw, &php);
+    let (_, out, err) = run_php(pw, &php);
     assert_eq!(out, "same killed", "{err}");
+}
 
-    // KILL QUERY / KILL CONNECTION of a session whose statement runs on a replica (a plain
-    // SELECT SLEEP) stops it there, as on one server: the same outcome as direct, at once.
+/// KILL QUERY / KILL CONNECTION of a session whose statement runs on a replica (a plain
+/// SELECT SLEEP) stops it there, as on one server: the same outcome as direct, at once.
+fn kill_reaches_a_statement_on_a_replica(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
+    // The script sends each KILL once the test has seen the SLEEP running on a server.
     let kill_sleep = |port: u16| {
+        let dir = c.dir.path().join(format!("kill-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
         let php = format!(
             r#"mysqli_report(MYSQLI_REPORT_OFF);
 $out = [];
@@ -459,8 +606,8 @@ foreach (['QUERY', 'CONNECTION'] as $kind) {{
     $b = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
     $id = $a->query('SELECT CONNECTION_ID()')->fetch_row()[0];
     $t = microtime(true);
-    $a->query('SELECT SLEEP(20)', MYSQLI_ASYNC);
-    usleep(500000);
+    $a->query("SELECT SLEEP(20) AS k_$kind", MYSQLI_ASYNC);
+    while (!file_exists('{dir}/' . $kind)) {{ usleep(10000); }}
     $b->query("KILL $kind $id");
     $read = $errors = $rejects = [$a];
     mysqli::poll($read, $errors, $rejects, 25);
@@ -468,9 +615,34 @@ foreach (['QUERY', 'CONNECTION'] as $kind) {{
     $v = $r ? $r->fetch_row()[0] : 'error';
     $out[] = "$kind: $v " . $a->errno . ' ' . (microtime(true) - $t < 10 ? 'at once' : 'after the sleep');
 }}
-echo implode("; ", $out);"#
+echo implode("; ", $out);"#,
+            dir = dir.display()
         );
-        run_php(&pw, &php)
+        let mut php = KillOnDrop(Some(
+            Command::new("php")
+                .args(["-r", &php])
+                .env("PW", pw)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        for kind in ["QUERY", "CONNECTION"] {
+            let running = format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(20) AS k_{kind}'"
+            );
+            let seen = wait_for(Duration::from_secs(10), || {
+                (0..3).any(|db| c.sql(db, &running) != "0")
+            });
+            assert!(seen.is_some(), "the SLEEP to KILL {kind} never ran");
+            std::fs::write(dir.join(kind), "").unwrap();
+        }
+        let out = php.0.take().unwrap().wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let before = r.routed_to_replicas();
     let (direct, routed) = (kill_sleep(c.db_port), kill_sleep(r.port));
@@ -485,10 +657,13 @@ echo implode("; ", $out);"#
         r.routed_to_replicas() >= before + 2,
         "the sleeps did not run on a replica"
     );
+}
 
-    // A backend that goes away mid-statement (here: its connection killed on the replica by
-    // root): the client connection is closed as MariaDB closes it, so libmariadb reports its
-    // own 2013, exactly as direct (not an ERR packet it would call "malformed").
+/// A backend that goes away mid-statement (here: its connection killed on the replica by
+/// root): the client connection is closed as MariaDB closes it, so libmariadb reports its
+/// own 2013, exactly as direct (not an ERR packet it would call "malformed").
+fn a_lost_backend_closes_the_client(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     let sleeper = Command::new("mariadb")
         .args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", r.port)])
         .args([
@@ -497,7 +672,7 @@ echo implode("; ", $out);"#
             "-e",
             "SELECT SLEEP(7) AS hapress_lost",
         ])
-        .env("MYSQL_PWD", &pw)
+        .env("MYSQL_PWD", pw)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -519,14 +694,17 @@ echo implode("; ", $out);"#
         !out.status.success() && err.contains("ERROR 2013") && err.contains("Lost connection"),
         "{err}"
     );
+}
 
-    // A client that hangs up while its statement waits (for a user lock held by another
-    // session) abandons the wait on the server too, as it would directly (main.dirty_close).
+/// A client that hangs up while its statement waits (for a user lock held by another
+/// session) abandons the wait on the server too, as it would directly (main.dirty_close).
+fn a_hangup_abandons_the_wait(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     let mysql = |port: u16, sql: &str| {
         Command::new("mariadb")
             .args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}")])
             .args(["-uwordpress", "wordpress", "-e", sql])
-            .env("MYSQL_PWD", &pw)
+            .env("MYSQL_PWD", pw)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -553,23 +731,44 @@ echo implode("; ", $out);"#
         released.is_some(),
         "the primary still waits for a client that hung up"
     );
-    // A client that connects and leaves without logging in (a health check) does not cost
-    // the pooled connection it was greeted with.
-    let idle = pool(&r, "idle");
+}
+
+/// A client that connects and leaves without logging in (a health check) does not cost
+/// the pooled connection it was greeted with.
+fn a_health_check_keeps_the_pool(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
+    // A session that ends leaves its connection idle in the pool.
+    assert!(piped(r.port, pw, "SELECT 1;\n").0);
+    assert!(
+        wait_for(Duration::from_secs(5), || t.pool("idle") > 0).is_some(),
+        "no idle pooled connection to greet with: {}",
+        r.status()
+    );
+    let (idle, opened) = (t.pool("idle"), t.pool("opened"));
     {
         let mut probe = std::net::TcpStream::connect(("127.0.0.1", r.port)).unwrap();
         let mut greeting = [0u8; 4];
         probe.read_exact(&mut greeting).unwrap();
+        // The greeting came from a pooled connection: it is out of the pool meanwhile.
+        assert!(
+            wait_for(Duration::from_secs(5), || t.pool("idle") == idle - 1).is_some(),
+            "the greeting did not use a pooled connection: {}",
+            r.status()
+        );
     }
-    let kept = wait_for(Duration::from_secs(5), || pool(&r, "idle") == idle);
+    let kept = wait_for(Duration::from_secs(5), || t.pool("idle") == idle);
     assert!(
-        kept.is_some(),
+        kept.is_some() && t.pool("opened") == opened,
         "a health check cost a pooled connection: {}",
         r.status()
     );
-    // The router checks a password itself only for a user name with one account, unlocked:
-    // with two accounts of different passwords, the one MariaDB would not pick for this host
-    // is refused exactly as MariaDB refuses it, even once a connection of that user is pooled.
+}
+
+/// The router checks a password itself only for a user name with one account, unlocked:
+/// with two accounts of different passwords, the one MariaDB would not pick for this host
+/// is refused exactly as MariaDB refuses it, even once a connection of that user is pooled.
+fn passwords_are_checked_as_mariadb_does(t: &Ctx) {
+    let (c, r) = (&t.c, &t.r);
     c.sql(
         0,
         "CREATE USER twin@'127.0.0.1' IDENTIFIED BY 'pw-a'; CREATE USER twin@'%' IDENTIFIED BY 'pw-b'; GRANT SELECT ON wordpress.* TO twin@'127.0.0.1'; GRANT SELECT ON wordpress.* TO twin@'%'",
@@ -607,17 +806,20 @@ echo implode("; ", $out);"#
         r1 == d1 && d1.1.contains("locked")
     });
     assert!(locked.is_some(), "{:?}", as_twin(r.port, "pw-a"));
+}
 
-    // The pool bounds what is kept, not what is allowed: with poolSize (6) connections to the
-    // primary in use, another session opens one of its own at once (the server's
-    // max_connections is the limit, as directly), and it is closed when the session ends.
+/// The pool bounds what is kept, not what is allowed: with poolSize (6) connections to the
+/// primary in use, another session opens one of its own at once (the server's
+/// max_connections is the limit, as directly), and it is closed when the session ends.
+fn the_pool_bounds_what_is_kept(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     let sleepers: Vec<_> = (0..6)
         .map(|_| {
             KillOnDrop(Some(
                 Command::new("mariadb")
                     .args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", r.port)])
                     .args(["-uwordpress", "wordpress", "-e", "SELECT SLEEP(3)"])
-                    .env("MYSQL_PWD", &pw)
+                    .env("MYSQL_PWD", pw)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -626,14 +828,14 @@ echo implode("; ", $out);"#
         })
         .collect();
     let full = wait_for(Duration::from_secs(5), || {
-        pool(&r, "open") == 6 && pool(&r, "idle") == 0
+        t.pool("open") == 6 && t.pool("idle") == 0
     });
     assert!(
         full.is_some(),
         "sleepers did not take the pool: {}",
         r.status()
     );
-    let (ok, id, err) = client(r.port, &pw, "wordpress", "SELECT CONNECTION_ID()");
+    let (ok, id, err) = client(r.port, pw, "wordpress", "SELECT CONNECTION_ID()");
     assert!(ok, "a 7th session beyond the pool: {err}");
     for mut s in sleepers {
         let _ = s.0.take().unwrap().wait();
@@ -641,7 +843,7 @@ echo implode("; ", $out);"#
     // The pool keeps its 6; the connection beyond it is closed.
     let gone = format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}");
     let kept = wait_for(Duration::from_secs(5), || {
-        c.sql(0, &gone) == "0" && pool(&r, "open") == 6 && pool(&r, "idle") == 6
+        c.sql(0, &gone) == "0" && t.pool("open") == 6 && t.pool("idle") == 6
     });
     assert!(
         kept.is_some(),
@@ -655,14 +857,17 @@ echo implode("; ", $out);"#
         c.db_port
     );
     assert!(metrics.contains(&overflow), "{metrics}");
+}
 
-    // COM_CHANGE_USER from libmariadb on a session greeted with a pooled connection (the
-    // router's own nonce): libmariadb answers MariaDB's auth switch with its old scramble, which
-    // the router scrambles again for the server. A wrong password is still denied.
+/// COM_CHANGE_USER from libmariadb on a session greeted with a pooled connection (the
+/// router's own nonce): libmariadb answers MariaDB's auth switch with its old scramble, which
+/// the router scrambles again for the server. A wrong password is still denied.
+fn change_user_on_a_pooled_connection(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     let script = format!("{}/tests/py/change_user.py", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3")
         .args([script.as_str(), &r.port.to_string()])
-        .env("PW", &pw)
+        .env("PW", pw)
         .output()
         .unwrap();
     assert_eq!(
@@ -672,10 +877,13 @@ echo implode("; ", $out);"#
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
-    // PDO without emulation prepares every query, SET included: a prepared SET of session
-    // state is replayed like the text one, so the reads after it still go to replicas and
-    // see the session's time zone there.
+/// PDO without emulation prepares every query, SET included: a prepared SET of session
+/// state is replayed like the text one, so the reads after it still go to replicas and
+/// see the session's time zone there.
+fn a_prepared_set_is_replayed(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     let before = r.routed_to_replicas();
     let php = format!(
         r#"$p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
@@ -685,18 +893,21 @@ for ($i = 0; $i < 4; $i++) {{ $out[] = $p->query("SELECT FROM_UNIXTIME(0)")->fet
 echo implode(',', array_unique($out)), "\n";"#,
         port = r.port
     );
-    let (_, out, err) = run_php(&pw, &php);
+    let (_, out, err) = run_php(pw, &php);
     assert_eq!(out, "1970-01-01 03:00:00", "{err}");
     assert!(
         r.routed_to_replicas() >= before + 4,
         "reads after a prepared SET stayed on the primary: {}",
         r.status()
     );
+}
 
-    // Binary-protocol prepared statements run on replicas too: prepared there on first use,
-    // executed under the replica's id with the types the client bound (mysqli binds them once:
-    // later executions carry none); a prepared write is followed by a prepared read that sees
-    // it; closed statements are gone on both servers.
+/// Binary-protocol prepared statements run on replicas too: prepared there on first use,
+/// executed under the replica's id with the types the client bound (mysqli binds them once:
+/// later executions carry none); a prepared write is followed by a prepared read that sees
+/// it; closed statements are gone on both servers.
+fn prepared_statements_run_on_replicas(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     let before = r.routed_to_replicas();
     let php = format!(
         r#"mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
@@ -719,46 +930,52 @@ foreach (['ps', 'fresh', 'none'] as $x) {{ $s->execute([$x]); $out[] = implode('
 echo implode(',', $out), "\n";"#,
         port = r.port
     );
-    let (_, out, err) = run_php(&pw, &php);
+    let (_, out, err) = run_php(pw, &php);
     assert_eq!(out, "fresh,waited,fresh,ps,waited,1:ps,1:fresh,0:", "{err}");
+    assert!(
+        r.routed_to_replicas() >= before + 5,
+        "prepared reads did not reach replicas: {}",
+        r.status()
+    );
+}
 
-    // A client without a database greeted with a pooled connection of its kind (a mysqli
-    // session just ended: its connection is reset and idle) logs in on it: no database, and
-    // the greeting's thread id is its CONNECTION_ID().
+/// A client without a database greeted with a pooled connection of its kind (a mysqli
+/// session just ended: its connection is reset and idle) logs in on it: no database, and
+/// the greeting's thread id is its CONNECTION_ID().
+fn a_login_without_a_database(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     let mysqli = |db: &str, then: &str| {
         format!(
             "$e = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), '{db}', {port}); {then}",
             port = r.port
         )
     };
-    run_php(&pw, &mysqli("wordpress", "$e->close();"));
+    run_php(pw, &mysqli("wordpress", "$e->close();"));
     let idle = wait_for(Duration::from_secs(5), || {
-        let open = pool(&r, "open");
-        open > 0 && pool(&r, "idle") == open
+        let open = t.pool("open");
+        open > 0 && t.pool("idle") == open
     });
     assert!(
         idle.is_some(),
         "the mysqli session's connection was not pooled: {}",
         r.status()
     );
-    let reused = pool(&r, "reused");
+    let reused = t.pool("reused");
     let (_, out, err) = run_php(
-        &pw,
+        pw,
         &mysqli(
             "",
             "echo ($e->query('SELECT DATABASE()')->fetch_row()[0] === null ? 'no db' : 'a db'), ($e->thread_id == $e->query('SELECT CONNECTION_ID()')->fetch_row()[0] ? ' same id' : ' other id');",
         ),
     );
     assert_eq!(out, "no db same id", "{err}");
-    assert!(pool(&r, "reused") > reused, "{}", r.status());
-    assert!(
-        r.routed_to_replicas() >= before + 5,
-        "prepared reads did not reach replicas: {}",
-        r.status()
-    );
+    assert!(t.pool("reused") > reused, "{}", r.status());
+}
 
-    // libmariadb's prepared statements (sysbench: binary protocol, cached metadata, several
-    // threads) run through the router and reach the replicas.
+/// libmariadb's prepared statements (sysbench: binary protocol, cached metadata, several
+/// threads) run through the router and reach the replicas.
+fn sysbench_prepared_statements(t: &Ctx) {
+    let (r, pw) = (&t.r, &t.pw);
     let before = r.routed_to_replicas();
     let sysbench = |phase: &str, extra: &[&str]| {
         let out = Command::new("sysbench")
@@ -789,13 +1006,16 @@ echo implode(',', $out), "\n";"#,
         "sysbench's prepared reads did not reach replicas: {}",
         r.status()
     );
+}
 
-    // The protocol's corners, seen by mysqli directly and through the router, must be identical
-    // (tests/php/corners.php): warnings, errors, affected rows, insert ids, info strings,
-    // column metadata, multi-statements with a procedure's several result sets (and
-    // COM_SET_OPTION), a 17 MB value both ways (split packets) as a literal and as long data,
-    // a read-only cursor (COM_STMT_FETCH), COM_CHANGE_USER right and wrong, LOAD DATA LOCAL
-    // INFILE, a temporary table, SQL_CALC_FOUND_ROWS, a query over max_allowed_packet.
+/// The protocol's corners, seen by mysqli directly and through the router, must be identical
+/// (tests/php/corners.php): warnings, errors, affected rows, insert ids, info strings,
+/// column metadata, multi-statements with a procedure's several result sets (and
+/// COM_SET_OPTION), a 17 MB value both ways (split packets) as a literal and as long data,
+/// a read-only cursor (COM_STMT_FETCH), COM_CHANGE_USER right and wrong, LOAD DATA LOCAL
+/// INFILE, a temporary table, SQL_CALC_FOUND_ROWS, a query over max_allowed_packet.
+fn protocol_corners_match_direct(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     let corners = |port: u16| {
         let script = format!("{}/tests/php/corners.php", env!("CARGO_MANIFEST_DIR"));
         // Bounded: an answer the router ends in the wrong place leaves the client waiting.
@@ -808,7 +1028,7 @@ echo implode(',', $out), "\n";"#,
                 &script,
                 &port.to_string(),
             ])
-            .env("PW", &pw)
+            .env("PW", pw)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -851,16 +1071,17 @@ echo implode(',', $out), "\n";"#,
             context(&routed)
         );
     }
+}
 
-    // A SET GLOBAL of a variable that changes results, through the router, reaches the
-    // replicas too (and retires pooled connections): a new session's read on a replica then
-    // answers as the primary would (main.func_str).
+/// A SET GLOBAL of a variable that changes results, through the router, reaches the
+/// replicas too (and retires pooled connections): a new session's read on a replica then
+/// answers as the primary would (main.func_str).
+fn set_global_reaches_the_replicas(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     c.sql(
         0,
         "CREATE USER 'hpadmin'@'%' IDENTIFIED BY 'Adm1n-pw'; GRANT ALL ON *.* TO 'hpadmin'@'%'",
     );
-    // (The router logs in to replicas as a user once a probe has read its password hash.)
-    std::thread::sleep(Duration::from_millis(600));
     let admin = |sql: &str| {
         let out = Command::new("mariadb")
             .args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", r.port)])
@@ -874,24 +1095,38 @@ echo implode(',', $out), "\n";"#,
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    admin("SET GLOBAL max_allowed_packet = 1048576");
+    // The router logs in to replicas as a user once a probe has read its password hash: from
+    // then on, the new account's SET GLOBAL reaches every replica.
+    let everywhere =
+        |v: &str| (0..3).all(|db| c.sql(db, "SELECT @@global.max_allowed_packet") == v);
+    let reached = wait_for(Duration::from_secs(10), || {
+        admin("SET GLOBAL max_allowed_packet = 1048576");
+        everywhere("1048576")
+    });
+    assert!(
+        reached.is_some(),
+        "the SET GLOBAL never reached the replicas"
+    );
     let big = "SELECT REPEAT('a', 2000000) IS NULL AS truncated; SHOW WARNINGS";
     let before = r.routed_to_replicas();
-    let routed = client(r.port, &pw, "wordpress", big);
+    let routed = client(r.port, pw, "wordpress", big);
     assert!(
         r.routed_to_replicas() > before,
         "the read did not run on a replica"
     );
-    let direct = client(c.db_port, &pw, "wordpress", big);
+    let direct = client(c.db_port, pw, "wordpress", big);
     assert!(direct.1.contains("(1048576)"), "{direct:?}");
     assert_eq!(routed, direct);
     admin("SET GLOBAL max_allowed_packet = 67108864");
-    assert_eq!(c.sql(1, "SELECT @@global.max_allowed_packet"), "67108864");
+    assert!(everywhere("67108864"));
+}
 
-    // The monitor account losing its privileges (MariaDB's own test suite revokes and drops
-    // accounts) does not take the site down: the primary is still known by @@read_only, the
-    // status says what failed, and logins are relayed to MariaDB, which still checks them.
-    // (The probe's open session keeps its global privileges; the table grant goes at once.)
+/// The monitor account losing its privileges (MariaDB's own test suite revokes and drops
+/// accounts) does not take the site down: the primary is still known by @@read_only, the
+/// status says what failed, and logins are relayed to MariaDB, which still checks them.
+/// (The probe's open session keeps its global privileges; the table grant goes at once.)
+fn the_monitor_losing_its_privileges(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     let monitor = c.sql(
         0,
         // (this router reaches the servers over TCP; the cluster's own, over their sockets)
@@ -910,12 +1145,12 @@ echo implode(',', $out), "\n";"#,
                 .as_str()
                 .is_some_and(|e| e.contains("mysql.global_priv"))
     };
-    let t = std::time::Instant::now();
-    while !degraded() && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(degraded(), "{}", r.status());
-    let ok = client(r.port, &pw, "wordpress", "SELECT COUNT(*) FROM ryw");
+    assert!(
+        wait_for(Duration::from_secs(10), degraded).is_some(),
+        "{}",
+        r.status()
+    );
+    let ok = client(r.port, pw, "wordpress", "SELECT COUNT(*) FROM ryw");
     assert!(ok.0, "{ok:?}");
     let direct = client(c.db_port, "wrong", "wordpress", "SELECT 1");
     let routed = client(r.port, "wrong", "wordpress", "SELECT 1");
@@ -923,20 +1158,19 @@ echo implode(',', $out), "\n";"#,
     for g in grants.lines().filter(|g| g.starts_with("GRANT")) {
         c.sql(0, g);
     }
-    let t = std::time::Instant::now();
-    while r.status()["backends"][0]["error"].is_string() && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        r.status()["backends"][0]["error"].is_null(),
-        "{}",
-        r.status()
-    );
+    let restored = wait_for(Duration::from_secs(10), || {
+        r.status()["backends"][0]["error"].is_null()
+    });
+    assert!(restored.is_some(), "{}", r.status());
+}
 
-    // Three sessions opened before the failover, which write afterwards: one idle between
-    // statements (with replayable state: a time zone), one holding a user variable, one inside
-    // a transaction.
+/// Three sessions opened before the failover, which write afterwards: one idle between
+/// statements (with replayable state: a time zone), one holding a user variable, one inside
+/// a transaction.
+fn failover_by_hand(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
     let go = c.dir.path().join("go");
+    let ready = c.dir.path().join("sessions-open");
     let old_session = format!(
         r#"mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
 function session() {{ return new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port}); }}
@@ -947,24 +1181,29 @@ $v->query("SET @who = 'old variable'");
 $t = session();
 $t->query("BEGIN");
 $t->query("SELECT COUNT(*) FROM ryw")->fetch_all();
+touch('{ready}');
 while (!file_exists('{go}')) {{ usleep(50000); }}
 foreach ([[$m, "CONCAT('old session ', @@time_zone)"], [$v, "@who"], [$t, "'old transaction'"]] as [$s, $val]) {{
     try {{ $s->query("INSERT INTO ryw (v) VALUES ($val)"); $s->query("COMMIT"); echo "written "; }}
     catch (mysqli_sql_exception $e) {{ echo $e->getCode(), " "; }}
 }}"#,
         port = r.port,
-        go = go.display()
+        go = go.display(),
+        ready = ready.display()
     );
     let old = Command::new("php")
         .args(["-r", &old_session])
-        .env("PW", &pw)
+        .env("PW", pw)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Killed if the test fails before it lets the script finish.
     let mut old = KillOnDrop(Some(old));
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait_for(Duration::from_secs(10), || ready.exists()).is_some(),
+        "the three sessions never opened"
+    );
 
     // Failover by hand (FIELD-NOTES): db-1 becomes the primary; new sessions write there
     // without restarting the router, and nothing is sent to the now read-only db-0.
@@ -987,7 +1226,7 @@ foreach ([[$m, "CONCAT('old session ', @@time_zone)"], [$v, "@who"], [$t, "'old 
     );
     let (ok, out, err) = client(
         r.port,
-        &pw,
+        pw,
         "wordpress",
         "INSERT INTO ryw (v) VALUES ('after failover'); SELECT @@server_id",
     );

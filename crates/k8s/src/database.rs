@@ -321,6 +321,10 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
             // Every pod's agent (re)creates the router's monitor account locally on every
             // start (the failover manager acts on any server).
             agent_env.push(env("ROUTER_USER", router::MONITOR_USER));
+            agent_env.push(env(
+                "ROUTER_GRANTS",
+                &hapress_contract::accounts::MONITOR_GRANTS.join(";"),
+            ));
         }
         containers.push(Container {
             command: script("agent.sh"),

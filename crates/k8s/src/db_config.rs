@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use hapress_contract::replication::{self, SemiSync};
 use hapress_spec::{DatabaseMode, DatabaseSpec};
 
 use crate::names::Names;
@@ -30,52 +31,27 @@ fn common(out: &mut String) {
          skip_name_resolve = ON\n\
          character_set_server = utf8mb4\n\
          collation_server = utf8mb4_unicode_ci\n\
-         # MariaDB's default list plus last_gtid: the SQL router reads each write's GTID and\n\
-         # lets a replica wait for it (read-your-writes without the primary).\n\
-         session_track_system_variables = autocommit,character_set_client,character_set_connection,character_set_results,time_zone,last_gtid\n\
          # Strict mode: bad data is an error, not a silent truncation.\n\
-         sql_mode = STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION\n\
-         binlog_format = ROW\n\
-         innodb_flush_log_at_trx_commit = 1\n",
+         sql_mode = STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION\n",
     );
+    let _ = writeln!(
+        out,
+        "# The SQL router reads each write's GTID and lets a replica wait for it.\nsession_track_system_variables = {}",
+        replication::SESSION_TRACK_SYSTEM_VARIABLES
+    );
+    replication::write_cnf(out, &replication::durability());
 }
 
 /// `base.cnf` for replication mode: GTID replication that survives failover.
 fn replication_cnf(db: &DatabaseSpec) -> String {
     let mut s = String::new();
     common(&mut s);
-    s.push_str(
-        "# Replication that survives failover: every server logs, replicas re-log (so any can\n\
-         # be promoted), GTIDs are strict, and a commit is durable before it is acknowledged.\n\
-         log_bin = mariadb-bin\n\
-         relay_log = mariadb-relay\n\
-         log_slave_updates = ON\n\
-         gtid_strict_mode = ON\n\
-         sync_binlog = 1\n\
-         # A server that crashed restarts as a replica: recovery truncates binlogged\n\
-         # transactions no replica acknowledged (a rejoining ex-primary never diverges).\n\
-         init_rpl_role = SLAVE\n",
-    );
-    if db.semi_sync.enabled {
-        // The master side is on for the primary only (primary.cnf): on a replica it makes the
-        // SQL thread wait out the timeout for every applied transaction (measured with
-        // `hapress up`). A promotion turns it on with SET GLOBAL.
-        let _ = write!(
-            s,
-            "# Semi-synchronous: a commit returns once a replica has it (AFTER_SYNC: before the\n\
-             # primary's own commit becomes visible); {}.\n\
-             rpl_semi_sync_master_enabled = OFF\n\
-             rpl_semi_sync_slave_enabled = ON\n\
-             rpl_semi_sync_master_wait_point = AFTER_SYNC\n\
-             rpl_semi_sync_master_timeout = {}\n",
-            if db.semi_sync.fallback_to_async {
-                "asynchronous after the timeout"
-            } else {
-                "never without one (no fallback: a failover loses nothing)"
-            },
-            db.semi_sync.master_timeout_ms()
-        );
-    }
+    s.push_str("log_bin = mariadb-bin\nrelay_log = mariadb-relay\n");
+    let semi_sync = db.semi_sync.enabled.then(|| SemiSync {
+        timeout_ms: db.semi_sync.master_timeout_ms(),
+        fallback_to_async: db.semi_sync.fallback_to_async,
+    });
+    replication::write_cnf(&mut s, &replication::replication(semi_sync));
     s
 }
 

@@ -13,17 +13,16 @@
 
 use std::collections::BTreeMap;
 
-use hapress_spec::{Cluster, DatabaseMode};
+use hapress_spec::{Cluster, DatabaseMode, RouterPlacement};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, ContainerPort, KeyToPath, Volume};
 
 use crate::names::{Component, Names};
 use crate::pod::{self, container, http_probe, mount};
 use crate::{db_config, secrets, ROUTER_UID};
 
-/// Account the router probes every server with, reads password hashes with and, as the acting
-/// failover manager, promotes, fences and re-points servers with; every database pod's `agent`
-/// creates it locally (`agent.sh` has the grants).
-pub const MONITOR_USER: &str = "hapress_router";
+/// The router's monitor account ([`hapress_contract::accounts`]); every database pod's
+/// `agent` creates it locally, with the grants it gets in its environment.
+pub use hapress_contract::accounts::MONITOR_USER;
 /// Where WordPress reaches the router: loopback inside the pod, never exposed.
 pub const LISTEN: &str = "127.0.0.1:3306";
 /// Port of the router's `/metrics` (Prometheus) and `/status` (JSON) HTTP listener.
@@ -34,86 +33,30 @@ pub const CONFIG_DIR: &str = "/etc/hapress";
 pub const CONFIG_FILE: &str = "router.yaml";
 /// Directory of the monitor and replication password files (two Secret keys).
 pub const PASSWORD_DIR: &str = "/run/secrets/router";
-/// Timeout for connecting and logging in to a database server (milliseconds).
-pub const CONNECT_TIMEOUT_MS: u64 = 2000;
 
 /// Whether the web pods get a router sidecar: `spec.router.enabled` in replication mode.
 pub fn enabled(c: &Cluster) -> bool {
     c.spec.router.enabled && c.spec.database.mode == DatabaseMode::Replication
 }
 
-/// The router's config file, in the format `hapress router --config` reads (see
-/// `crates/router/src/config.rs`); field order is fixed, so the text is deterministic.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RouterConfig {
-    listen: String,
-    backends: Vec<String>,
-    monitor_user: String,
-    monitor_password_file: String,
-    max_replication_lag: u64,
-    read_your_writes: &'static str,
-    pool_size: u32,
-    probe_interval_ms: u32,
-    probe_timeout_ms: u32,
-    connect_timeout_ms: u64,
-    status_listen: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failover: Option<FailoverConfig>,
-}
-
-/// The `failover` section: every router sidecar runs the failover manager; the one holding a
-/// lock on a majority of the database servers acts.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FailoverConfig {
-    replication_user: &'static str,
-    replication_password_file: String,
-    detect_probes: u32,
-    silence_ms: u32,
-    heartbeat_ms: u32,
-    semi_sync: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    preferred_primary: Option<String>,
-}
-
 /// `router.yaml`: every database pod by its stable DNS name (the router finds the primary
 /// itself), the monitor account, and the status listener on all addresses so the kubelet and
 /// Prometheus reach it.
 pub fn config(c: &Cluster, names: &Names) -> String {
-    let r = &c.spec.router;
-    let db = &c.spec.database;
-    let f = &db.failover;
-    let cfg = RouterConfig {
-        listen: LISTEN.into(),
-        backends: (0..c.spec.database.instances)
-            .map(|i| format!("{}:3306", names.db_pod_fqdn(i)))
-            .collect(),
-        monitor_user: MONITOR_USER.into(),
-        monitor_password_file: format!("{PASSWORD_DIR}/{}", secrets::ROUTER_PASSWORD),
-        max_replication_lag: u64::from(r.max_replication_lag_seconds),
-        read_your_writes: r.read_your_writes.as_str(),
-        pool_size: r.pool_size,
-        probe_interval_ms: f.probe_interval_ms,
-        probe_timeout_ms: f.probe_timeout_ms,
-        connect_timeout_ms: CONNECT_TIMEOUT_MS,
-        status_listen: format!("0.0.0.0:{METRICS_PORT}"),
-        failover: (f.enabled && db.instances > 1).then(|| FailoverConfig {
-            replication_user: crate::database::REPLICATION_USER,
-            replication_password_file: format!("{PASSWORD_DIR}/{}", secrets::REPLICATION_PASSWORD),
-            detect_probes: f.detect_probes,
-            silence_ms: f.silence_ms,
-            // Three heartbeats in the silence that confirms a lost primary.
-            heartbeat_ms: (f.silence_ms / 3).max(100),
-            semi_sync: db.semi_sync.enabled,
-            preferred_primary: f
-                .preferred_primary
-                .map(|p| format!("{}:3306", names.db_pod_fqdn(p))),
-        }),
-    };
-    // A struct of strings and integers always serialises.
-    let body = serde_yaml::to_string(&cfg).unwrap_or_default();
-    format!("# hapress router config, rendered by `hapress render`; no secrets here.\n{body}")
+    c.spec
+        .router_config(RouterPlacement {
+            listen: LISTEN.into(),
+            backends: (0..c.spec.database.instances)
+                .map(|i| format!("{}:3306", names.db_pod_fqdn(i)))
+                .collect(),
+            status_listen: format!("0.0.0.0:{METRICS_PORT}"),
+            monitor_password_file: format!("{PASSWORD_DIR}/{}", secrets::ROUTER_PASSWORD).into(),
+            replication_user: crate::database::REPLICATION_USER.into(),
+            replication_password_file: format!("{PASSWORD_DIR}/{}", secrets::REPLICATION_PASSWORD)
+                .into(),
+            ..RouterPlacement::default()
+        })
+        .to_yaml("hapress router config, rendered by `hapress render`; no secrets here.")
 }
 
 /// The ConfigMap holding `router.yaml`.

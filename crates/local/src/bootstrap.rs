@@ -12,10 +12,11 @@ use crate::mariadb::{quote, sql};
 use crate::preflight::Tools;
 use crate::secrets::Secrets;
 
-/// The SQL router's monitor account: it probes every server, reads password hashes (to log in
-/// to replicas on a client's behalf) and, as the acting failover manager, promotes, fences and
-/// re-points servers.
-pub const MONITOR_USER: &str = "hapress_router";
+pub use hapress_contract::accounts::MONITOR_USER;
+use hapress_contract::accounts::{MONITOR_GRANTS, REPLICATION_GRANTS};
+
+/// The account replicas replicate with.
+pub const REPLICATION_USER: &str = "repl";
 
 /// What WordPress's account may do.
 const WORDPRESS_GRANTS: &str = "ALL PRIVILEGES ON wordpress.*";
@@ -53,9 +54,9 @@ pub fn replication(
     }
     setup.push_str(&account(
         &host,
-        "repl",
+        REPLICATION_USER,
         &secrets.repl_password,
-        &["REPLICATION SLAVE ON *.*"],
+        &REPLICATION_GRANTS,
     ));
     setup.push_str(
         "CREATE DATABASE IF NOT EXISTS wordpress CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n",
@@ -101,7 +102,7 @@ fn follow(
     from_binlog: bool,
 ) -> String {
     format!(
-        "STOP SLAVE;\n{reset}CHANGE MASTER TO MASTER_HOST={h}, MASTER_PORT={p}, MASTER_USER='repl', MASTER_PASSWORD={pw}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={hb:.3};\nSTART SLAVE;\n",
+        "STOP SLAVE;\n{reset}CHANGE MASTER TO MASTER_HOST={h}, MASTER_PORT={p}, MASTER_USER='{REPLICATION_USER}', MASTER_PASSWORD={pw}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD={hb:.3};\nSTART SLAVE;\n",
         reset = if from_binlog {
             "SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos;\n"
         } else {
@@ -253,21 +254,11 @@ pub fn router_user(
             &host,
             MONITOR_USER,
             &secrets.router_password,
-            &ROUTER_GRANTS,
+            &MONITOR_GRANTS,
         ),
     )?;
     Ok(())
 }
-
-/// What the router's monitor account may do: probe (`SLAVE MONITOR`, `REPLICATION CLIENT`),
-/// read password hashes, and as the failover manager stop, reset (`RELOAD`) and re-point
-/// replication, kill an IO thread stuck on a hung primary (`PROCESS`, `CONNECTION ADMIN`), set
-/// `read_only` and the semi-sync and GTID variables (measured on MariaDB 10.11: nothing less
-/// lets it).
-const ROUTER_GRANTS: [&str; 2] = [
-    "SLAVE MONITOR, REPLICATION CLIENT, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, READ_ONLY ADMIN, BINLOG ADMIN, RELOAD, PROCESS, CONNECTION ADMIN ON *.*",
-    "SELECT ON mysql.global_priv",
-];
 
 /// The accounts the embedded router logs in with over the servers' unix sockets, where
 /// MariaDB sees every client as `localhost`: `wordpress` and the monitor account, with the same
@@ -294,7 +285,7 @@ pub fn socket_accounts(
         &host,
         MONITOR_USER,
         &secrets.router_password,
-        &ROUTER_GRANTS,
+        &MONITOR_GRANTS,
     ));
     sql(tools, &layout.db_socket(primary), &setup)?;
     Ok(())

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hapress_contract::status::SwitchoverAnswer;
 use hapress_spec::{validate_spec, Cluster};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -378,16 +379,10 @@ pub fn status(state_dir: &Path, json: bool) -> Result<String> {
     if let Some(r) = &router {
         // The router names servers by replication address; the table by component name.
         let name = |addr: &str| {
-            r["backends"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|b| b["replicationAddress"] == addr)
-                .and_then(|b| b["address"].as_str())
-                .map_or(addr.to_string(), |a| a.to_string())
+            r.by_replication_address(addr)
+                .map_or(addr.to_string(), |b| b.address.clone())
         };
-        let mut failovers: Vec<hapress_topology::FailoverRecord> =
-            serde_json::from_value(r["manager"]["failovers"].clone()).unwrap_or_default();
+        let mut failovers = r.manager.failovers.clone();
         for f in &mut failovers {
             f.to = name(&f.to);
             f.from = f.from.as_deref().map(name);
@@ -418,7 +413,7 @@ pub fn switchover(state_dir: &Path, to: Option<u32>) -> Result<String> {
     // yet: give it a few probe rounds before asking it to switch from one.
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline
-        && !crate::status::router_status(&layout).is_some_and(|s| s["primary"].is_string())
+        && crate::status::router_status(&layout).is_none_or(|s| s.primary.is_none())
     {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -426,7 +421,7 @@ pub fn switchover(state_dir: &Path, to: Option<u32>) -> Result<String> {
         Some(i) => format!("/switchover?to={i}"),
         None => "/switchover".into(),
     };
-    let answer =
+    let answer: SwitchoverAnswer =
         crate::status::router_request(&layout, "POST", &path, std::time::Duration::from_secs(60))
             .ok_or_else(|| Error::Step {
             step: "switchover".into(),
@@ -435,13 +430,12 @@ pub fn switchover(state_dir: &Path, to: Option<u32>) -> Result<String> {
                 layout.router_status_socket().display()
             ),
         })?;
-    let message = answer["message"].as_str().unwrap_or("").to_string();
-    if answer["ok"] == true {
-        Ok(message)
+    if answer.ok {
+        Ok(answer.message)
     } else {
         Err(Error::Step {
             step: "switchover".into(),
-            message,
+            message: answer.message,
         })
     }
 }

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use hapress_spec::WordPressClusterSpec;
+use hapress_contract::replication::{self, SemiSync};
+use hapress_spec::{RouterPlacement, WordPressClusterSpec};
 
 use crate::layout::Layout;
 use crate::preflight::WorkerUser;
@@ -48,35 +49,21 @@ pub fn my_cnf(spec: &WordPressClusterSpec, layout: &Layout, i: u32, run_as_root:
     }
     set("server_id", &(i + 1));
     set("skip-name-resolve", &"ON");
-    // Durability: an acknowledged commit is on disk and in the binlog.
     set("log_bin", &format!("db-{i}-bin"));
     set("relay_log", &format!("db-{i}-relay-bin"));
-    set("binlog_format", &"ROW");
-    set("log_slave_updates", &"ON");
-    set("gtid_strict_mode", &"ON");
-    set("sync_binlog", &1);
-    set("innodb_flush_log_at_trx_commit", &1);
     set("read_only", &"ON");
-    // A server that crashed restarts as a replica: recovery truncates the transactions it had
-    // written to its binary log but no replica acknowledged (they were never acknowledged to a
-    // client either), instead of committing them as errant transactions a failover would have
-    // to throw away (FIELD-NOTES: 0 of 8 rejoins with errant GTIDs with it, 7 of 9 without).
-    set("init_rpl_role", &"SLAVE");
     // Replicas resume on restart; reconnect quickly after the primary restarts.
     set("master_retry_count", &100_000);
     set("slave_net_timeout", &10);
-    if replicated && db.semi_sync.enabled {
-        // The primary side is turned on by SQL with writes (`up`, a promotion): on a replica it
-        // makes the SQL thread wait for acks from replicas it does not have (seen: every applied
-        // transaction stalled by the full timeout).
-        set("rpl_semi_sync_master_enabled", &"OFF");
-        set("rpl_semi_sync_slave_enabled", &"ON");
-        set("rpl_semi_sync_master_wait_point", &"AFTER_SYNC");
-        set(
-            "rpl_semi_sync_master_timeout",
-            &db.semi_sync.master_timeout_ms(),
-        );
-    }
+    let semi_sync = (replicated && db.semi_sync.enabled).then(|| SemiSync {
+        timeout_ms: db.semi_sync.master_timeout_ms(),
+        fallback_to_async: db.semi_sync.fallback_to_async,
+    });
+    replication::write_cnf(&mut s, &replication::durability());
+    replication::write_cnf(&mut s, &replication::replication(semi_sync));
+    let mut set = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = writeln!(s, "{k} = {v}");
+    };
     // Small footprint: several servers share one machine. Overridable below.
     let mut defaults = vec![
         ("innodb_buffer_pool_size", "128M"),
@@ -89,7 +76,7 @@ pub fn my_cnf(spec: &WordPressClusterSpec, layout: &Layout, i: u32, run_as_root:
         // the OK packet and waits for it on a replica (read-your-writes without the primary).
         (
             "session_track_system_variables",
-            "autocommit,character_set_client,character_set_connection,character_set_results,time_zone,last_gtid",
+            replication::SESSION_TRACK_SYSTEM_VARIABLES,
         ),
     ];
     defaults.retain(|(k, _)| !db.config.contains_key(*k));
@@ -102,10 +89,9 @@ pub fn my_cnf(spec: &WordPressClusterSpec, layout: &Layout, i: u32, run_as_root:
     s
 }
 
-/// `MASTER_HEARTBEAT_PERIOD` of replicas, seconds: three heartbeats in the silence that
-/// confirms a lost primary, at least 0.1 s.
+/// `MASTER_HEARTBEAT_PERIOD` of replicas, seconds (the router's `heartbeatMs`).
 pub fn heartbeat_seconds(spec: &WordPressClusterSpec) -> f64 {
-    (f64::from(spec.database.failover.silence_ms) / 3000.0).max(0.1)
+    hapress_contract::config::heartbeat_ms(spec.database.failover.silence_ms.into()) as f64 / 1000.0
 }
 
 /// php-fpm master + pool config of web replica `i`.
@@ -403,64 +389,30 @@ pub fn wp_db_host(spec: &WordPressClusterSpec, layout: &Layout, primary: u32) ->
 /// two local processes) and by the TCP address replicas reach it at, the monitor account's
 /// password file, and the failover manager's settings.
 pub fn router_yaml(spec: &WordPressClusterSpec, layout: &Layout) -> String {
-    let quoted = |v: Vec<String>| {
-        v.iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let n = spec.database.instances;
-    let backends = quoted(
-        (0..n)
+    let host = replication_host(spec);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    spec.router_config(RouterPlacement {
+        listen: layout.router_socket().display().to_string(),
+        also_listen: vec![router_address(spec)],
+        backends: (0..n)
             .map(|i| layout.db_socket(i).display().to_string())
             .collect(),
-    );
-    let replication = quoted(
-        (0..n)
-            .map(|i| {
-                let host = replication_host(spec);
-                let host = if host.contains(':') {
-                    format!("[{host}]")
-                } else {
-                    host.to_string()
-                };
-                format!("{host}:{}", db_port(spec, i))
-            })
-            .collect(),
-    );
-    let f = &spec.database.failover;
-    let mut y = format!(
-        "# Generated by hapress on every `hapress up`.\nlisten: \"{}\"\nalsoListen: [\"{}\"]\nbackends: [{backends}]\nreplicationAddresses: [{replication}]\nmonitorUser: {}\nmonitorPasswordFile: \"{}\"\nstatusListen: \"{}\"\nmaxReplicationLag: {}\nreadYourWrites: {}\npoolSize: {}\nprobeIntervalMs: {}\nprobeTimeoutMs: {}\n",
-        layout.router_socket().display(),
-        router_address(spec),
-        crate::bootstrap::MONITOR_USER,
-        layout.secret(crate::secrets::ROUTER_PASSWORD).display(),
-        layout.router_status_socket().display(),
-        spec.router.max_replication_lag_seconds,
-        spec.router.read_your_writes.as_str(),
-        spec.router.pool_size,
-        f.probe_interval_ms,
-        f.probe_timeout_ms,
-    );
-    if f.enabled && n > 1 {
-        let _ = write!(
-            y,
-            "failover:\n  replicationUser: repl\n  replicationPasswordFile: \"{}\"\n  detectProbes: {}\n  silenceMs: {}\n  heartbeatMs: {}\n  semiSync: {}\n",
-            layout.secret(crate::secrets::REPL_PASSWORD).display(),
-            f.detect_probes,
-            f.silence_ms,
-            (heartbeat_seconds(spec) * 1000.0).round() as u64,
-            spec.database.semi_sync.enabled,
-        );
-        if let Some(p) = f.preferred_primary {
-            let _ = writeln!(
-                y,
-                "  preferredPrimary: \"{}\"",
-                layout.db_socket(p).display()
-            );
-        }
-    }
-    y
+        replication_addresses: Some(
+            (0..n)
+                .map(|i| format!("{host}:{}", db_port(spec, i)))
+                .collect(),
+        ),
+        status_listen: layout.router_status_socket().display().to_string(),
+        monitor_password_file: layout.secret(crate::secrets::ROUTER_PASSWORD),
+        replication_user: crate::bootstrap::REPLICATION_USER.into(),
+        replication_password_file: layout.secret(crate::secrets::REPL_PASSWORD),
+    })
+    .to_yaml("Generated by hapress on every `hapress up`.")
 }
 
 /// The SQL router's TCP address (for people's own tools).
@@ -486,6 +438,8 @@ pub fn replication_host(spec: &WordPressClusterSpec) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hapress_contract::config::Config;
+    use std::path::Path;
 
     fn fixture() -> (WordPressClusterSpec, Layout) {
         (
@@ -501,26 +455,33 @@ mod tests {
             wp_db_host(&spec, &layout, 1),
             "localhost:/srv/hp/run/router.sock"
         );
-        let y = router_yaml(&spec, &layout);
-        assert!(
-            y.contains("backends: [\"/srv/hp/run/db-0.sock\", \"/srv/hp/run/db-1.sock\", \"/srv/hp/run/db-2.sock\"]"),
-            "{y}"
-        );
-        assert!(
-            y.contains("monitorPasswordFile: \"/srv/hp/secrets/db-router-password\""),
-            "{y}"
-        );
-        assert!(
-            y.contains("maxReplicationLag: 5\nreadYourWrites: session\npoolSize: 64\n"),
-            "{y}"
-        );
-        // What the spec says is what the router reads.
+        // What the spec says is what the router reads: the file parses as the router's own
+        // config type and passes its checks.
         spec.router.pool_size = 0;
         spec.database.failover.preferred_primary = Some(2);
-        let cfg: hapress_router::config::Config =
-            serde_yaml::from_str(&router_yaml(&spec, &layout)).unwrap();
+        let cfg = Config::load_str(&router_yaml(&spec, &layout)).unwrap();
+        assert_eq!(
+            cfg.backends,
+            [
+                "/srv/hp/run/db-0.sock",
+                "/srv/hp/run/db-1.sock",
+                "/srv/hp/run/db-2.sock"
+            ]
+        );
+        assert_eq!(
+            cfg.monitor_password_file,
+            Path::new("/srv/hp/secrets/db-router-password")
+        );
+        assert_eq!(cfg.also_listen, ["127.0.0.1:13309"]);
+        assert_eq!(
+            cfg.replication_addresses.as_ref().unwrap()[1],
+            "127.0.0.1:13307"
+        );
         assert_eq!(cfg.pool_size, 0);
-        cfg.check().unwrap();
+        assert_eq!(
+            cfg.status_listen.as_deref(),
+            Some("/srv/hp/run/router-http.sock")
+        );
         assert_eq!(
             cfg.failover.unwrap().preferred_primary.as_deref(),
             Some("/srv/hp/run/db-2.sock")

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hapress_contract::status::RouterStatus;
 use hapress_spec::Cluster;
 use nix::fcntl::{Flock, FlockArg};
 
@@ -377,8 +378,8 @@ impl Runtime {
         changed
     }
 
-    pub(crate) fn follow_primary(&mut self, st: &serde_json::Value) -> bool {
-        let Some(addr) = st["primary"].as_str() else {
+    pub(crate) fn follow_primary(&mut self, st: &RouterStatus) -> bool {
+        let Some(addr) = st.primary.as_deref() else {
             return false;
         };
         let n = self.cluster.spec.database.instances;
@@ -389,11 +390,11 @@ impl Runtime {
         if p == old {
             return false;
         }
-        let reason = st["manager"]["failovers"]
-            .as_array()
-            .and_then(|f| f.last())
-            .and_then(|f| f["reason"].as_str())
-            .unwrap_or("elected by the SQL router")
+        let reason = st
+            .manager
+            .failovers
+            .last()
+            .map_or("elected by the SQL router", |f| f.reason.as_str())
             .to_string();
         self.event(
             &crate::layout::db_name(p),
@@ -431,31 +432,29 @@ impl Runtime {
 
     /// Rebuilds a database server the router reports as diverged, or whose data directory is
     /// gone, from a copy of a healthy one (a minute after a failed attempt).
-    fn rebuild_if_needed(&mut self, st: &serde_json::Value) {
-        let backends = st["backends"].as_array().cloned().unwrap_or_default();
+    fn rebuild_if_needed(&mut self, st: &RouterStatus) {
         let n = self.cluster.spec.database.instances;
-        let sockets: Vec<String> = (0..n)
-            .map(|i| self.layout.db_socket(i).display().to_string())
-            .collect();
-        let index = |addr: &str| sockets.iter().position(|s| s == addr).map(|i| i as u32);
-        let healthy: Vec<u32> = backends
+        let index = |addr: &str| (0..n).find(|&i| self.layout.db_socket(i).to_str() == Some(addr));
+        let healthy: Vec<u32> = st
+            .backends
             .iter()
-            .filter(|b| b["role"] == "replica" && b["replicating"] == true && b["caughtUp"] == true)
-            .filter_map(|b| index(b["address"].as_str()?))
+            .filter(|b| b.is_caught_up_replica())
+            .filter_map(|b| index(&b.address))
             .collect();
-        let diverged: Vec<(String, String)> =
-            serde_json::from_value(st["manager"]["diverged"].clone()).unwrap_or_default();
         let primary = self.state.primary;
         let mut todo = Vec::new();
         for i in (0..n).filter(|&i| i != primary) {
             if !self.layout.db_data(i).join("mysql").is_dir() {
                 todo.push((i, "its data directory is gone".to_string()));
-            } else if let Some((_, why)) = backends
+            } else if let Some((_, why)) = st
+                .backends
                 .iter()
-                .find(|b| index(b["address"].as_str().unwrap_or("")) == Some(i))
+                .find(|b| index(&b.address) == Some(i))
                 .and_then(|b| {
-                    let r = b["replicationAddress"].as_str()?;
-                    diverged.iter().find(|(a, _)| a == r)
+                    st.manager
+                        .diverged
+                        .iter()
+                        .find(|(a, _)| *a == b.replication_address)
                 })
             {
                 todo.push((i, format!("it diverged from the primary: {why}")));

@@ -220,7 +220,7 @@ impl Runtime {
                 "starting the SQL router",
                 Duration::from_secs(20),
                 &log,
-                || crate::status::router_status(&layout).is_some_and(|s| s["primary"].is_string()),
+                || crate::status::router_status(&layout).is_some_and(|s| s.primary.is_some()),
             )?;
             progress.done("ready, reads split across replicas");
             // The router may have moved the primary already (to the preferred server): the

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hapress_contract::status::{Role, RouterStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::mariadb::ReplicationState;
@@ -37,7 +38,7 @@ pub struct ComponentStatus {
     pub replication: Option<ReplicationState>,
     /// The SQL router's live view of its backends (filled in by `hapress status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub router: Option<serde_json::Value>,
+    pub router: Option<RouterStatus>,
 }
 
 /// Something that happened: a death, a restart, a state change.
@@ -122,10 +123,7 @@ impl PageCacheCounts {
 
 /// What needs a person's attention in a state directory: data directories kept aside by a
 /// rebuild, and servers the router reports as diverged.
-pub fn attention(
-    layout: &crate::layout::Layout,
-    router: Option<&serde_json::Value>,
-) -> Vec<String> {
+pub fn attention(layout: &crate::layout::Layout, router: Option<&RouterStatus>) -> Vec<String> {
     let mut out = Vec::new();
     let mut aside: Vec<String> = std::fs::read_dir(&layout.root)
         .into_iter()
@@ -141,10 +139,7 @@ pub fn attention(
             n.split('.').next().unwrap_or(&n)
         ));
     }
-    let diverged: Vec<(String, String)> = router
-        .and_then(|r| serde_json::from_value(r["manager"]["diverged"].clone()).ok())
-        .unwrap_or_default();
-    for (server, why) in diverged {
+    for (server, why) in router.map_or(&[][..], |r| &r.manager.diverged[..]) {
         out.push(format!(
             "{server} cannot replicate ({why}): it is being rebuilt"
         ));
@@ -298,7 +293,7 @@ pub fn render_table(st: &ClusterStatus) -> String {
 }
 
 /// The SQL router's own view (`/status` on its HTTP unix socket), if it answers within 500 ms.
-pub fn router_status(layout: &crate::layout::Layout) -> Option<serde_json::Value> {
+pub fn router_status(layout: &crate::layout::Layout) -> Option<RouterStatus> {
     router_request(
         layout,
         "GET",
@@ -308,12 +303,12 @@ pub fn router_status(layout: &crate::layout::Layout) -> Option<serde_json::Value
 }
 
 /// One request to the SQL router's HTTP unix socket; its JSON answer, if any within `timeout`.
-pub fn router_request(
+pub fn router_request<T: serde::de::DeserializeOwned>(
     layout: &crate::layout::Layout,
     method: &str,
     path: &str,
     timeout: std::time::Duration,
-) -> Option<serde_json::Value> {
+) -> Option<T> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(layout.router_status_socket()).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
@@ -328,21 +323,21 @@ pub fn router_request(
 
 /// `primary=db-0 readers=2 routed primary=721 replicas=120`, then what a probe of a backend
 /// failed on, if anything (`; db-0: SHOW SLAVE STATUS: 1227 ...`).
-fn router_cell(r: &serde_json::Value) -> String {
-    let backends = r["backends"].as_array().map_or(&[][..], |b| b.as_slice());
-    let readers = backends
+fn router_cell(r: &RouterStatus) -> String {
+    let readers = r
+        .backends
         .iter()
-        .filter(|b| b["role"] == "replica" && b["replicating"] == true)
+        .filter(|b| b.role == Role::Replica && b.replicating)
         .count();
     let mut cell = format!(
         "primary={} readers={readers} routed primary={} replicas={}",
-        r["primary"].as_str().map_or("none", short_address),
-        r["routedToPrimary"],
-        r["routedToReplicas"],
+        r.primary.as_deref().map_or("none", short_address),
+        r.routed_to_primary,
+        r.routed_to_replicas,
     );
-    for b in backends {
-        if let (Some(addr), Some(e)) = (b["address"].as_str(), b["error"].as_str()) {
-            cell.push_str(&format!("; {}: {e}", short_address(addr)));
+    for b in &r.backends {
+        if let Some(e) = &b.error {
+            cell.push_str(&format!("; {}: {e}", short_address(&b.address)));
         }
     }
     cell
@@ -386,37 +381,55 @@ mod tests {
     }
 
     use super::*;
+    use hapress_contract::status::BackendStatus;
 
     #[test]
     fn router_cell_shows_roles_counts_and_probe_errors() {
-        let r = serde_json::json!({
-            "primary": "127.0.0.1:13306", "routedToPrimary": 7, "routedToReplicas": 9,
-            "backends": [
-                {"address": "127.0.0.1:13306", "role": "primary", "replicating": false,
-                 "error": "SHOW SLAVE STATUS: 1227 Access denied"},
-                {"address": "127.0.0.1:13307", "role": "replica", "replicating": true, "error": null},
-                {"address": "127.0.0.1:13308", "role": "replica", "replicating": false, "error": null}
-            ]
-        });
+        let backend = |address: &str, role, replicating, error: Option<&str>| BackendStatus {
+            address: address.into(),
+            role,
+            replicating,
+            error: error.map(str::to_string),
+            ..BackendStatus::default()
+        };
+        let r = RouterStatus {
+            primary: Some("127.0.0.1:13306".into()),
+            routed_to_primary: 7,
+            routed_to_replicas: 9,
+            backends: vec![
+                backend(
+                    "127.0.0.1:13306",
+                    Role::Primary,
+                    false,
+                    Some("SHOW SLAVE STATUS: 1227 Access denied"),
+                ),
+                backend("127.0.0.1:13307", Role::Replica, true, None),
+                backend("127.0.0.1:13308", Role::Replica, false, None),
+            ],
+            ..RouterStatus::default()
+        };
         assert_eq!(
             router_cell(&r),
             "primary=127.0.0.1:13306 readers=1 routed primary=7 replicas=9; 127.0.0.1:13306: SHOW SLAVE STATUS: 1227 Access denied"
         );
-        let r = serde_json::json!({
-            "primary": "/var/lib/hapress/default/run/db-1.sock", "routedToPrimary": 1,
-            "routedToReplicas": 0,
-            "backends": [
-                {"address": "/var/lib/hapress/default/run/db-0.sock", "role": "down",
-                 "replicating": false, "error": "connect: No such file or directory"}
-            ]
-        });
+        let r = RouterStatus {
+            primary: Some("/var/lib/hapress/default/run/db-1.sock".into()),
+            routed_to_primary: 1,
+            backends: vec![backend(
+                "/var/lib/hapress/default/run/db-0.sock",
+                Role::Down,
+                false,
+                Some("connect: No such file or directory"),
+            )],
+            ..RouterStatus::default()
+        };
         assert_eq!(
             router_cell(&r),
             "primary=db-1 readers=0 routed primary=1 replicas=0; db-0: connect: No such file or directory"
         );
         assert_eq!(
-            router_cell(&serde_json::json!({})),
-            "primary=none readers=0 routed primary=null replicas=null"
+            router_cell(&RouterStatus::default()),
+            "primary=none readers=0 routed primary=0 replicas=0"
         );
     }
 }

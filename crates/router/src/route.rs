@@ -2,6 +2,7 @@
 //! whether a replica can serve it. Table-tested below; the session layer only executes it.
 
 use crate::classify::{Effect, Statement, Where};
+pub use crate::config::ReadYourWrites;
 
 /// Which side a statement goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -11,21 +12,6 @@ pub enum Target {
     Primary,
     /// The session's replica connection.
     Replica,
-}
-
-/// Read-your-writes policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadYourWrites {
-    /// Reads may be stale after a write (replication lag).
-    None,
-    /// After a session writes, its reads see the write: a replica first waits for the write's
-    /// GTID (`MASTER_GTID_WAIT`, bounded), else the read goes to the primary.
-    #[default]
-    Session,
-    /// Every read sees every write the router has seen acknowledged, from any session: the
-    /// replica waits for the newest GTID, else the read goes to the primary.
-    Global,
 }
 
 /// What the session layer knows when a statement arrives.

@@ -1,7 +1,6 @@
 //! The listener: accepts clients (TCP or unix socket) under a connection limit, starts the
 //! probes, and serves `/metrics` and `/status` over HTTP when configured.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use crate::config::Config;
 use crate::conn::{Conn, Listener, Stream};
 use crate::probe::probe_loop;
 use crate::topology::Topology;
+use hapress_contract::status::SwitchoverAnswer;
 
 /// Runs the router until the process is stopped.
 pub async fn serve(config: Config) -> Result<(), String> {
@@ -107,122 +107,6 @@ fn accept(
     });
 }
 
-/// Prometheus text for the current state.
-pub fn metrics(topo: &Topology) -> String {
-    let mut m = String::new();
-    let snap = topo.snapshot();
-    let _ = writeln!(
-        m,
-        "# TYPE hapress_router_clients gauge\nhapress_router_clients {}",
-        topo.clients.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        m,
-        "# TYPE hapress_router_refused_total counter\nhapress_router_refused_total {}",
-        topo.refused.load(Ordering::Relaxed)
-    );
-    let manager = topo.manager_status();
-    let _ = writeln!(
-        m,
-        "# TYPE hapress_router_manager_leader gauge\nhapress_router_manager_leader {}",
-        u8::from(manager.leader)
-    );
-    let _ = writeln!(
-        m,
-        "# TYPE hapress_router_failovers_total counter\nhapress_router_failovers_total {}",
-        manager.failovers_total
-    );
-    let _ = writeln!(
-        m,
-        "# TYPE hapress_router_topology_actions_total counter\nhapress_router_topology_actions_total{{result=\"ok\"}} {}\nhapress_router_topology_actions_total{{result=\"error\"}} {}",
-        manager.actions.saturating_sub(manager.action_errors),
-        manager.action_errors
-    );
-    let _ = writeln!(
-        m,
-        "# TYPE hapress_router_diverged_servers gauge\nhapress_router_diverged_servers {}",
-        manager.diverged.len()
-    );
-    let _ = writeln!(m, "# TYPE hapress_router_routed_total counter");
-    let _ = writeln!(
-        m,
-        "hapress_router_routed_total{{target=\"primary\"}} {}",
-        topo.routed_primary.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        m,
-        "hapress_router_routed_total{{target=\"replica\"}} {}",
-        topo.routed_replica.load(Ordering::Relaxed)
-    );
-    for (name, kind) in [
-        ("up", "gauge"),
-        ("primary", "gauge"),
-        ("lag_seconds", "gauge"),
-        ("sessions", "gauge"),
-        ("statements_total", "counter"),
-        ("errors_total", "counter"),
-        ("pool_open", "gauge"),
-        ("pool_idle", "gauge"),
-        ("pool_opened_total", "counter"),
-        ("pool_reused_total", "counter"),
-        ("pool_mismatched_total", "counter"),
-        ("pool_overflow_total", "counter"),
-    ] {
-        let _ = writeln!(m, "# TYPE hapress_router_backend_{name} {kind}");
-        for b in snap["backends"].as_array().into_iter().flatten() {
-            let v = match name {
-                "up" => u64::from(b["up"].as_bool().unwrap_or(false)),
-                "primary" => u64::from(b["role"] == "primary"),
-                "lag_seconds" => match b["lagSeconds"].as_u64() {
-                    Some(v) => v,
-                    None => continue,
-                },
-                "sessions" => b["sessions"].as_u64().unwrap_or(0),
-                "statements_total" => b["statements"].as_u64().unwrap_or(0),
-                "errors_total" => b["errors"].as_u64().unwrap_or(0),
-                pool => {
-                    let field = pool.trim_start_matches("pool_").trim_end_matches("_total");
-                    b["pool"][field].as_u64().unwrap_or(0)
-                }
-            };
-            let _ = writeln!(
-                m,
-                "hapress_router_backend_{name}{{backend=\"{}\"}} {v}",
-                b["address"].as_str().unwrap_or("")
-            );
-        }
-    }
-    let _ = writeln!(m, "# TYPE hapress_router_backend_latency_seconds histogram");
-    for b in &topo.backends {
-        let mut cum = 0u64;
-        for (i, le) in crate::topology::LATENCY_BUCKETS
-            .iter()
-            .map(|b| b.to_string())
-            .chain(std::iter::once("+Inf".to_string()))
-            .enumerate()
-        {
-            cum += b.counters.latency[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                m,
-                "hapress_router_backend_latency_seconds_bucket{{backend=\"{}\",le=\"{le}\"}} {cum}",
-                b.addr
-            );
-        }
-        let sum = b.counters.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            m,
-            "hapress_router_backend_latency_seconds_sum{{backend=\"{}\"}} {sum}",
-            b.addr
-        );
-        let _ = writeln!(
-            m,
-            "hapress_router_backend_latency_seconds_count{{backend=\"{}\"}} {cum}",
-            b.addr
-        );
-    }
-    m
-}
-
 async fn status_reply(mut s: Box<dyn Stream>, topo: Arc<Topology>) {
     let mut buf = [0u8; 1024];
     let n = match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
@@ -235,8 +119,16 @@ async fn status_reply(mut s: Box<dyn Stream>, topo: Arc<Topology>) {
     let path = words.next().unwrap_or("/");
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let (code, ctype, body) = match (method, path) {
-        (_, "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics(&topo)),
-        (_, "/status") => ("200 OK", "application/json", topo.snapshot().to_string()),
+        (_, "/metrics") => (
+            "200 OK",
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::render(topo.snapshot()),
+        ),
+        (_, "/status") => (
+            "200 OK",
+            "application/json",
+            serde_json::to_string(&topo.snapshot()).unwrap_or_default(),
+        ),
         ("POST", "/switchover") => {
             let to = query
                 .split('&')
@@ -257,7 +149,7 @@ async fn status_reply(mut s: Box<dyn Stream>, topo: Arc<Topology>) {
             (
                 code,
                 "application/json",
-                serde_json::json!({ "ok": ok, "message": message }).to_string(),
+                serde_json::to_string(&SwitchoverAnswer { ok, message }).unwrap_or_default(),
             )
         }
         _ => (

@@ -13,6 +13,7 @@ use hapress_wire::handshake::HandshakeResponse;
 use crate::config::Config;
 use crate::conn::Credential;
 use crate::pool::Pool;
+use hapress_contract::status::{BackendStatus, Latency, PoolStatus, Role, RouterStatus};
 use hapress_topology::decide::{self, Io, ReplicaSeen, ServerSeen};
 use hapress_topology::gtid::{gtid_covers, parse_gtids};
 use hapress_topology::ManagerStatus;
@@ -91,10 +92,7 @@ pub struct Counters {
     pub latency_sum_us: AtomicU64,
 }
 
-/// Upper bounds of the latency histogram's buckets, seconds.
-pub const LATENCY_BUCKETS: [f64; 10] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
-];
+pub use hapress_contract::status::LATENCY_BUCKETS;
 
 impl Counters {
     /// Records one statement's latency.
@@ -655,47 +653,68 @@ impl Topology {
             .unwrap_or_default()
     }
 
-    /// A JSON snapshot for `/status` and `hapress status`.
-    pub fn snapshot(&self) -> serde_json::Value {
+    /// What `/status` reports, and `/metrics` is made of.
+    pub fn snapshot(&self) -> RouterStatus {
         let primary = self.primary();
-        serde_json::json!({
-            "primary": primary.map(|i| self.backends[i].addr.clone()),
-            "clients": self.clients.load(Ordering::Relaxed),
-            "routedToPrimary": self.routed_primary.load(Ordering::Relaxed),
-            "routedToReplicas": self.routed_replica.load(Ordering::Relaxed),
-            "manager": self.manager_status(),
-            "backends": self.backends.iter().enumerate().map(|(i, b)| {
-                let p = self.probe_of(i);
-                serde_json::json!({
-                    "address": b.addr,
-                    "role": if Some(i) == primary { "primary" } else if p.up { "replica" } else { "down" },
-                    "up": p.up,
-                    "readOnly": p.read_only,
-                    "replicating": p.replicating,
-                    "lagSeconds": p.lag_seconds,
-                    "caughtUp": p.caught_up,
-                    "replicationAddress": b.replication_addr,
-                    "serverId": p.server_id,
-                    "failures": p.failures,
-                    "replicatesFrom": p.replica.as_ref().map(|r| r.master.clone()),
-                    "ioThread": p.replica.as_ref().map(|r| r.io),
-                    "replicationError": p.replica.as_ref().and_then(|r| r.last_error.clone()),
-                    "gtid": p.gtid,
-                    "error": p.error,
-                    "sessions": b.counters.sessions.load(Ordering::Relaxed),
-                    "statements": b.counters.statements.load(Ordering::Relaxed),
-                    "errors": b.counters.errors.load(Ordering::Relaxed),
-                    "pool": {
-                        "open": b.pool.open_count(),
-                        "idle": b.pool.idle_count(),
-                        "opened": b.pool.opened.load(Ordering::Relaxed),
-                        "reused": b.pool.reused.load(Ordering::Relaxed),
-                        "mismatched": b.pool.mismatched.load(Ordering::Relaxed),
-                        "overflow": b.pool.overflow.load(Ordering::Relaxed),
-                    },
+        RouterStatus {
+            primary: primary.map(|i| self.backends[i].addr.clone()),
+            clients: self.clients.load(Ordering::Relaxed) as u64,
+            refused: self.refused.load(Ordering::Relaxed),
+            routed_to_primary: self.routed_primary.load(Ordering::Relaxed),
+            routed_to_replicas: self.routed_replica.load(Ordering::Relaxed),
+            manager: self.manager_status(),
+            backends: self
+                .backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let p = self.probe_of(i);
+                    let c = &b.counters;
+                    BackendStatus {
+                        address: b.addr.clone(),
+                        role: if Some(i) == primary {
+                            Role::Primary
+                        } else if p.up {
+                            Role::Replica
+                        } else {
+                            Role::Down
+                        },
+                        up: p.up,
+                        read_only: p.read_only,
+                        replicating: p.replicating,
+                        lag_seconds: p.lag_seconds,
+                        caught_up: p.caught_up,
+                        replication_address: b.replication_addr.clone(),
+                        server_id: p.server_id,
+                        failures: p.failures,
+                        replicates_from: p.replica.as_ref().map(|r| r.master.clone()),
+                        io_thread: p.replica.as_ref().map(|r| r.io),
+                        replication_error: p.replica.as_ref().and_then(|r| r.last_error.clone()),
+                        gtid: p.gtid,
+                        error: p.error,
+                        sessions: c.sessions.load(Ordering::Relaxed) as u64,
+                        statements: c.statements.load(Ordering::Relaxed),
+                        errors: c.errors.load(Ordering::Relaxed),
+                        pool: PoolStatus {
+                            open: b.pool.open_count() as u64,
+                            idle: b.pool.idle_count() as u64,
+                            opened: b.pool.opened.load(Ordering::Relaxed),
+                            reused: b.pool.reused.load(Ordering::Relaxed),
+                            mismatched: b.pool.mismatched.load(Ordering::Relaxed),
+                            overflow: b.pool.overflow.load(Ordering::Relaxed),
+                        },
+                        latency: Latency {
+                            counts: c
+                                .latency
+                                .iter()
+                                .map(|n| n.load(Ordering::Relaxed))
+                                .collect(),
+                            sum_us: c.latency_sum_us.load(Ordering::Relaxed),
+                        },
+                    }
                 })
-            }).collect::<Vec<_>>(),
-        })
+                .collect(),
+        }
     }
 }
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! # Layout
 //! - [`types`]: the spec structs and their defaults; `WordPressCluster` is the CRD.
 //! - [`validate`]: field-by-field checks returning every problem with its path.
+//! - [`router`]: the SQL router's config made from the spec, for both runtimes.
 //! - this file: reading a `hapress.yaml` document into a [`Cluster`].
 
+pub mod router;
 pub mod types;
 pub mod validate;
 
@@ -14,6 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use router::RouterPlacement;
 pub use types::*;
 pub use validate::{validate_spec, FieldError};
 

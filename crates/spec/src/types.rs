@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use hapress_contract::config::defaults;
+pub use hapress_contract::config::ReadYourWrites;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -195,30 +197,6 @@ impl Default for WebSpec {
     }
 }
 
-/// What a session reads after it writes.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadYourWrites {
-    /// Reads may lag behind the session's own writes (replication delay).
-    None,
-    /// After a session writes, its reads see the write.
-    #[default]
-    Session,
-    /// Every read sees every write acknowledged through the router, from any session.
-    Global,
-}
-
-impl ReadYourWrites {
-    /// The spelling in `hapress.yaml` and in the router's own config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Session => "session",
-            Self::Global => "global",
-        }
-    }
-}
-
 /// The SQL router: WordPress connects to it as to one MariaDB server; it sends writes to the
 /// primary and plain reads to healthy replicas.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -246,9 +224,9 @@ impl Default for RouterSpec {
     fn default() -> Self {
         Self {
             enabled: true,
-            max_replication_lag_seconds: 5,
+            max_replication_lag_seconds: defaults::MAX_REPLICATION_LAG as u32,
             read_your_writes: ReadYourWrites::Session,
-            pool_size: 64,
+            pool_size: defaults::POOL_SIZE as u32,
             image: "ghcr.io/hapress/hapress:0.1.0".into(),
             resources: Resources::with_requests("100m", "64Mi"),
         }
@@ -333,10 +311,10 @@ impl Default for FailoverSpec {
     fn default() -> Self {
         Self {
             enabled: true,
-            probe_interval_ms: 250,
-            probe_timeout_ms: 500,
-            detect_probes: 3,
-            silence_ms: 1500,
+            probe_interval_ms: defaults::PROBE_INTERVAL_MS as u32,
+            probe_timeout_ms: defaults::PROBE_TIMEOUT_MS as u32,
+            detect_probes: defaults::DETECT_PROBES,
+            silence_ms: defaults::SILENCE_MS as u32,
             preferred_primary: None,
         }
     }

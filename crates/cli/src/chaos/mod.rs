@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use hapress_contract::status::{Role, SwitchoverAnswer};
 use hapress_local::layout::{db_name, Layout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -251,7 +252,7 @@ async fn inject(
             let at = Instant::now();
             let layout = layout.clone();
             let answer = tokio::task::spawn_blocking(move || {
-                hapress_local::status::router_request(
+                hapress_local::status::router_request::<SwitchoverAnswer>(
                     &layout,
                     "POST",
                     "/switchover",
@@ -260,8 +261,8 @@ async fn inject(
             })
             .await?;
             match answer {
-                Some(a) if a["ok"] == true => Ok(at),
-                Some(a) => bail!("the switchover failed: {}", a["message"]),
+                Some(a) if a.ok => Ok(at),
+                Some(a) => bail!("the switchover failed: {}", a.message),
                 None => bail!("the router did not answer the switchover"),
             }
         }
@@ -401,25 +402,18 @@ async fn wait_whole(layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
 /// and is caught up.
 fn whole(layout: &Layout) -> Result<(), String> {
     let st = hapress_local::status::router_status(layout).ok_or("the router does not answer")?;
-    if !st["primary"].is_string() {
+    if st.primary.is_none() {
         return Err("no primary".into());
     }
-    if let Some((addr, why)) = st["manager"]["diverged"]
-        .as_array()
-        .and_then(|d| d.first())
-        .and_then(|d| Some((d[0].as_str()?, d[1].as_str().unwrap_or(""))))
-    {
+    if let Some((addr, why)) = st.manager.diverged.first() {
         return Err(format!("{addr} diverged ({why})"));
     }
-    for b in st["backends"].as_array().into_iter().flatten() {
-        if b["role"] == "primary" {
-            continue;
-        }
-        if b["up"] != true || b["replicating"] != true || b["caughtUp"] != true {
+    for b in st.backends.iter().filter(|b| b.role != Role::Primary) {
+        if !b.up || !b.replicating || !b.caught_up {
             return Err(format!(
                 "{} is not replicating yet ({})",
-                b["address"],
-                b["replicationError"].as_str().unwrap_or("no error")
+                b.address,
+                b.replication_error.as_deref().unwrap_or("no error")
             ));
         }
     }
@@ -429,8 +423,8 @@ fn whole(layout: &Layout) -> Result<(), String> {
 /// The router's primary, as a server index.
 fn primary(layout: &Layout) -> Option<u32> {
     let st = hapress_local::status::router_status(layout)?;
-    let addr = st["primary"].as_str()?;
-    (0..servers(layout)).find(|&i| layout.db_socket(i).to_str() == Some(addr))
+    let addr = st.primary?;
+    (0..servers(layout)).find(|&i| layout.db_socket(i).to_str() == Some(addr.as_str()))
 }
 
 /// Database servers of the cluster.

@@ -36,14 +36,17 @@ if [[ -n ${ROUTER_USER:-} ]]; then
   # resets and re-points replication, kills an IO thread stuck on a hung primary and sets
   # read_only and the semi-sync variables. ALTER picks up a rotated Secret. Not binlogged: no
   # server ever has a transaction of its own that another lacks.
+  # The grants come from hapress (ROUTER_GRANTS, ';'-separated), as the embedded runtime's.
   password=$(</secrets/router-password)
-  sql_stdin <<SQL
-SET SESSION sql_log_bin = 0;
-CREATE USER IF NOT EXISTS '$ROUTER_USER'@'%' IDENTIFIED BY '$password';
-ALTER USER '$ROUTER_USER'@'%' IDENTIFIED BY '$password';
-GRANT SLAVE MONITOR, REPLICATION CLIENT, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, READ_ONLY ADMIN, BINLOG ADMIN, RELOAD, PROCESS, CONNECTION ADMIN ON *.* TO '$ROUTER_USER'@'%';
-GRANT SELECT ON mysql.global_priv TO '$ROUTER_USER'@'%';
-SQL
+  IFS=';' read -ra grants <<<"$ROUTER_GRANTS"
+  {
+    echo "SET SESSION sql_log_bin = 0;"
+    echo "CREATE USER IF NOT EXISTS '$ROUTER_USER'@'%' IDENTIFIED BY '$password';"
+    echo "ALTER USER '$ROUTER_USER'@'%' IDENTIFIED BY '$password';"
+    for g in "${grants[@]}"; do
+      echo "GRANT $g TO '$ROUTER_USER'@'%';"
+    done
+  } | sql_stdin
   echo "agent: monitor account $ROUTER_USER is current"
 fi
 socat "TCP-LISTEN:3307,reuseaddr,fork,max-children=1" \
