@@ -210,33 +210,109 @@ fn zero_downtime_rollout_settings() {
     assert!(scripts.contains_key("role.sh") && scripts.contains_key("label.sh"));
 }
 
+fn manifest(spec: &str) -> hapress_k8s::Manifest {
+    let c = parse(
+        &format!("apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {{name: site}}\n{spec}"),
+        "t",
+    )
+    .unwrap();
+    render(&c, &RenderOptions::default())
+}
+
+fn web_deployment(m: &hapress_k8s::Manifest) -> &k8s_openapi::api::apps::v1::Deployment {
+    m.objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Deployment(d) if o.name().ends_with("-web") => Some(d),
+            _ => None,
+        })
+        .expect("web Deployment")
+}
+
+fn autoscalers(m: &hapress_k8s::Manifest) -> usize {
+    m.objects
+        .iter()
+        .filter(|o| matches!(o, Object::HorizontalPodAutoscaler(_)))
+        .count()
+}
+
 #[test]
 fn autoscaler_owns_the_replica_count() {
-    let with = yaml("spec: {web: {replicas: 5}}");
-    assert!(!with.contains("replicas: 5"));
-    let without = yaml("spec: {web: {replicas: 5}, autoscaling: {enabled: false}}");
-    assert!(without.contains("replicas: 5"));
-    assert!(!without.contains("HorizontalPodAutoscaler"));
+    // With the autoscaler, the Deployment leaves `replicas` unset (a rollout would reset
+    // the autoscaler's count) and the autoscaler scales it.
+    let with = manifest("spec: {web: {replicas: 5}}");
+    assert_eq!(web_deployment(&with).spec.as_ref().unwrap().replicas, None);
+    let hpa = with
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::HorizontalPodAutoscaler(h) => Some(h),
+            _ => None,
+        })
+        .expect("an autoscaler");
+    assert_eq!(
+        hpa.spec.as_ref().unwrap().scale_target_ref.name,
+        web_deployment(&with).metadata.name.clone().unwrap()
+    );
+    let without = manifest("spec: {web: {replicas: 5}, autoscaling: {enabled: false}}");
+    assert_eq!(
+        web_deployment(&without).spec.as_ref().unwrap().replicas,
+        Some(5)
+    );
+    assert_eq!(autoscalers(&without), 0);
 }
 
 #[test]
 fn hard_anti_affinity_and_tls_toggle() {
-    let out = yaml("spec: {web: {antiAffinity: hard}, ingress: {tls: {enabled: false}}}");
-    assert!(out.contains("requiredDuringSchedulingIgnoredDuringExecution"));
-    assert!(!out.contains("cert-manager.io/cluster-issuer"));
-    assert!(!out.contains("ssl-redirect"));
+    let m = manifest("spec: {web: {antiAffinity: hard}, ingress: {tls: {enabled: false}}}");
+    let pod = web_pod(&m);
+    let anti = pod
+        .affinity
+        .and_then(|a| a.pod_anti_affinity)
+        .expect("anti-affinity on the web pods");
+    assert!(anti
+        .required_during_scheduling_ignored_during_execution
+        .is_some_and(|r| !r.is_empty()));
+    let ingress = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Ingress(i) => Some(i),
+            _ => None,
+        })
+        .expect("an Ingress");
+    assert!(ingress.spec.as_ref().unwrap().tls.is_none());
+    let annotations = ingress.metadata.annotations.clone().unwrap_or_default();
+    assert!(!annotations.contains_key("cert-manager.io/cluster-issuer"));
+    assert!(annotations.keys().all(|k| !k.ends_with("ssl-redirect")));
 }
 
 #[test]
 fn galera_mode_renders_a_parallel_cluster_without_role_services() {
     let mut c = Cluster::default();
     c.spec.database.mode = DatabaseMode::Galera;
-    let out = render(&c, &RenderOptions::default()).to_yaml().unwrap();
-    assert!(out.contains("podManagementPolicy: Parallel"));
-    assert!(out.contains("/config/galera-start.sh"));
-    assert!(out.contains("wordpress-db-nodes"));
-    assert!(!out.contains("wordpress-db-primary"));
-    assert!(!out.contains("kind: Role\n"));
+    let m = render(&c, &RenderOptions::default());
+    let db = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::StatefulSet(s) if o.name() == "wordpress-db" => Some(s),
+            _ => None,
+        })
+        .expect("the database StatefulSet");
+    let spec = db.spec.as_ref().unwrap();
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let containers = &spec.template.spec.as_ref().unwrap().containers;
+    assert!(containers.iter().any(|c| c
+        .command
+        .iter()
+        .flatten()
+        .any(|a| a.contains("/config/galera-start.sh"))));
+    let names: Vec<&str> = m.objects.iter().map(|o| o.name()).collect();
+    assert!(names.contains(&"wordpress-db-nodes"), "{names:?}");
+    assert!(!names.contains(&"wordpress-db-primary"), "{names:?}");
+    assert!(!m.objects.iter().any(|o| matches!(o, Object::Role(_))));
+    let out = m.to_yaml().unwrap();
     assert!(out.contains("name: galera\n"));
 }
 

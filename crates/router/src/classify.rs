@@ -417,6 +417,15 @@ pub fn classify(sql: &[u8]) -> Statement {
         return st;
     }
     match first {
+        // A common table expression may lead to a write (`WITH ... DELETE`, `... UPDATE`):
+        // any such word sends it to the primary (found by the safety property test).
+        "with"
+            if ["delete", "update", "insert", "replace"]
+                .iter()
+                .any(|w| has_word(code, w)) =>
+        {
+            st.effect = Effect::Write
+        }
         "select" | "with" | "values" | "table" => {
             let f = select_flags(code);
             if f.found_rows {
@@ -561,6 +570,7 @@ mod tests {
             ("  select option_value from wp_options", Where::AnyServer),
             ("(SELECT 1) UNION (SELECT 2)", Where::AnyServer),
             ("WITH t AS (SELECT 1) SELECT * FROM t", Where::AnyServer),
+            ("WITH t AS (SELECT 1) DELETE FROM u", Where::Primary),
             (
                 "SELECT SQL_CALC_FOUND_ROWS wp_posts.ID FROM wp_posts LIMIT 0, 10",
                 Where::AnyServer,
