@@ -1110,6 +1110,17 @@ impl Session {
             };
             if let Err(e) = sent {
                 self.client.consume(&c);
+                // A server that refuses a command part-way (a packet over max_allowed_packet)
+                // answers with an error and closes: relay that answer, as a direct client gets
+                // it, when it is already there.
+                let answer = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    self.relay_answer(idx, target, payload, started),
+                )
+                .await;
+                if let Ok(Ok(outcome)) = answer {
+                    return Ok(outcome);
+                }
                 return self
                     .lost(idx, &format!("sending to {}: {e}", topo.backends[idx].addr))
                     .await;
