@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use hapress_contract::replication::{self, SemiSync};
+use hapress_contract::replication;
 use hapress_spec::{DatabaseMode, DatabaseSpec};
 
 use crate::names::Names;
@@ -47,11 +47,7 @@ fn replication_cnf(db: &DatabaseSpec) -> String {
     let mut s = String::new();
     common(&mut s);
     s.push_str("log_bin = mariadb-bin\nrelay_log = mariadb-relay\n");
-    let semi_sync = db.semi_sync.enabled.then(|| SemiSync {
-        timeout_ms: db.semi_sync.master_timeout_ms(),
-        fallback_to_async: db.semi_sync.fallback_to_async,
-    });
-    replication::write_cnf(&mut s, &replication::replication(semi_sync));
+    replication::write_cnf(&mut s, &replication::replication(db.semi_sync.settings()));
     s
 }
 

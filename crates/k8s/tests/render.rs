@@ -219,21 +219,21 @@ fn manifest(spec: &str) -> hapress_k8s::Manifest {
     render(&c, &RenderOptions::default())
 }
 
-fn web_deployment(m: &hapress_k8s::Manifest) -> &k8s_openapi::api::apps::v1::Deployment {
-    m.objects
-        .iter()
-        .find_map(|o| match o {
-            Object::Deployment(d) if o.name().ends_with("-web") => Some(d),
+/// The first object of kind `$kind` (an [`Object`] variant) whose name passes `$name`.
+macro_rules! object {
+    ($m:expr, $kind:ident, $name:expr) => {
+        $m.objects.iter().find_map(|o| match o {
+            Object::$kind(x) if ($name)(o.name()) => Some(x),
             _ => None,
         })
-        .expect("web Deployment")
+    };
+    ($m:expr, $kind:ident) => {
+        object!($m, $kind, |_: &str| true)
+    };
 }
 
-fn autoscalers(m: &hapress_k8s::Manifest) -> usize {
-    m.objects
-        .iter()
-        .filter(|o| matches!(o, Object::HorizontalPodAutoscaler(_)))
-        .count()
+fn web_deployment(m: &hapress_k8s::Manifest) -> &k8s_openapi::api::apps::v1::Deployment {
+    object!(m, Deployment, |n: &str| n.ends_with("-web")).expect("web Deployment")
 }
 
 #[test]
@@ -242,14 +242,7 @@ fn autoscaler_owns_the_replica_count() {
     // the autoscaler's count) and the autoscaler scales it.
     let with = manifest("spec: {web: {replicas: 5}}");
     assert_eq!(web_deployment(&with).spec.as_ref().unwrap().replicas, None);
-    let hpa = with
-        .objects
-        .iter()
-        .find_map(|o| match o {
-            Object::HorizontalPodAutoscaler(h) => Some(h),
-            _ => None,
-        })
-        .expect("an autoscaler");
+    let hpa = object!(with, HorizontalPodAutoscaler).expect("an autoscaler");
     assert_eq!(
         hpa.spec.as_ref().unwrap().scale_target_ref.name,
         web_deployment(&with).metadata.name.clone().unwrap()
@@ -259,7 +252,7 @@ fn autoscaler_owns_the_replica_count() {
         web_deployment(&without).spec.as_ref().unwrap().replicas,
         Some(5)
     );
-    assert_eq!(autoscalers(&without), 0);
+    assert!(object!(without, HorizontalPodAutoscaler).is_none());
 }
 
 #[test]
@@ -273,14 +266,7 @@ fn hard_anti_affinity_and_tls_toggle() {
     assert!(anti
         .required_during_scheduling_ignored_during_execution
         .is_some_and(|r| !r.is_empty()));
-    let ingress = m
-        .objects
-        .iter()
-        .find_map(|o| match o {
-            Object::Ingress(i) => Some(i),
-            _ => None,
-        })
-        .expect("an Ingress");
+    let ingress = object!(m, Ingress).expect("an Ingress");
     assert!(ingress.spec.as_ref().unwrap().tls.is_none());
     let annotations = ingress.metadata.annotations.clone().unwrap_or_default();
     assert!(!annotations.contains_key("cert-manager.io/cluster-issuer"));
@@ -292,14 +278,8 @@ fn galera_mode_renders_a_parallel_cluster_without_role_services() {
     let mut c = Cluster::default();
     c.spec.database.mode = DatabaseMode::Galera;
     let m = render(&c, &RenderOptions::default());
-    let db = m
-        .objects
-        .iter()
-        .find_map(|o| match o {
-            Object::StatefulSet(s) if o.name() == "wordpress-db" => Some(s),
-            _ => None,
-        })
-        .expect("the database StatefulSet");
+    let db =
+        object!(m, StatefulSet, |n: &str| n == "wordpress-db").expect("the database StatefulSet");
     let spec = db.spec.as_ref().unwrap();
     assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
     let containers = &spec.template.spec.as_ref().unwrap().containers;
@@ -311,7 +291,7 @@ fn galera_mode_renders_a_parallel_cluster_without_role_services() {
     let names: Vec<&str> = m.objects.iter().map(|o| o.name()).collect();
     assert!(names.contains(&"wordpress-db-nodes"), "{names:?}");
     assert!(!names.contains(&"wordpress-db-primary"), "{names:?}");
-    assert!(!m.objects.iter().any(|o| matches!(o, Object::Role(_))));
+    assert!(object!(m, Role).is_none());
     let out = m.to_yaml().unwrap();
     assert!(out.contains("name: galera\n"));
 }
@@ -332,15 +312,13 @@ fn nfs_mode_renders_server_volume_and_claim() {
 }
 
 fn web_pod(m: &hapress_k8s::Manifest) -> k8s_openapi::api::core::v1::PodSpec {
-    let d = m
-        .objects
-        .iter()
-        .find_map(|o| match o {
-            Object::Deployment(d) if o.name().ends_with("-web") => Some(d),
-            _ => None,
-        })
-        .expect("web Deployment");
-    d.spec.clone().unwrap().template.spec.unwrap()
+    web_deployment(m)
+        .spec
+        .clone()
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
 }
 
 fn env_value(pod: &k8s_openapi::api::core::v1::PodSpec, name: &str) -> String {

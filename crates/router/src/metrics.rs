@@ -5,7 +5,7 @@ use std::fmt;
 
 use hapress_contract::status::{BackendStatus, Role, RouterStatus, LATENCY_BUCKETS};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -138,20 +138,16 @@ impl Collector for Status {
             counter,
             m.failovers_total,
         )?;
-        let mut actions = e.encode_descriptor(
-            "hapress_router_topology_actions",
+        labelled(
+            &mut e,
+            "topology_actions",
             "Topology actions (promotions, fences, re-points) by result.",
-            None,
-            counter,
+            "result",
+            &[
+                ("ok", m.actions.saturating_sub(m.action_errors)),
+                ("error", m.action_errors),
+            ],
         )?;
-        for (result, n) in [
-            ("ok", m.actions.saturating_sub(m.action_errors)),
-            ("error", m.action_errors),
-        ] {
-            actions
-                .encode_family(&[("result", result)])?
-                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
-        }
         scalar(
             &mut e,
             "diverged_servers",
@@ -159,31 +155,23 @@ impl Collector for Status {
             gauge,
             m.diverged.len() as u64,
         )?;
-        let mut routed = e.encode_descriptor(
-            "hapress_router_routed",
+        labelled(
+            &mut e,
+            "routed",
             "Statements routed, by target.",
-            None,
-            counter,
+            "target",
+            &[
+                ("primary", s.routed_to_primary),
+                ("replica", s.routed_to_replicas),
+            ],
         )?;
-        for (target, n) in [
-            ("primary", s.routed_to_primary),
-            ("replica", s.routed_to_replicas),
-        ] {
-            routed
-                .encode_family(&[("target", target)])?
-                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
-        }
         for (name, help, kind, value) in BACKEND_SERIES {
             let name = format!("hapress_router_backend_{name}");
             let mut family = e.encode_descriptor(&name, help, None, kind)?;
             for b in &s.backends {
                 let Some(v) = value(b) else { continue };
                 let labels = [("backend", b.address.as_str())];
-                let mut one = family.encode_family(&labels)?;
-                match kind {
-                    MetricType::Counter => one.encode_counter::<NoLabelSet, _, u64>(&v, None)?,
-                    _ => one.encode_gauge(&v)?,
-                }
+                sample(family.encode_family(&labels)?, kind, v)?;
             }
         }
         let mut latency = e.encode_descriptor(
@@ -220,7 +208,31 @@ fn scalar(
     v: u64,
 ) -> fmt::Result {
     let name = format!("hapress_router_{name}");
-    let mut m = e.encode_descriptor(&name, help, None, kind)?;
+    sample(e.encode_descriptor(&name, help, None, kind)?, kind, v)
+}
+
+/// The counter `hapress_router_<name>` with one sample per value of `label`.
+fn labelled(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, u64)],
+) -> fmt::Result {
+    let name = format!("hapress_router_{name}");
+    let mut m = e.encode_descriptor(&name, help, None, MetricType::Counter)?;
+    for (value, n) in samples {
+        sample(
+            m.encode_family(&[(label, *value)])?,
+            MetricType::Counter,
+            *n,
+        )?;
+    }
+    Ok(())
+}
+
+/// One sample of a counter or a gauge.
+fn sample(mut m: MetricEncoder, kind: MetricType, v: u64) -> fmt::Result {
     match kind {
         MetricType::Counter => m.encode_counter::<NoLabelSet, _, u64>(&v, None),
         _ => m.encode_gauge(&v),

@@ -1096,8 +1096,7 @@ impl Session {
         let Some(mut c) = first else {
             let resend = readdressed.unwrap_or(payload);
             if let Err(e) = backend.write_packet(0, resend).await {
-                let addr = &topo.backends[idx].addr;
-                return self.lost(idx, &format!("sending to {addr}: {e}")).await;
+                return self.send_failed(idx, target, payload, started, e).await;
             }
             return self.relay_answer(idx, target, payload, started).await;
         };
@@ -1110,20 +1109,7 @@ impl Session {
             };
             if let Err(e) = sent {
                 self.client.consume(&c);
-                // A server that refuses a command part-way (a packet over max_allowed_packet)
-                // answers with an error and closes: relay that answer, as a direct client gets
-                // it, when it is already there.
-                let answer = tokio::time::timeout(
-                    std::time::Duration::from_secs(1),
-                    self.relay_answer(idx, target, payload, started),
-                )
-                .await;
-                if let Ok(Ok(outcome)) = answer {
-                    return Ok(outcome);
-                }
-                return self
-                    .lost(idx, &format!("sending to {}: {e}", topo.backends[idx].addr))
-                    .await;
+                return self.send_failed(idx, target, payload, started, e).await;
             }
             self.client.consume(&c);
             if c.last {
@@ -1132,6 +1118,29 @@ impl Session {
             c = self.client.next_chunk().await.map_err(end("client"))?;
         }
         self.relay_answer(idx, target, payload, started).await
+    }
+
+    /// Sending a command to backend `idx` failed. A server that refuses a command part-way (a
+    /// packet over `max_allowed_packet`) answers with an error and closes: that answer is
+    /// relayed, as a direct client gets it, when it is already there; else the backend is lost.
+    async fn send_failed(
+        &mut self,
+        idx: usize,
+        target: Target,
+        payload: &[u8],
+        started: std::time::Instant,
+        e: impl std::fmt::Display,
+    ) -> R<Option<Outcome>> {
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.relay_answer(idx, target, payload, started),
+        )
+        .await;
+        if let Ok(Ok(outcome)) = answer {
+            return Ok(outcome);
+        }
+        let addr = self.topo.backends[idx].addr.clone();
+        self.lost(idx, &format!("sending to {addr}: {e}")).await
     }
 
     /// Relays the answer of backend `idx` to the command `payload` (its first chunk).

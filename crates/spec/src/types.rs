@@ -280,6 +280,15 @@ impl SemiSyncSpec {
             u64::MAX
         }
     }
+
+    /// The replication settings' semi-sync part: `None` when it is off.
+    pub fn settings(&self) -> Option<hapress_contract::replication::SemiSync> {
+        self.enabled
+            .then(|| hapress_contract::replication::SemiSync {
+                timeout_ms: self.master_timeout_ms(),
+                fallback_to_async: self.fallback_to_async,
+            })
+    }
 }
 
 /// Automatic failover of the primary, by the SQL routers (any number; the one holding a lock
