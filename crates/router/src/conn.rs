@@ -330,7 +330,7 @@ pub async fn login(
     let greeting = Greeting::parse(&g).map_err(|e| LoginError::Refused(0, e.to_string()))?;
     let mut r = template.clone();
     r.capabilities &= greeting.capabilities | cap::MYSQL;
-    r.capabilities &= !(cap::SSL | cap::CONNECT_ATTRS | 1 << 5);
+    r.capabilities &= !(cap::SSL | cap::CONNECT_ATTRS | cap::COMPRESS);
     r.capabilities |= cap::PLUGIN_AUTH | cap::SECURE_CONNECTION | cap::PROTOCOL_41;
     r.user = user.to_vec();
     r.auth = token(cred, &greeting.nonce);

@@ -41,7 +41,7 @@ const HANDSHAKE_ONLY: u32 = cap::CONNECT_WITH_DB
     | cap::PLUGIN_AUTH_LENENC_DATA
     | cap::SSL
     | cap::LONG_PASSWORD
-    | 1 << 5 // compression
+    | cap::COMPRESS
     | 1 << 22 // can handle expired passwords
     | 1 << 25; // TLS verify server cert
 
