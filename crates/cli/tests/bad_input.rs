@@ -224,15 +224,27 @@ fn interrupted_up_is_completed_by_the_next_up() {
             .args(args(false))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("up.err")).unwrap())
             .spawn()
             .unwrap();
-        let mut lines =
-            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-        let reached = lines.any(|l| l.is_ok_and(|l| l.contains(after_step)));
+        let mut seen = Vec::new();
+        for l in std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap())) {
+            let Ok(l) = l else { break };
+            let reached = l.contains(after_step);
+            seen.push(l);
+            if reached {
+                break;
+            }
+        }
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(reached, "up never reported step {after_step}");
+        assert!(
+            seen.last().is_some_and(|l| l.contains(after_step)),
+            "up never reported step {after_step}:\n{}\n{}\n{}",
+            seen.join("\n"),
+            std::fs::read_to_string(dir.path().join("up.err")).unwrap_or_default(),
+            logs_tail(&state.join("logs"))
+        );
     }
     // It was interrupted before it finished: the site is not installed yet.
     let recorded = std::fs::read_to_string(state.join("state.json")).unwrap();

@@ -125,8 +125,17 @@ pub fn up(opts: &UpOptions) -> Result<()> {
         format!("{}\n", std::process::id()),
     )
     .context(|| "writing supervisor.pid".into())?;
-    let strays = process::stop_strays(&layout);
+    let mut strays = process::stop_strays(&layout);
     if existing.is_some() {
+        // A supervisor killed while it started a component leaves a child that may exec the
+        // component only after the scan above: a port taken by one is freed by a second scan.
+        for _ in 0..10 {
+            if check_ports(&cluster.spec).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            strays.extend(process::stop_strays(&layout));
+        }
         check_ports(&cluster.spec)?;
     }
     let adopted = existing.as_ref().is_some_and(|s| !s.done.is_empty());

@@ -219,26 +219,35 @@ impl Process {
     }
 }
 
-/// Sends `stop_signal` to a group recorded in a pid file by a supervisor that is gone, waits,
-/// then kills. Only groups whose leader's command line mentions the state directory are
-/// touched, so a recycled pid never hits an unrelated process.
-fn stop_stray(pid_file: &Path, root: &Path, kind: Kind) -> Option<String> {
+/// The component a pid file (`<run>/<name>.pgid`) names, if it still runs in the state
+/// directory `root`: its group's pid, kind and name. The file is removed either way.
+fn named_stray(pid_file: &Path, root: &str) -> Option<(i32, Kind, String)> {
     let pid: i32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
     let _ = fs::remove_file(pid_file);
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let root = root.to_string_lossy();
-    if !String::from_utf8_lossy(&cmdline).contains(root.as_ref()) {
+    if !String::from_utf8_lossy(&cmdline).contains(root) {
         return None;
     }
-    stop_group(pid, kind);
-    Some(pid_file.file_stem()?.to_string_lossy().into_owned())
+    let name = pid_file.file_stem()?.to_string_lossy().into_owned();
+    let kind = if name.starts_with("db-") {
+        Kind::Database
+    } else if name.starts_with("web-") {
+        Kind::Web
+    } else if name == "router" {
+        Kind::Router
+    } else if name == "redis" {
+        Kind::Cache
+    } else {
+        Kind::Nginx
+    };
+    Some((pid, kind, name))
 }
 
-/// Stops process group `pid` gently, then kills it after the kind's timeout.
-fn stop_group(pid: i32, kind: Kind) {
+/// Stops process group `pid` gently, then kills it after `timeout`.
+fn stop_group(pid: i32, kind: Kind, timeout: Duration) {
     let pgid = Pid::from_raw(pid);
     let _ = killpg(pgid, kind.stop_signal());
-    let deadline = Instant::now() + kind.stop_timeout();
+    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
         // Not our child: it is reaped by init; a zombie still has /proc/<pid>/stat state Z.
         if fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -251,11 +260,30 @@ fn stop_group(pid: i32, kind: Kind) {
     let _ = killpg(pgid, Signal::SIGKILL);
 }
 
+/// Whether the database server `pid` (of the state directory `layout`) answers on its socket.
+fn database_answers(layout: &Layout, pid: i32) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    // `--defaults-file=<root>/db-<i>/my.cnf`
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    cmdline
+        .trim_end_matches('\0')
+        .strip_suffix("/my.cnf")
+        .and_then(|d| {
+            d.rsplit('/')
+                .next()?
+                .strip_prefix("db-")?
+                .parse::<u32>()
+                .ok()
+        })
+        .is_some_and(|i| crate::mariadb::answers(&layout.db_socket(i)))
+}
+
 /// Components of the state directory `root` that no pid file names (a supervisor killed
 /// between starting one and writing its pid file), found by their command line: the program
 /// and an argument inside `root`. Only group leaders (each component runs in its own group).
-fn unnamed_strays(root: &Path) -> Vec<(i32, Kind, String)> {
-    let root = format!("{}/", root.display());
+fn unnamed_strays(root: &str) -> Vec<(i32, Kind, String)> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -273,7 +301,7 @@ fn unnamed_strays(root: &Path) -> Vec<(i32, Kind, String)> {
                 .split(|&b| b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            if !args.iter().any(|a| a.contains(&root)) {
+            if !args.iter().any(|a| a.contains(root)) {
                 return None;
             }
             // php-fpm and nginx rewrite their title: "php-fpm: master process (...)".
@@ -298,43 +326,34 @@ fn unnamed_strays(root: &Path) -> Vec<(i32, Kind, String)> {
 }
 
 /// Stops components left running by a supervisor that was killed; returns their names.
-/// Web and nginx go first, databases last (nothing writes while they shut down).
+/// Those its pid files name and those it started without writing one, in one order: web,
+/// nginx and the rest first, databases last (nothing writes while they shut down).
 pub fn stop_strays(layout: &Layout) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(layout.run_dir()) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
+    let root = format!("{}/", layout.root.display());
+    let mut strays: Vec<(i32, Kind, String)> = fs::read_dir(layout.run_dir())
+        .into_iter()
+        .flatten()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "pgid"))
+        .filter_map(|p| named_stray(&p, &root))
         .collect();
-    let kind_of = |p: &Path| {
-        let stem = p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if stem.starts_with("db-") {
-            Kind::Database
-        } else if stem.starts_with("web-") {
-            Kind::Web
-        } else if stem == "router" {
-            Kind::Router
-        } else if stem == "redis" {
-            Kind::Cache
-        } else {
-            Kind::Nginx
+    for (pid, kind, program) in unnamed_strays(&root) {
+        if !strays.iter().any(|(p, _, _)| *p == pid) {
+            strays.push((pid, kind, format!("{program} (pid {pid})")));
         }
-    };
-    files.sort_by_key(|p| (kind_of(p) == Kind::Database, p.clone()));
-    let mut stopped: Vec<String> = files
-        .iter()
-        .filter_map(|p| stop_stray(p, &layout.root, kind_of(p)))
-        .collect();
-    let mut unnamed = unnamed_strays(&layout.root);
-    unnamed.sort_by_key(|(_, kind, _)| *kind == Kind::Database);
-    for (pid, kind, program) in unnamed {
-        stop_group(pid, kind);
-        stopped.push(format!("{program} (pid {pid})"));
     }
-    stopped
+    strays.sort_by(|a, b| (a.1 == Kind::Database, &a.2).cmp(&(b.1 == Kind::Database, &b.2)));
+    for (pid, kind, _) in &strays {
+        // A database server that does not answer has not started: it accepted nothing, so it
+        // is not waited for (one caught starting can hang there with the stop signal pending,
+        // seen after a supervisor was killed while it started one).
+        let timeout = if *kind == Kind::Database && !database_answers(layout, *pid) {
+            Duration::from_secs(2)
+        } else {
+            kind.stop_timeout()
+        };
+        stop_group(*pid, *kind, timeout);
+    }
+    strays.into_iter().map(|(_, _, name)| name).collect()
 }
