@@ -81,15 +81,12 @@ fn config_map(c: &Cluster, names: &Names) -> ConfigMap {
     let conf = format!(
         concat!(
             "# Rendered by hapress from spec.cache.objectCache.\n",
-            "port {port}\nbind * -::*\ndir /data\n",
-            "save \"\"\nappendonly no\ndatabases 1\n",
-            "maxmemory {mem}mb\nmaxmemory-policy allkeys-lru\n",
-            "enable-protected-configs no\nenable-debug-command no\nenable-module-command no\n",
+            "port {port}\nbind * -::*\ndir /data\n{common}",
             "# The password line, written from the Secret by start.sh (never an argument).\n",
             "include /run/redis/auth.conf\n",
         ),
         port = PORT,
-        mem = c.spec.cache.object_cache.max_memory_mb,
+        common = c.spec.cache.object_cache.redis_settings(),
     );
     let start = format!(
         "#!/bin/sh\n# Writes Redis's password from the Secret into a file only this container reads, then runs Redis.\nset -eu\numask 077\nprintf 'requirepass %s\\n' \"$(cat {PASSWORD_DIR}/{PASSWORD_KEY})\" > /run/redis/auth.conf\nexec redis-server /config/redis.conf\n"

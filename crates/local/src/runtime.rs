@@ -174,7 +174,9 @@ impl Runtime {
             .chain(std::iter::once(&mut self.nginx))
     }
 
-    fn probe(&self, p: &Process) -> bool {
+    /// Whether component `p` answers; Redis's answer is `cache_answers` (its counters were
+    /// just read for the status).
+    fn probe(&self, p: &Process, cache_answers: bool) -> bool {
         let spec = &self.cluster.spec;
         match p.kind {
             Kind::Database => {
@@ -186,21 +188,19 @@ impl Runtime {
                 UnixStream::connect(self.layout.web_socket(i)).is_ok()
             }
             Kind::Router => UnixStream::connect(self.layout.router_socket()).is_ok(),
-            Kind::Cache => {
-                crate::redis::ping(&self.layout.redis_socket(), &self.secrets.redis_password)
-            }
+            Kind::Cache => cache_answers,
             Kind::Nginx => format!("{}:{}", spec.embedded.bind_address, spec.embedded.http_port)
                 .parse()
                 .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()),
         }
     }
 
-    fn component_status(&self, p: &Process, running: bool) -> ComponentStatus {
+    fn component_status(&self, p: &Process, running: bool, cache_answers: bool) -> ComponentStatus {
         let health = if p.restart_at.is_some() {
             "restarting"
         } else if !running {
             "down"
-        } else if self.probe(p) {
+        } else if self.probe(p, cache_answers) {
             "up"
         } else {
             "starting"
@@ -277,10 +277,13 @@ impl Runtime {
             .chain(self.redis.iter())
             .chain(std::iter::once(&self.nginx))
             .collect();
+        let object_cache = self.redis.as_ref().and_then(|_| {
+            crate::redis::stats(&self.layout.redis_socket(), &self.secrets.redis_password)
+        });
         let components = procs
             .iter()
             .zip(running)
-            .map(|(p, r)| self.component_status(p, r))
+            .map(|(p, r)| self.component_status(p, r, object_cache.is_some()))
             .collect();
         let st = ClusterStatus {
             cluster: self.cluster.name.clone(),
@@ -294,9 +297,7 @@ impl Runtime {
             failovers: Vec::new(),
             attention: Vec::new(),
             page_cache: self.page_cache.clone(),
-            object_cache: self.redis.as_ref().and_then(|_| {
-                crate::redis::stats(&self.layout.redis_socket(), &self.secrets.redis_password)
-            }),
+            object_cache,
         };
         if let Ok(text) = serde_json::to_string_pretty(&st) {
             let _ = crate::fsutil::write_atomic(&self.layout.status_file(), text.as_bytes(), 0o644);

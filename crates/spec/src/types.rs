@@ -554,6 +554,23 @@ impl Default for ObjectCacheSpec {
     }
 }
 
+impl ObjectCacheSpec {
+    /// The `redis.conf` lines both runtimes write: nothing saved to disk (an emptied cache is
+    /// only slower), one database, the least recently used entries evicted at
+    /// `maxMemoryMb`, and Redis 7's refusals of `CONFIG SET` of paths, `DEBUG` and `MODULE`
+    /// stated.
+    pub fn redis_settings(&self) -> String {
+        format!(
+            concat!(
+                "save \"\"\nappendonly no\ndatabases 1\n",
+                "maxmemory {}mb\nmaxmemory-policy allkeys-lru\n",
+                "enable-protected-configs no\nenable-debug-command no\nenable-module-command no\n",
+            ),
+            self.max_memory_mb
+        )
+    }
+}
+
 /// The full-page cache: anonymous `GET`/`HEAD` pages are served from it; logged-in users,
 /// commenters, POSTs, the admin, logins, cron, REST, XML-RPC and previews never are. A
 /// must-use plugin empties it whenever content changes.

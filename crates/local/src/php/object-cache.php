@@ -67,10 +67,15 @@ class Hapress_Object_Cache {
                     if (!$r->pconnect($target, $port, 0.25, 'hapress', 0, 0.5, $auth)) {
                         throw new RedisException('cannot connect');
                     }
+                    // A persistent connection may be one Redis has closed since.
+                    $r->ping();
                 } else {
+                    // A new connection, proven by its AUTH (or by a ping without a password).
                     $r = new Hapress_Redis($target, $port, 0.25, 0.5, $auth ? $auth['auth'] : null);
+                    if (!$auth) {
+                        $r->ping();
+                    }
                 }
-                $r->ping();
                 $this->redis = $r;
                 break;
             } catch (Throwable $e) {
