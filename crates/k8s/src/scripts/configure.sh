@@ -47,7 +47,6 @@ case $role in primary|replica|galera) ;; *) echo "configure: bad role '$role' in
 echo "$role" > "$role_file"
 cp "/config/$role.cnf" "$conf/30-role.cnf"
 echo "$role" > /run/hapress/role
-printf '{"metadata":{"labels":{"hapress.dev/role":"%s"}}}\n' "$role" > /run/hapress/role-patch.json
 umask 077
 root_password=$(</secrets/root-password)
 printf '[client]\nuser = root\npassword = %s\nsocket = /run/mysqld/mysqld.sock\n' \

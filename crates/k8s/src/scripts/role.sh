@@ -3,9 +3,8 @@
 # lifetime: every ROLE_INTERVAL seconds (2) it asks the local server whether it is writable
 # (read_only=0: the primary; the router sidecars' failover manager sets it on a promotion and
 # clears it on a fence) and, when the answer changes, publishes the role:
-#   $HAPRESS_RUN/role-patch.json  the label patch the `label` sidecar applies (so the -primary
-#                                 and -replicas Services follow a failover);
-#   $HAPRESS_RUN/role             the role, for the other scripts;
+#   $HAPRESS_RUN/role             the role, which the `label` sidecar puts on the pod (so the
+#                                 -primary and -replicas Services follow a failover);
 #   $HAPRESS_DATA/hapress-role    the role stored next to the data, which `configure` uses
 #                                 when no peer is writable (a whole-cluster restart starts the
 #                                 last primary as the primary, not the ordinal that began as one).
@@ -28,8 +27,7 @@ while [[ -z ${WATCH_PID:-} ]] || kill -0 "$WATCH_PID" 2>/dev/null; do
     *) role= ;; # not answering (starting, hung, stopped): keep what was published
   esac
   if [[ -n $role && $role != "$last" ]]; then
-    if publish "$run/role-patch.json" "{\"metadata\":{\"labels\":{\"hapress.dev/role\":\"$role\"}}}" &&
-      publish "$run/role" "$role" && publish "$data/hapress-role" "$role"; then
+    if publish "$run/role" "$role" && publish "$data/hapress-role" "$role"; then
       echo "role: this server is the $role"
       last=$role
     fi
