@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A/B of two `hapress router` binaries on PHP's connection per request (what WordPress does):
+# both routers run side by side against one `hapress up` cluster with the same config, and
+# the rounds alternate (A B, B A, A B, ...) so a busy machine weighs on both alike. Prints each
+# round and the ratio B/A of the medians. Use it to tell a router change from noise.
+# Usage: bench/router-ab.sh OLD_HAPRESS_BINARY [--rounds N] [--seconds S] [--threads N]
+#        (B is this checkout's release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 OLD_HAPRESS_BINARY [--rounds N] [--seconds S] [--threads N]" >&2; exit 2; }
+A_BIN=$1; shift
+ROUNDS=6; SECS=10; THREADS=8
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --seconds) SECS=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    *) echo "usage: $0 OLD_HAPRESS_BINARY [--rounds N] [--seconds S] [--threads N]" >&2; exit 2 ;;
+  esac
+done
+. bench/common.sh
+bench_prepare --bench
+bench_workdir hapress-rab
+HTTP=18880; DB=18806; RA=18891; RB=18892
+cleanup() {
+  [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null || true
+  [ -n "${BPID:-}" ] && kill "$BPID" 2>/dev/null || true
+  "$H" down --state-dir "$WORK/state" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+bench_cluster rab $HTTP $DB $RA a.yaml
+bench_router_config $DB $RB b.yaml
+"$A_BIN" router --config "$WORK/a.yaml" 2>"$WORK/a.log" & APID=$!
+"$H" router --config "$WORK/b.yaml" 2>"$WORK/b.log" & BPID=$!
+for p in $RA $RB; do
+  for _ in $(seq 100); do mariadb --no-defaults -h127.0.0.1 -P$p -uwordpress wordpress -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+done
+cat > "$WORK/connect.php" <<'PHP'
+<?php
+[$_, $port, $secs] = $argv;
+$end = microtime(true) + $secs; $n = 0;
+while (microtime(true) < $end) {
+    $m = new mysqli('127.0.0.1', 'wordpress', getenv('MYSQL_PWD'), 'wordpress', (int) $port);
+    $m->set_charset('utf8mb4');
+    $m->query("SELECT option_value FROM wp_options WHERE option_name = 'siteurl'")->fetch_row();
+    $m->close();
+    $n++;
+}
+echo $n, "\n";
+PHP
+connect_run() {
+  local pids=() i total=0
+  for i in $(seq "$THREADS"); do php "$WORK/connect.php" "$1" "$SECS" > "$WORK/c.$i" & pids+=($!); done
+  wait "${pids[@]}"
+  for i in $(seq "$THREADS"); do total=$((total + $(cat "$WORK/c.$i"))); done
+  echo $((total / SECS))
+}
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+echo "connection per request, $THREADS PHP workers, ${SECS}s rounds; A = $A_BIN, B = $H"
+: > "$WORK/a"; : > "$WORK/b"
+for r in $(seq "$ROUNDS"); do
+  # Which goes first alternates too.
+  if [ $((r % 2)) = 1 ]; then a=$(connect_run $RA); b=$(connect_run $RB); else b=$(connect_run $RB); a=$(connect_run $RA); fi
+  echo "$a" >> "$WORK/a"; echo "$b" >> "$WORK/b"
+  printf 'round %d  A %6d req/s  B %6d req/s  B/A %.2f\n' "$r" "$a" "$b" "$(echo "$b / $a" | bc -l)"
+done
+ma=$(median < "$WORK/a"); mb=$(median < "$WORK/b")
+printf 'median    A %6s req/s  B %6s req/s  B/A %.2f\n' "$ma" "$mb" "$(echo "$mb / $ma" | bc -l)"
