@@ -31,7 +31,10 @@ pub enum Effect {
     /// Modifies data: later reads of this session must see it (read-your-writes).
     Write,
     /// `SET GLOBAL`: new connections take the new value; pooled ones would not.
-    SetGlobal,
+    SetGlobal {
+        /// One variable of [`MIRRORED_GLOBALS`]: the router sets it on the replicas too.
+        mirrored: bool,
+    },
 }
 
 /// A classified statement.
@@ -49,6 +52,13 @@ pub struct Statement {
     /// connection: user variables, named locks, `LAST_INSERT_ID()`, `CONNECTION_ID()`,
     /// `LASTVAL()`. A session that ran one stays on its primary connection.
     pub connection_state: bool,
+    /// `KILL [QUERY] <id>`: the thread id and whether only its statement is killed
+    /// ([`kill_target`]).
+    pub kill: Option<(u32, bool)>,
+    /// A write that may create, drop or change an account or its password (`CREATE USER`,
+    /// `GRANT`, `SET PASSWORD`, `FLUSH PRIVILEGES`, any write to the `mysql` schema...): the
+    /// password hashes the router checks logins with must be read again.
+    pub changes_accounts: bool,
 }
 
 /// The statement's code, lower-cased, with literals as `?`, comments dropped (executable ones
@@ -369,7 +379,10 @@ const MIRRORED_GLOBALS: &[&str] = &[
 /// True for `SET GLOBAL v = ...` / `SET @@global.v = ...` of one variable of
 /// [`MIRRORED_GLOBALS`].
 pub fn mirrored_global(sql: &[u8]) -> bool {
-    let sc = scan(sql);
+    mirrored(&scan(sql))
+}
+
+fn mirrored(sc: &Scan) -> bool {
     if sc.multi {
         return false;
     }
@@ -411,6 +424,8 @@ pub fn classify(sql: &[u8]) -> Statement {
         hint_primary: sc.hint_primary,
         calc_found_rows: false,
         connection_state: uses_connection_state(&sc.code),
+        kill: None,
+        changes_accounts: false,
     };
     if sc.multi {
         st.effect = Effect::Pin("multi-statement query");
@@ -443,7 +458,14 @@ pub fn classify(sql: &[u8]) -> Statement {
                 st.place = Where::Previous;
             }
         }
-        "set" => st.effect = classify_set(code),
+        "set" => {
+            st.effect = match classify_set(code) {
+                Effect::SetGlobal { .. } => Effect::SetGlobal {
+                    mirrored: mirrored(&sc),
+                },
+                e => e,
+            }
+        }
         "use" => {
             let name = code[3..].trim().trim_end_matches(';').trim();
             st.effect = Effect::UseDb(use_name(sql).unwrap_or_else(|| name.to_string()));
@@ -452,12 +474,33 @@ pub fn classify(sql: &[u8]) -> Statement {
         "lock" => st.effect = Effect::Pin("LOCK TABLES"),
         "handler" => st.effect = Effect::Pin("HANDLER"),
         "prepare" | "execute" | "deallocate" => st.effect = Effect::Pin("SQL prepared statement"),
+        "kill" => st.kill = kill_target(sql),
         "begin" | "start" | "commit" | "rollback" | "savepoint" | "release" | "xa" | "unlock"
-        | "kill" | "help" | "explain" | "describe" | "desc" | "analyze" | "check" | "checksum"
-        | "do" => {}
+        | "help" | "explain" | "describe" | "desc" | "analyze" | "check" | "checksum" | "do" => {}
         _ => st.effect = Effect::Write,
     }
+    if st.effect == Effect::Write {
+        st.changes_accounts = may_change_accounts(sql);
+    }
     st
+}
+
+/// A write whose text names accounts, privileges, passwords, roles or the `mysql` schema (in
+/// its first 512 bytes).
+fn may_change_accounts(sql: &[u8]) -> bool {
+    let head = &sql[..sql.len().min(512)];
+    let lower = head.to_ascii_lowercase();
+    [
+        &b"user"[..],
+        b"grant",
+        b"revoke",
+        b"password",
+        b"privileges",
+        b"role",
+        b"mysql",
+    ]
+    .iter()
+    .any(|w| lower.windows(w.len()).any(|x| x == *w))
 }
 
 /// Functions whose value or effect belongs to one connection.
@@ -499,7 +542,7 @@ fn classify_set(code: &str) -> Effect {
         // The active role decides privileges on every server, and survives a reset.
         "role" => Effect::Pin("SET ROLE"),
         "transaction" | "password" | "default" | "statement" => Effect::None,
-        _ if global => Effect::SetGlobal,
+        _ if global => Effect::SetGlobal { mirrored: false },
         // With it, `WHERE auto_increment_column IS NULL` reads the session's last insert id.
         _ if has_word(code, "sql_auto_is_null") => Effect::Pin("sql_auto_is_null"),
         // `SHOW PROFILES` lists what the server it runs on profiled for the session.
@@ -541,6 +584,10 @@ mod tests {
             ("SET GLOBAL sql_mode = ''; SELECT 1", false),
         ] {
             assert_eq!(mirrored_global(sql.as_bytes()), want, "{sql}");
+            let global = classify(sql.as_bytes()).effect;
+            if want {
+                assert_eq!(global, Effect::SetGlobal { mirrored: true }, "{sql}");
+            }
         }
     }
 
@@ -560,6 +607,7 @@ mod tests {
             ("KILL", None),
         ] {
             assert_eq!(kill_target(sql.as_bytes()), want, "{sql}");
+            assert_eq!(classify(sql.as_bytes()).kill, want, "{sql}");
         }
     }
 
@@ -639,8 +687,14 @@ mod tests {
             ("SET @@session.time_zone = '+00:00'", Effect::Replay),
             ("SET @@time_zone = '+00:00'", Effect::Replay),
             ("SET CHARACTER SET utf8", Effect::Replay),
-            ("SET GLOBAL read_only = 1", Effect::SetGlobal),
-            ("SET @@global.max_allowed_packet = 1024", Effect::SetGlobal),
+            (
+                "SET GLOBAL read_only = 1",
+                Effect::SetGlobal { mirrored: false },
+            ),
+            (
+                "SET @@global.max_allowed_packet = 1024",
+                Effect::SetGlobal { mirrored: true },
+            ),
             (
                 "SET SESSION sql_auto_is_null = 1",
                 Effect::Pin("sql_auto_is_null"),
@@ -655,7 +709,7 @@ mod tests {
                 Effect::Replay,
             ),
             ("SET SESSION profiling_history_size = 20", Effect::Replay),
-            ("SET @@global.x = 1", Effect::SetGlobal),
+            ("SET @@global.x = 1", Effect::SetGlobal { mirrored: false }),
             ("SET autocommit = 0", Effect::None),
             (
                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",

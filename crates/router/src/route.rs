@@ -1,5 +1,7 @@
 //! The routing decision: a pure function of the classified statement, the session's state and
-//! whether a replica can serve it. Table-tested below; the session layer only executes it.
+//! whether a replica can serve it, returning the whole plan (target, what a replica must have
+//! applied first, the fallback), and whether a session may follow a new primary. Table-tested
+//! below; the session layer only executes the plan.
 
 use crate::classify::{Effect, Statement, Where};
 pub use crate::config::ReadYourWrites;
@@ -29,10 +31,79 @@ pub struct SessionView {
     pub previous: Option<Target>,
     /// A healthy replica within the lag limit exists and this session can log in to it.
     pub replica_available: bool,
+    /// A statement used state of the primary connection that cannot be carried elsewhere
+    /// (user variables, named locks, `LAST_INSERT_ID()`).
+    pub connection_state: bool,
+    /// Binary-protocol prepared statements are open.
+    pub prepared_statements: bool,
+    /// The router can log in elsewhere as the session's user.
+    pub credential: bool,
+}
+
+/// What a replica must have applied before it runs a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Nothing (`readYourWrites: none`, or the session has not written).
+    Nothing,
+    /// The session's last write (`readYourWrites: session`).
+    SessionWrite,
+    /// The newest write the router has seen (`readYourWrites: global`).
+    NewestWrite,
+}
+
+/// How a command is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// On the session's primary connection. When another server has become the primary since,
+    /// the session moves to it first if [`movable`], else it is closed (the client reconnects,
+    /// to the new primary, and re-runs what it had not sent): nothing is ever sent to a server
+    /// that stopped being the primary.
+    Primary,
+    /// On the session's replica connection, once the replica has applied `wait_for`. The
+    /// fallback is always the primary, as a read: when no replica connection can be opened or
+    /// set up, the replica does not reach `wait_for` within `gtidWaitMs`, or a prepared
+    /// statement cannot be prepared there; and as a write when the replica refuses the
+    /// statement as read-only (a read that writes after all, such as `NEXTVAL` in a view).
+    Replica {
+        /// What the replica must have applied first.
+        wait_for: WaitFor,
+    },
+}
+
+impl Plan {
+    /// The side the plan starts on.
+    pub fn target(&self) -> Target {
+        match self {
+            Plan::Primary => Target::Primary,
+            Plan::Replica { .. } => Target::Replica,
+        }
+    }
+}
+
+/// The plan for `st`.
+pub fn decide(st: &Statement, s: &SessionView, ryw: ReadYourWrites) -> Plan {
+    let wait_for = match ryw {
+        ReadYourWrites::None => WaitFor::Nothing,
+        ReadYourWrites::Session if s.wrote => WaitFor::SessionWrite,
+        ReadYourWrites::Session => WaitFor::Nothing,
+        ReadYourWrites::Global => WaitFor::NewestWrite,
+    };
+    match target(st, s, ryw) {
+        Target::Primary => Plan::Primary,
+        Target::Replica => Plan::Replica { wait_for },
+    }
+}
+
+/// True when a session can move to a new primary between statements (a new login there, in the
+/// same database, with the same replayed state): nothing else of it lives on the old primary
+/// connection (no transaction, pinned state, prepared statements or connection state) and the
+/// router can log in as its user.
+pub fn movable(s: &SessionView) -> bool {
+    !(s.pinned || s.in_transaction || s.connection_state || s.prepared_statements) && s.credential
 }
 
 /// Where `st` runs.
-pub fn decide(st: &Statement, s: &SessionView, ryw: ReadYourWrites) -> Target {
+fn target(st: &Statement, s: &SessionView, ryw: ReadYourWrites) -> Target {
     if st.place == Where::Previous {
         return s.previous.unwrap_or(Target::Primary);
     }
@@ -153,11 +224,78 @@ mod tests {
             ("SELECT 1 INTO @x", free, s, Target::Primary),
         ];
         for (sql, view, ryw, want) in table {
+            let plan = decide(&classify(sql.as_bytes()), view, *ryw);
+            assert_eq!(plan.target(), *want, "{sql} {view:?}");
+        }
+    }
+
+    #[test]
+    fn a_replica_read_waits_for_what_read_your_writes_asks() {
+        let free = SessionView {
+            replica_available: true,
+            ..SessionView::default()
+        };
+        let wrote = SessionView {
+            wrote: true,
+            gtid_known: true,
+            ..free
+        };
+        let read = classify(b"SELECT 1");
+        let table = [
+            (free, ReadYourWrites::None, WaitFor::Nothing),
+            (wrote, ReadYourWrites::None, WaitFor::Nothing),
+            (free, ReadYourWrites::Session, WaitFor::Nothing),
+            (wrote, ReadYourWrites::Session, WaitFor::SessionWrite),
+            (free, ReadYourWrites::Global, WaitFor::NewestWrite),
+            (wrote, ReadYourWrites::Global, WaitFor::NewestWrite),
+        ];
+        for (view, ryw, wait_for) in table {
             assert_eq!(
-                decide(&classify(sql.as_bytes()), view, *ryw),
-                *want,
-                "{sql} {view:?}"
+                decide(&read, &view, ryw),
+                Plan::Replica { wait_for },
+                "{view:?} {ryw:?}"
             );
+        }
+    }
+
+    #[test]
+    fn only_a_session_with_nothing_on_its_primary_connection_follows_a_new_primary() {
+        let free = SessionView {
+            credential: true,
+            ..SessionView::default()
+        };
+        assert!(movable(&free));
+        // Written, read from replicas, last statement on a replica: still movable.
+        assert!(movable(&SessionView {
+            wrote: true,
+            gtid_known: true,
+            previous: Some(Target::Replica),
+            replica_available: true,
+            ..free
+        }));
+        for stuck in [
+            SessionView {
+                pinned: true,
+                ..free
+            },
+            SessionView {
+                in_transaction: true,
+                ..free
+            },
+            SessionView {
+                connection_state: true,
+                ..free
+            },
+            SessionView {
+                prepared_statements: true,
+                ..free
+            },
+            SessionView {
+                credential: false,
+                ..free
+            },
+        ] {
+            assert!(!movable(&stuck), "{stuck:?}");
         }
     }
 }

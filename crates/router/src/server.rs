@@ -100,7 +100,12 @@ fn accept(
         topo.clients.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = crate::session::run(topo.clone(), config, client).await {
             if crate::session::trace_enabled() {
-                eprintln!("hapress router: trace: session ended: {}", e.0);
+                let ran = if e.retry_safe {
+                    "its command did not run"
+                } else {
+                    "its command may have run"
+                };
+                eprintln!("hapress router: trace: session ended: {e} ({ran})");
             }
         }
         topo.clients.fetch_sub(1, Ordering::Relaxed);

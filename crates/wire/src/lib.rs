@@ -5,12 +5,15 @@
 //! - [`packet`]: physical packets (4-byte header, 16 MB splits), the incremental [`packet::Framer`].
 //! - [`codec`]: length-encoded integers and strings, a bounds-checked [`codec::Reader`].
 //! - [`consts`]: command bytes, capability and status flags.
+//! - [`command`]: client commands decoded once ([`command::Command`]) and the encoders of the
+//!   commands a proxy sends itself.
 //! - [`handshake`]: the server greeting, the client's handshake response, auth scrambles.
 //! - [`response`]: OK/ERR packets and [`response::ResponseTracker`], which tells where a
 //!   server's answer to one command ends (result sets, multi-results, prepared statements).
 //! - [`stmt`]: binary-protocol prepared statements re-addressed to another server.
 
 pub mod codec;
+pub mod command;
 pub mod consts;
 pub mod handshake;
 pub mod packet;

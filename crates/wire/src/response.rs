@@ -110,64 +110,105 @@ pub fn ok_packet(status: u16) -> Vec<u8> {
 /// `CLIENT_SESSION_TRACK` session-state type: a system variable changed.
 const TRACK_SYSTEM_VARIABLES: u8 = 0;
 
-/// Fields after the status of an OK packet sent with `CLIENT_SESSION_TRACK`: warnings, the
-/// info string and the raw session-state block (when `SESSION_STATE_CHANGED` is set).
-fn ok_tail(p: &[u8]) -> Result<(Ok, &[u8], &[u8], usize)> {
-    let ok = parse_ok(p)?;
-    let mut r = Reader::new(p);
-    r.u8()?;
-    r.lenenc_int()?;
-    r.lenenc_int()?;
-    let status_at = p.len() - r.remaining();
-    r.u16()?;
-    r.u16()?;
-    let info = if r.is_empty() {
-        &[][..]
-    } else {
-        r.lenenc_bytes()?
-    };
-    let state = if ok.status & status::SESSION_STATE_CHANGED != 0 && !r.is_empty() {
-        r.lenenc_bytes()?
-    } else {
-        &[][..]
-    };
-    Ok((ok, info, state, status_at))
+/// An OK packet parsed once: its fields, and where its info string and (with
+/// `CLIENT_SESSION_TRACK`) its session-state block lie in the payload, so a proxy reads the
+/// GTID and strips the state without parsing the packet again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OkPacket {
+    /// The fields.
+    pub ok: Ok,
+    /// Offset of the status flags.
+    status_at: usize,
+    /// The ranges of the info string and of the session-state block (empty when the status
+    /// does not announce one); `None` when they do not parse (the fields above still do).
+    tail: Option<((usize, usize), (usize, usize))>,
 }
 
-/// The `last_gtid` value an OK packet reports (sent with `CLIENT_SESSION_TRACK` when the server
-/// tracks `last_gtid` in `session_track_system_variables`).
-pub fn ok_last_gtid(p: &[u8]) -> Option<String> {
-    let (_, _, state, _) = ok_tail(p).ok()?;
-    let mut r = Reader::new(state);
-    let mut found = None;
-    while !r.is_empty() {
-        let kind = r.u8().ok()?;
-        let data = r.lenenc_bytes().ok()?;
-        if kind == TRACK_SYSTEM_VARIABLES {
-            let mut d = Reader::new(data);
-            let name = d.lenenc_bytes().ok()?;
-            let value = d.lenenc_bytes().ok()?;
-            if name.eq_ignore_ascii_case(b"last_gtid") && !value.is_empty() {
-                found = Some(String::from_utf8_lossy(value).into_owned());
+impl OkPacket {
+    /// Parses an OK packet (`0x00`, or `0xfe` ending a result set with `DEPRECATE_EOF`).
+    pub fn parse(p: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(p);
+        let h = r.u8()?;
+        if h != 0x00 && h != 0xfe {
+            return err(format!("expected an OK packet, got header {h:#04x}"));
+        }
+        let affected_rows = r.lenenc_int()?;
+        let last_insert_id = r.lenenc_int()?;
+        let status_at = p.len() - r.remaining();
+        let status = r.u16()?;
+        let warnings = r.u16()?;
+        let has_info = !r.is_empty();
+        let mut field = |present: bool| -> Result<(usize, usize)> {
+            let b = if present { r.lenenc_bytes()? } else { &[][..] };
+            let end = p.len() - r.remaining();
+            Ok((end - b.len(), end))
+        };
+        let info = field(has_info);
+        let tail = info.and_then(|info| {
+            let announced = status & status::SESSION_STATE_CHANGED != 0;
+            let state = field(announced && info.1 < p.len())?;
+            Ok((info, state))
+        });
+        Ok(Self {
+            ok: Ok {
+                affected_rows,
+                last_insert_id,
+                status,
+                warnings,
+            },
+            status_at,
+            tail: tail.ok(),
+        })
+    }
+
+    /// The `last_gtid` value the packet `p` (the one parsed) reports (sent with
+    /// `CLIENT_SESSION_TRACK` when the server tracks `last_gtid` in
+    /// `session_track_system_variables`).
+    pub fn last_gtid(&self, p: &[u8]) -> Option<String> {
+        let (_, state) = self.tail?;
+        let mut r = Reader::new(p.get(state.0..state.1)?);
+        let mut found = None;
+        while !r.is_empty() {
+            let kind = r.u8().ok()?;
+            let data = r.lenenc_bytes().ok()?;
+            if kind == TRACK_SYSTEM_VARIABLES {
+                let mut d = Reader::new(data);
+                let name = d.lenenc_bytes().ok()?;
+                let value = d.lenenc_bytes().ok()?;
+                if name.eq_ignore_ascii_case(b"last_gtid") && !value.is_empty() {
+                    found = Some(String::from_utf8_lossy(value).into_owned());
+                }
             }
         }
+        found
     }
-    found
+
+    /// The packet `p` (the one parsed) re-encoded for a client that did not ask for
+    /// `CLIENT_SESSION_TRACK`: same counts, status without `SESSION_STATE_CHANGED`, and the info
+    /// string the way MariaDB itself sends it to such clients (length-encoded when not empty,
+    /// absent when empty; see `net_send_ok` in MariaDB's `protocol.cc`, which differs from
+    /// MySQL's documented `string<EOF>`). `None` when its info or state does not parse.
+    pub fn without_session_state(&self, p: &[u8]) -> Option<Vec<u8>> {
+        let (info, _) = self.tail?;
+        let mut o = p[..self.status_at].to_vec();
+        o.extend_from_slice(&(self.ok.status & !status::SESSION_STATE_CHANGED).to_le_bytes());
+        o.extend_from_slice(&self.ok.warnings.to_le_bytes());
+        let info = &p[info.0..info.1];
+        if !info.is_empty() {
+            crate::codec::put_lenenc_bytes(&mut o, info);
+        }
+        Some(o)
+    }
 }
 
-/// Re-encodes an OK packet sent with `CLIENT_SESSION_TRACK` for a client that did not ask for
-/// it: same counts, status without `SESSION_STATE_CHANGED`, and the info string the way MariaDB
-/// itself sends it to such clients (length-encoded when not empty, absent when empty; see
-/// `net_send_ok` in MariaDB's `protocol.cc`, which differs from MySQL's documented `string<EOF>`).
+/// [`OkPacket::last_gtid`] of `p`, parsed here.
+pub fn ok_last_gtid(p: &[u8]) -> Option<String> {
+    OkPacket::parse(p).ok()?.last_gtid(p)
+}
+
+/// [`OkPacket::without_session_state`] of `p`, parsed here (`None`: not an OK packet).
 pub fn ok_without_session_state(p: &[u8]) -> Option<Vec<u8>> {
-    let (ok, info, _, status_at) = ok_tail(p).ok()?;
-    let mut o = p[..status_at].to_vec();
-    o.extend_from_slice(&(ok.status & !status::SESSION_STATE_CHANGED).to_le_bytes());
-    o.extend_from_slice(&ok.warnings.to_le_bytes());
-    if !info.is_empty() {
-        crate::codec::put_lenenc_bytes(&mut o, info);
-    }
-    Some(o)
+    OkPacket::parse(p).ok()?.without_session_state(p)
 }
 
 /// Status flags of an EOF packet, or of the OK packet that replaces it with `DEPRECATE_EOF`.
@@ -251,7 +292,8 @@ pub struct ResponseTracker {
     cursor_asked: bool,
     local_infile_allowed: bool,
     prepared: Option<(u32, u16)>,
-    last_ok: bool,
+    /// The packet last fed, when it was an OK packet.
+    last_ok: Option<OkPacket>,
     cache_metadata: bool,
 }
 
@@ -278,7 +320,7 @@ impl ResponseTracker {
             cursor_asked: c == cmd::STMT_EXECUTE && command.get(5).is_some_and(|f| f & 0x07 != 0),
             local_infile_allowed: c == cmd::QUERY,
             prepared: (c == cmd::STMT_PREPARE).then_some((0, 0)),
-            last_ok: false,
+            last_ok: None,
             cache_metadata: false,
         })
     }
@@ -291,11 +333,11 @@ impl ResponseTracker {
         self
     }
 
-    /// True when the packet last fed was an OK packet (which carries session state when
+    /// The packet last fed, parsed, when it was an OK packet (which carries session state when
     /// `CLIENT_SESSION_TRACK` is on): a plain OK, or a result set's terminator with
     /// `DEPRECATE_EOF`.
-    pub fn last_was_ok(&self) -> bool {
-        self.last_ok
+    pub fn last_ok(&self) -> Option<&OkPacket> {
+        self.last_ok.as_ref()
     }
 
     /// True once the answer is complete.
@@ -312,22 +354,28 @@ impl ResponseTracker {
         // MariaDB progress report (`CLIENT_PROGRESS`, e.g. during ALTER TABLE): an ERR header
         // with code 0xffff; the real answer follows.
         if is_err && p.get(1..3) == Some(&[0xff, 0xff][..]) && self.state != State::Finished {
-            self.last_ok = false;
+            self.last_ok = None;
             return Ok(Step::More);
         }
-        self.last_ok = match self.state {
+        let ok_packet = match self.state {
             State::Start => head == Some(0x00) && self.prepared.is_none(),
             State::AfterColumns | State::Rows | State::FieldList => {
                 terminator && self.deprecate_eof
             }
             _ => false,
         };
+        // Parsed once here; the status below and the proxy's reading of it use this parse.
+        self.last_ok = if ok_packet {
+            OkPacket::parse(p).ok()
+        } else {
+            None
+        };
         let step = match self.state {
             State::Finished => return err("packet after the end of the answer"),
             State::Statistics => self.done(Outcome::Ok(None)),
             State::Eof if is_err => self.done(Outcome::Err),
             State::Eof if terminator => {
-                let st = terminator_status(p, self.deprecate_eof)?;
+                let st = self.terminator_status(p)?;
                 self.done(Outcome::Ok(Some(st)))
             }
             State::Eof => return err("expected EOF after COM_SET_OPTION"),
@@ -350,10 +398,10 @@ impl ResponseTracker {
                         Step::More
                     }
                 }
-                Some(0x00) => {
-                    let st = parse_ok(p)?.status;
-                    self.end_result(st)
-                }
+                Some(0x00) => match self.last_ok {
+                    Some(ok) => self.end_result(ok.ok.status),
+                    None => return err("malformed OK packet"),
+                },
                 Some(0xfb) if self.local_infile_allowed => {
                     self.state = State::Start;
                     Step::LocalInfile
@@ -389,7 +437,7 @@ impl ResponseTracker {
                 if is_err {
                     self.done(Outcome::Err)
                 } else if terminator {
-                    let st = terminator_status(p, self.deprecate_eof)?;
+                    let st = self.terminator_status(p)?;
                     // A binary result set opened as a cursor ends here (rows come with
                     // COM_STMT_FETCH): only when the execute asked for one. Other result
                     // sets may carry the flag too (a stored program with an open cursor, a
@@ -415,7 +463,7 @@ impl ResponseTracker {
                 if is_err {
                     self.done(Outcome::Err)
                 } else if terminator {
-                    let st = terminator_status(p, self.deprecate_eof)?;
+                    let st = self.terminator_status(p)?;
                     self.end_result(st)
                 } else if self.binary && head != Some(0x00) && whole {
                     return err(format!("binary row with header {head:?}"));
@@ -438,7 +486,7 @@ impl ResponseTracker {
                 if is_err {
                     self.done(Outcome::Err)
                 } else if terminator {
-                    let st = terminator_status(p, self.deprecate_eof)?;
+                    let st = self.terminator_status(p)?;
                     self.done(Outcome::Ok(Some(st)))
                 } else {
                     Step::More
@@ -446,6 +494,14 @@ impl ResponseTracker {
             }
         };
         Ok(step)
+    }
+
+    /// The status of a terminator: from the OK packet parsed already, else as an EOF.
+    fn terminator_status(&self, p: &[u8]) -> Result<u16> {
+        match self.last_ok {
+            Some(ok) => Ok(ok.ok.status),
+            None => terminator_status(p, self.deprecate_eof),
+        }
     }
 
     fn done(&mut self, o: Outcome) -> Step {
@@ -829,14 +885,14 @@ mod tests {
         // The tracker flags OK packets (not EOFs, not prepare OKs).
         let mut t = ResponseTracker::new(&[cmd::QUERY], false).unwrap();
         t.feed(&p, true).unwrap();
-        assert!(t.last_was_ok());
+        assert!(t.last_ok().is_some());
         let mut t = ResponseTracker::new(&[cmd::QUERY], true).unwrap();
         for pk in [vec![1], COL.to_vec()] {
             t.feed(&pk, true).unwrap();
-            assert!(!t.last_was_ok());
+            assert!(t.last_ok().is_none());
         }
         t.feed(&ok_fe(2), true).unwrap();
-        assert!(t.last_was_ok());
+        assert!(t.last_ok().is_some());
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! Relayed authentication exchanges (the login, `COM_CHANGE_USER`) and the credential the
 //! router keeps to log in elsewhere as the session's user.
 
-use hapress_wire::consts::cmd;
+use hapress_wire::command;
 use hapress_wire::handshake::{self, HandshakeResponse, NATIVE_PASSWORD};
-use hapress_wire::packet::HEADER;
 use hapress_wire::response::ok_without_session_state;
 
 use crate::conn::{Conn, Credential};
 use crate::pool::Lease;
 use crate::topology::Topology;
 
-use super::{end, Session, R};
+use super::error::{on_backend, on_client};
+use super::{Session, SessionError, R};
 
 /// The state of a `mysql_native_password` exchange: plugin, nonce and the client's token.
 pub(super) struct Auth {
@@ -29,23 +29,26 @@ pub(super) struct Rescramble {
     pub(super) stage2s: Vec<[u8; 20]>,
 }
 
-/// Relays the auth exchange between client and backend until OK or ERR (the client's packet
-/// numbers are the backend's plus `offset`). `None` when the login failed (the client has
-/// MariaDB's own ERR).
+/// Relays the auth exchange between client and backend `idx` until OK or ERR (the client's
+/// packet numbers are the backend's plus `offset`). `None` when the login failed (the client
+/// has MariaDB's own ERR).
 pub(super) async fn relay_auth(
-    client: &mut Conn,
-    backend: &mut Conn,
+    client_conn: &mut Conn,
+    (idx, backend_conn): (usize, &mut Conn),
     mut auth: Auth,
     offset: u8,
     track_added: bool,
     rescramble: Option<&Rescramble>,
 ) -> R<Option<Auth>> {
     loop {
-        let (s, p) = backend.read_packet().await.map_err(end("primary auth"))?;
+        let (s, p) = backend_conn
+            .read_packet()
+            .await
+            .map_err(on_backend(idx, "auth"))?;
         let switch = (p.first() == Some(&0xfe))
             .then(|| handshake::AuthSwitch::parse(&p))
             .transpose()
-            .map_err(end("auth switch"))?;
+            .map_err(on_backend(idx, "auth switch"))?;
         let translate = rescramble.filter(|_| {
             switch
                 .as_ref()
@@ -62,10 +65,10 @@ pub(super) async fn relay_auth(
             .encode(),
             _ => p.clone(),
         };
-        client
+        client_conn
             .write_packet(s.wrapping_add(offset), &shown)
             .await
-            .map_err(end("client"))?;
+            .map_err(on_client("auth"))?;
         match p.first() {
             Some(0x00) => return Ok(Some(auth)),
             Some(0xff) => return Ok(None), // wrong password etc.
@@ -75,7 +78,7 @@ pub(super) async fn relay_auth(
             auth.plugin.clone_from(&sw.plugin);
             auth.nonce.clone_from(&sw.data);
         }
-        let (cs, cp) = client.read_packet().await.map_err(end("client auth"))?;
+        let (cs, cp) = client_conn.read_packet().await.map_err(on_client("auth"))?;
         if switch.is_some() {
             auth.token.clone_from(&cp);
         }
@@ -89,10 +92,10 @@ pub(super) async fn relay_auth(
                 }),
             _ => cp,
         };
-        backend
+        backend_conn
             .write_packet(cs.wrapping_sub(offset), &reply)
             .await
-            .map_err(end("primary"))?;
+            .map_err(on_backend(idx, "auth"))?;
     }
 }
 
@@ -118,16 +121,7 @@ pub(super) async fn change_user(
     stage1: &[u8; 20],
 ) -> std::io::Result<Vec<u8>> {
     let token = handshake::native_token_from_stage1(stage1, &lease.greeting.nonce);
-    let mut c = vec![cmd::CHANGE_USER];
-    c.extend_from_slice(&hello.user);
-    c.push(0);
-    c.push(token.len() as u8);
-    c.extend_from_slice(&token);
-    c.push(0); // no database
-    c.extend_from_slice(&u16::from(hello.charset).to_le_bytes());
-    c.extend_from_slice(NATIVE_PASSWORD.as_bytes());
-    c.push(0);
-    c.push(0); // no connection attributes
+    let c = command::change_user_native(&hello.user, &token, hello.charset);
     lease.conn.write_packet(0, &c).await?;
     loop {
         let (seq, p) = lease.conn.read_packet().await?;
@@ -146,9 +140,14 @@ pub(super) async fn change_user(
 }
 
 impl Session {
-    /// `COM_CHANGE_USER`: relayed to the primary with its auth exchange; afterwards the session
-    /// stays on the primary (its replica login would be for the old user).
-    pub(super) async fn change_user(&mut self, c: hapress_wire::packet::Chunk) -> R<()> {
+    /// `COM_CHANGE_USER` (first chunk `c`) to `user`: relayed to the primary with its auth
+    /// exchange; afterwards the session stays on the primary (its replica login would be for
+    /// the old user).
+    pub(super) async fn change_user(
+        &mut self,
+        c: hapress_wire::packet::Chunk,
+        user: &[u8],
+    ) -> R<()> {
         self.release_replica(true);
         self.credential = None;
         self.view.pinned = true;
@@ -156,21 +155,18 @@ impl Session {
         self.prepared.clear();
         let raw = self.client.chunk_bytes(&c).to_vec();
         self.client.consume(&c);
+        let idx = self.primary.idx;
         let conn = &mut self.primary.lease.conn;
-        conn.write_raw(&raw).await.map_err(end("primary"))?;
+        if let Err(e) = conn.write_raw(&raw).await {
+            return Err(SessionError::lost(idx, format!("COM_CHANGE_USER: {e}")));
+        }
         // A client greeted with the router's nonce (a pooled connection) answers MariaDB's
         // auth switch with its old scramble (libmariadb does): scrambled again for the server.
-        let rescramble = (self.client_nonce != self.primary.lease.greeting.nonce).then(|| {
-            // The user it changes to: the packet's first, NUL-terminated field.
-            let user = raw
-                .get(HEADER + 1..)
-                .and_then(|b| b.split(|&c| c == 0).next())
-                .unwrap_or_default();
-            Rescramble {
+        let rescramble =
+            (self.client_nonce != self.primary.lease.greeting.nonce).then(|| Rescramble {
                 client_nonce: self.client_nonce.clone(),
                 stage2s: self.topo.stage2s(user),
-            }
-        });
+            });
         let auth = Auth {
             plugin: String::new(),
             nonce: Vec::new(),
@@ -178,13 +174,13 @@ impl Session {
         };
         relay_auth(
             &mut self.client,
-            conn,
+            (idx, conn),
             auth,
             0,
             self.track_added,
             rescramble.as_ref(),
         )
         .await?;
-        Box::pin(self.command_loop()).await
+        Ok(())
     }
 }

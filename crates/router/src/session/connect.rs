@@ -11,7 +11,8 @@ use crate::conn::Conn;
 use crate::pool::Lease;
 use crate::topology::Topology;
 
-use super::{end, SessionEnd, R};
+use super::error::{on_backend, on_client};
+use super::{SessionError, R};
 
 /// Opens a connection to backend `idx` under a permit of its pool and reads its greeting; on
 /// failure the client gets the error (packet number `seq`): 1927 (08S01) when the server
@@ -23,14 +24,13 @@ pub(super) async fn connect(
     client: &mut Conn,
     seq: u8,
 ) -> R<Lease> {
-    connect_or(topo, config, idx, client, seq, false, None).await
+    connect_or(topo, config, idx, client, seq, false, None)
+        .await?
+        .ok_or_else(|| SessionError::backend(idx, "unreachable"))
 }
 
-/// Why [`connect_or`] failed quietly: the server cannot be reached.
-pub(super) const UNREACHABLE: &str = "unreachable";
-
-/// [`connect`]; with `quiet`, a server that cannot be reached is an error the client has not
-/// been sent ([`UNREACHABLE`]), so the caller can try another.
+/// [`connect`]; with `quiet`, a server that cannot be reached is `None`, and the client has
+/// been sent nothing, so the caller can try another.
 pub(super) async fn connect_or(
     topo: &Topology,
     config: &Config,
@@ -39,7 +39,7 @@ pub(super) async fn connect_or(
     seq: u8,
     quiet: bool,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> R<Lease> {
+) -> R<Option<Lease>> {
     let b = &topo.backends[idx];
     let permit = permit.or_else(|| b.pool.permit());
     if permit.is_none() && b.pool.enabled() && b.pool.seems_full() {
@@ -47,7 +47,7 @@ pub(super) async fn connect_or(
         topo.refused.fetch_add(1, Ordering::Relaxed);
         let msg = "Too many connections (hapress router: the server refused one just before)";
         let _ = refuse(client, seq, 1040, "08004", msg).await;
-        return Err(SessionEnd(msg.into()));
+        return Err(SessionError::backend(idx, msg));
     }
     b.pool.opened.fetch_add(1, Ordering::Relaxed);
     let timeout = Duration::from_millis(config.connect_timeout_ms);
@@ -55,17 +55,17 @@ pub(super) async fn connect_or(
         Ok(c) => c,
         Err(_) if quiet => {
             b.counters.errors.fetch_add(1, Ordering::Relaxed);
-            return Err(SessionEnd(UNREACHABLE.into()));
+            return Ok(None);
         }
         Err(e) => {
             b.counters.errors.fetch_add(1, Ordering::Relaxed);
             let msg = format!("hapress router: cannot reach the primary ({}): {e}", b.addr);
             let _ = refuse(client, seq, errcode::ER_CONNECTION_KILLED, "08S01", &msg).await;
-            return Err(SessionEnd(msg));
+            return Err(SessionError::backend(idx, msg));
         }
     };
     let (_, g) = match tokio::time::timeout(timeout, conn.read_packet()).await {
-        Ok(r) => r.map_err(end("primary greeting"))?,
+        Ok(r) => r.map_err(on_backend(idx, "greeting"))?,
         Err(_) => {
             b.counters.errors.fetch_add(1, Ordering::Relaxed);
             let msg = format!(
@@ -73,18 +73,21 @@ pub(super) async fn connect_or(
                 b.addr
             );
             let _ = refuse(client, seq, errcode::ER_CONNECTION_KILLED, "08S01", &msg).await;
-            return Err(SessionEnd(msg));
+            return Err(SessionError::backend(idx, msg));
         }
     };
     if g.first() == Some(&0xff) {
         if hapress_wire::response::parse_err(&g).is_ok_and(|e| e.code == 1040) {
             b.pool.note_full();
         }
-        client.write_packet(seq, &g).await.map_err(end("client"))?;
-        return Err(SessionEnd("primary refused the connection".into()));
+        client
+            .write_packet(seq, &g)
+            .await
+            .map_err(on_client("refusal"))?;
+        return Err(SessionError::backend(idx, "refused the connection"));
     }
-    let g = Greeting::parse(&g).map_err(end("primary greeting"))?;
-    Ok(Lease::new(conn, g, permit, &b.pool))
+    let g = Greeting::parse(&g).map_err(on_backend(idx, "greeting"))?;
+    Ok(Some(Lease::new(conn, g, permit, &b.pool)))
 }
 
 /// The router's own refusal of a login: in place of the greeting (packet 0) without an SQL

@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hapress_wire::consts::{cap, cmd, errcode, status};
+use hapress_wire::command;
+use hapress_wire::consts::{cap, errcode, status};
 use hapress_wire::handshake::{self, Greeting, HandshakeResponse, NATIVE_PASSWORD};
-use hapress_wire::response::ok_without_session_state;
+use hapress_wire::response::{ok_packet, ok_without_session_state};
 
 use crate::config::Config;
 use crate::conn::{Conn, Credential};
@@ -17,8 +18,9 @@ use crate::route::SessionView;
 use crate::topology::Topology;
 
 use super::auth::{change_user, credential, relay_auth, Auth};
-use super::connect::{connect, connect_or, UNREACHABLE};
-use super::{end, Backend, Session, SessionEnd, HELLO_TIMEOUT, R};
+use super::connect::{connect, connect_or};
+use super::error::{on_backend, on_client};
+use super::{Backend, Session, SessionError, HELLO_TIMEOUT, R};
 
 /// The client's handshake response as the router sends it to a backend: with
 /// `CLIENT_SESSION_TRACK` when the server offers it (each write's GTID comes back in its OK).
@@ -94,7 +96,7 @@ pub(super) async fn handshake(
                 "hapress router: no primary database server is available",
             )
             .await;
-        return Err(SessionEnd("no primary".into()));
+        return Err(SessionError::router("no primary"));
     };
     let mut on_replica = primary.is_none();
     let mut pidx = pidx;
@@ -114,18 +116,18 @@ pub(super) async fn handshake(
         None => {
             // A primary that just died (its probe has not noticed yet): a replica serves the
             // session, as while there is no primary.
-            let l = match connect_or(&topo, &config, pidx, &mut client, 0, !on_replica, None).await
-            {
-                Err(e) if e.0 == UNREACHABLE => match replica_soon(&topo, &config).await {
-                    Some(r) => {
-                        (pidx, on_replica) = (r, true);
-                        pool = topo.backends[r].pool.clone();
-                        connect(&topo, &config, r, &mut client, 0).await?
-                    }
-                    None => connect(&topo, &config, pidx, &mut client, 0).await?,
-                },
-                other => other?,
-            };
+            let l =
+                match connect_or(&topo, &config, pidx, &mut client, 0, !on_replica, None).await? {
+                    Some(l) => l,
+                    None => match replica_soon(&topo, &config).await {
+                        Some(r) => {
+                            (pidx, on_replica) = (r, true);
+                            pool = topo.backends[r].pool.clone();
+                            connect(&topo, &config, r, &mut client, 0).await?
+                        }
+                        None => connect(&topo, &config, pidx, &mut client, 0).await?,
+                    },
+                };
             (l.greeting.clone(), l, false)
         }
     };
@@ -137,7 +139,7 @@ pub(super) async fn handshake(
     client
         .write_packet(0, &shown.encode())
         .await
-        .map_err(end("client"))?;
+        .map_err(on_client("login"))?;
     // A client that never answers (a health check that only connects, a stalled client) does
     // not cost the pooled connection it was greeted with.
     let answer = tokio::time::timeout(HELLO_TIMEOUT, client.read_packet()).await;
@@ -145,7 +147,9 @@ pub(super) async fn handshake(
         if pooled {
             pool.put(lease);
         }
-        return Err(SessionEnd("the client sent no handshake response".into()));
+        return Err(SessionError::client(
+            "the client sent no handshake response",
+        ));
     };
     if HandshakeResponse::is_ssl_request(&h) {
         let _ = client
@@ -156,9 +160,9 @@ pub(super) async fn handshake(
                 "hapress router: TLS is not supported on this port",
             )
             .await;
-        return Err(SessionEnd("client asked for TLS".into()));
+        return Err(SessionError::router("the client asked for TLS"));
     }
-    let mut hello = HandshakeResponse::parse(&h).map_err(end("client handshake"))?;
+    let mut hello = HandshakeResponse::parse(&h).map_err(on_client("handshake response"))?;
     if hello.database.as_deref() == Some(b"") {
         hello.database = None; // MariaDB logs such a client in with no database
     }
@@ -183,22 +187,26 @@ pub(super) async fn handshake(
         // and the OK a fresh login gets.
         let p = match &hello.database {
             Some(db) => {
-                let command = [&[cmd::INIT_DB][..], db].concat();
                 lease
                     .conn
-                    .write_packet(0, &command)
+                    .write_packet(0, &command::init_db(db))
                     .await
-                    .map_err(end("primary"))?;
-                lease.conn.read_packet().await.map_err(end("primary"))?.1
+                    .map_err(on_backend(pidx, "login"))?;
+                lease
+                    .conn
+                    .read_packet()
+                    .await
+                    .map_err(on_backend(pidx, "login"))?
+                    .1
             }
             None => {
                 let p = change_user(&mut lease, &hello, &s1)
                     .await
-                    .map_err(end("primary"))?;
+                    .map_err(on_backend(pidx, "login"))?;
                 match hapress_wire::response::parse_ok(&p) {
                     Ok(ok) => {
                         let st = ok.status & !status::SESSION_STATE_CHANGED;
-                        vec![0, 0, 0, st as u8, (st >> 8) as u8, 0, 0]
+                        ok_packet(st)
                     }
                     Err(_) => p,
                 }
@@ -211,7 +219,7 @@ pub(super) async fn handshake(
         client
             .write_packet(next, &shown)
             .await
-            .map_err(end("client"))?;
+            .map_err(on_client("login"))?;
         if p.first() != Some(&0x00) {
             // 1049 or 1044: the client has MariaDB's ERR. The connection is closed: the thread
             // id it was shown is never anyone else's.
@@ -237,9 +245,11 @@ pub(super) async fn handshake(
         if hello.capabilities & cap::PLUGIN_AUTH == 0 {
             let msg = "hapress router: this client cannot switch authentication methods";
             let _ = client.send_err(next, 1045, "28000", msg).await;
-            return Err(SessionEnd(msg.into()));
+            return Err(SessionError::client(msg));
         }
-        lease = connect_or(&topo, &config, pidx, &mut client, next, false, permit).await?;
+        lease = connect_or(&topo, &config, pidx, &mut client, next, false, permit)
+            .await?
+            .ok_or_else(|| SessionError::backend(pidx, "unreachable"))?;
         let g = lease.greeting.clone();
         let sw = handshake::AuthSwitch {
             plugin: g.auth_plugin.clone(),
@@ -248,8 +258,8 @@ pub(super) async fn handshake(
         client
             .write_packet(next, &sw.encode())
             .await
-            .map_err(end("client"))?;
-        let (_, token) = client.read_packet().await.map_err(end("client auth"))?;
+            .map_err(on_client("login"))?;
+        let (_, token) = client.read_packet().await.map_err(on_client("auth"))?;
         let mut h2 = backend_hello(&hello, &g);
         h2.auth.clone_from(&token);
         h2.auth_plugin = Some(g.auth_plugin.clone());
@@ -257,13 +267,22 @@ pub(super) async fn handshake(
             .conn
             .write_packet(1, &h2.encode())
             .await
-            .map_err(end("primary"))?;
+            .map_err(on_backend(pidx, "login"))?;
         let auth = Auth {
             plugin: g.auth_plugin,
             nonce: g.nonce,
             token,
         };
-        match relay_auth(&mut client, &mut lease.conn, auth, 2, track_added, None).await? {
+        match relay_auth(
+            &mut client,
+            (pidx, &mut lease.conn),
+            auth,
+            2,
+            track_added,
+            None,
+        )
+        .await?
+        {
             Some(a) => credential(&topo, &hello.user, &a),
             None => return Ok(None),
         }
@@ -278,7 +297,7 @@ pub(super) async fn handshake(
             .conn
             .write_packet(hseq, &h)
             .await
-            .map_err(end("primary"))?;
+            .map_err(on_backend(pidx, "login"))?;
         let auth = Auth {
             plugin: hello
                 .auth_plugin
@@ -287,7 +306,16 @@ pub(super) async fn handshake(
             nonce: greeting.nonce.clone(),
             token: hello.auth.clone(),
         };
-        match relay_auth(&mut client, &mut lease.conn, auth, 0, track_added, None).await? {
+        match relay_auth(
+            &mut client,
+            (pidx, &mut lease.conn),
+            auth,
+            0,
+            track_added,
+            None,
+        )
+        .await?
+        {
             Some(a) => credential(&topo, &hello.user, &a),
             None => return Ok(None),
         }
@@ -335,7 +363,7 @@ pub(super) async fn handshake(
         last_gtid: None,
         replica_reached: None,
         reusable: !on_replica,
-        connection_state: false,
+        command: Vec::new(),
         answer_gtid: false,
         prepared: HashMap::new(),
         login_elsewhere: None,

@@ -1,33 +1,52 @@
 //! One client session: the handshake (on a pooled connection to the primary, checked by the
 //! router; else relayed, so the client sees MariaDB's own greeting and auth errors; either
 //! way the thread id the client is given is its primary connection's), then the command loop,
-//! which routes each statement with [`crate::route::decide`] and forwards the answer chunk by
-//! chunk. At the end the backend connections are reset and pooled.
+//! which decodes each command once ([`Command`]), plans it with [`crate::route::decide`],
+//! executes the plan and forwards the answer chunk by chunk. At the end the backend
+//! connections are reset and pooled.
+//!
+//! # Layout
+//! - this file: the session's state and the command loop (plan, execute, fall back);
+//! - [`login`]: the connection phase; [`connect`]: backend connections for a login;
+//!   [`auth`]: relayed auth exchanges and the credential kept to log in elsewhere;
+//! - [`relay`]: sending a command and relaying its answer; [`bookkeeping`]: what an answered
+//!   command leaves in the session; [`prepared`]: prepared statements on two servers;
+//! - [`replica`]: the replica connection and moving to a new primary; [`elsewhere`]: `KILL`
+//!   and `SET GLOBAL` on other servers;
+//! - [`error`]: why a session ended ([`SessionError`]: the side, retry safety).
+//!
+//! Unit tests run sessions against scripted fake backends (`tests`); the MariaDB tests of
+//! the `hapress` crate are the integration layer.
 
 mod auth;
 mod bookkeeping;
 mod connect;
 mod elsewhere;
+mod error;
 mod login;
 mod prepared;
 mod relay;
 mod replica;
+#[cfg(test)]
+mod tests;
+
+pub use self::error::{SessionError, Side};
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hapress_wire::consts::cmd;
+use hapress_wire::command::Command;
 use hapress_wire::handshake::HandshakeResponse;
-use hapress_wire::packet::HEADER;
+use hapress_wire::packet::{Chunk, HEADER};
 use hapress_wire::response::Outcome;
 
-use crate::classify::{classify, kill_target, Effect};
+use crate::classify::{classify, Effect, Statement};
 use crate::config::Config;
 use crate::conn::{Conn, Credential};
 use crate::pool::{self, Lease};
-use crate::route::{SessionView, Target};
+use crate::route::{decide, movable, Plan, SessionView, Target};
 use crate::topology::Topology;
 
 use self::elsewhere::kill_on_replica;
@@ -40,15 +59,7 @@ pub(super) struct Backend {
     lease: Lease,
 }
 
-/// Why a session ended abnormally (logged, never sent to other sessions).
-#[derive(Debug)]
-pub struct SessionEnd(pub String);
-
-pub(super) type R<T> = Result<T, SessionEnd>;
-
-pub(super) fn end<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> SessionEnd + '_ {
-    move |e| SessionEnd(format!("{what}: {e}"))
-}
+type R<T> = Result<T, SessionError>;
 
 pub(super) struct Session {
     topo: Arc<Topology>,
@@ -81,10 +92,6 @@ pub(super) struct Session {
     /// The session's backend connections may be reset and pooled when it ends (false after
     /// `COM_CHANGE_USER` or `COM_SET_OPTION`, whose effects a reset may not undo).
     reusable: bool,
-    /// A statement used state of the primary connection that cannot be carried elsewhere
-    /// (user variables, named locks, `LAST_INSERT_ID()`): the session cannot move to a new
-    /// primary (see `Statement::connection_state`).
-    connection_state: bool,
     /// The last answer carried the GTID of a write.
     answer_gtid: bool,
     /// Binary-protocol prepared statements, by the id the client knows (the primary's).
@@ -94,6 +101,18 @@ pub(super) struct Session {
     login_elsewhere: Option<Arc<(Vec<u8>, Credential, HandshakeResponse)>>,
     /// The buffer answers are relayed through, kept between statements.
     relay: Vec<u8>,
+    /// The current command's first chunk (its payload), kept for the bookkeeping after its
+    /// answer while the client's buffer moves on; the buffer is reused between commands.
+    command: Vec<u8>,
+}
+
+/// The largest command buffer a session keeps between commands.
+const KEPT_COMMAND_BUFFER: usize = 64 * 1024;
+
+/// Whether the session goes on after a command.
+enum Flow {
+    Next,
+    Quit,
 }
 
 /// A client must finish logging in within this time.
@@ -110,11 +129,11 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()
     let login = tokio::select! {
         login = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(topo.clone(), config, client)) => login,
         () = topo.demoted(primary) => {
-            return Err(SessionEnd("the primary changed during the login".into()));
+            return Err(SessionError::router("the primary changed during the login"));
         }
     };
     let Ok(login) = login else {
-        return Err(SessionEnd("handshake timed out".into()));
+        return Err(SessionError::client("handshake timed out"));
     };
     let Some(mut s) = login? else {
         return Ok(());
@@ -140,145 +159,176 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()
 impl Session {
     async fn command_loop(&mut self) -> R<()> {
         loop {
-            let c = match self.client.next_chunk().await {
-                Ok(c) => c,
-                Err(_) => return Ok(()), // client went away
+            let Ok(c) = self.client.next_chunk().await else {
+                return Ok(()); // the client went away
             };
             if !c.first {
-                return Err(SessionEnd("unexpected continuation chunk".into()));
+                return Err(SessionError::client("unexpected continuation chunk"));
             }
-            let bytes = self.client.chunk_bytes(&c);
-            let command = bytes.get(HEADER).copied();
-            let first_payload = bytes[HEADER..].to_vec();
-            // The statement: the text of COM_QUERY (the first chunk: enough to classify; a
-            // > 16 MB statement is classified by its first 16 MB), or the prepared statement
-            // COM_STMT_EXECUTE runs. `routable`: a replica may run it.
-            let (stmt, routable) = match command {
-                Some(cmd::QUERY) => (Some(classify(&first_payload[1..])), true),
-                Some(cmd::STMT_EXECUTE) => self.executing(&first_payload, c.last),
-                _ => (None, false),
-            };
-            let target = if routable {
-                self.target(stmt.as_ref())
-            } else {
-                Target::Primary
-            };
-            match command {
-                Some(cmd::QUIT) => return Ok(()),
-                Some(cmd::CHANGE_USER) => return self.change_user(c).await,
-                _ => {}
+            let mut payload = std::mem::take(&mut self.command);
+            payload.clear();
+            payload.extend_from_slice(&self.client.chunk_bytes(&c)[HEADER..]);
+            let flow = self.one_command(c, &payload).await;
+            if payload.capacity() <= KEPT_COMMAND_BUFFER {
+                self.command = payload;
             }
-            if command == Some(cmd::STMT_CLOSE) {
-                self.close_on_replica(&first_payload).await;
+            if let Flow::Quit = flow? {
+                return Ok(());
             }
-            let target = if target == Target::Replica {
-                self.replica_ready().await
-            } else {
-                target
-            };
-            // A prepared statement runs on the replica under the id it has there.
-            let (target, readdressed) = match (target, command) {
-                (Target::Replica, Some(cmd::STMT_EXECUTE)) => {
-                    match self.readdress(&first_payload).await {
-                        Some(p) => (Target::Replica, Some(p)),
-                        None => (Target::Primary, None),
-                    }
-                }
-                _ => (target, None),
-            };
-            let readdressed = match (target, command) {
-                (Target::Primary, Some(cmd::STMT_EXECUTE)) => {
-                    self.types_for_primary(&first_payload, c.last)
-                }
-                _ => readdressed,
-            };
-            // Counted from before the check of a planned switchover's hold until the answer,
-            // so the switchover fences the old primary only once nothing is on its way there.
-            let _in_flight = (target == Target::Primary).then(|| self.topo.to_primary());
-            if target == Target::Primary {
-                self.topo.hold_passed().await;
+        }
+    }
+
+    /// Plans, runs and books one command whose first chunk `c` (payload `payload`, a > 16 MB
+    /// command's first 16 MB) the client sent.
+    async fn one_command(&mut self, c: Chunk, payload: &[u8]) -> R<Flow> {
+        // Bytes the router cannot decode go to the primary as they are, which answers them.
+        let command = Command::parse(payload)
+            .unwrap_or_else(|_| Command::Other(payload.first().copied().unwrap_or(0)));
+        // The statement: the text of COM_QUERY (its first chunk: enough to classify), or the
+        // prepared statement COM_STMT_EXECUTE runs; and whether a replica may run it.
+        let (stmt, routable) = match command {
+            Command::Query(sql) => (Some(classify(sql)), true),
+            Command::StmtExecute { id, .. } => self.executing(id, payload, c.last),
+            _ => (None, false),
+        };
+        let plan = match &stmt {
+            Some(st) if routable => {
+                decide(st, &self.view_for_routing(), self.config.read_your_writes)
             }
-            if target == Target::Primary && self.primary_moved() && !self.move_to_primary().await {
-                // Never send to a server that stopped being the primary: a session that cannot
-                // move (a transaction, temporary tables, prepared statements...) is closed, so
-                // the client reconnects (to the new primary) and re-runs what it had not sent.
-                return Err(SessionEnd(
-                    "the primary changed; closing the session".into(),
-                ));
+            _ => Plan::Primary,
+        };
+        match command {
+            Command::Quit => return Ok(Flow::Quit),
+            Command::ChangeUser { user } => {
+                self.change_user(c, user).await?;
+                return Ok(Flow::Next);
             }
-            if target == Target::Replica && self.primary.lease.conn.gone().await {
-                // The session's own connection was killed (`KILL <its id>`): end the session
-                // as MariaDB would, rather than answer from a replica.
-                return Err(SessionEnd("the primary connection was closed".into()));
-            }
-            if trace_enabled() {
-                let text = String::from_utf8_lossy(
-                    first_payload
-                        .get(1..first_payload.len().min(100))
-                        .unwrap_or(&[]),
-                );
-                eprintln!(
-                    "hapress router: trace: cmd {:#04x} -> {target:?}: {text}",
-                    first_payload[0]
-                );
-            }
-            if command == Some(cmd::QUERY)
-                && stmt.as_ref().is_some_and(|s| s.effect == Effect::SetGlobal)
-                && crate::classify::mirrored_global(&first_payload[1..])
-            {
-                self.mirror_global(&first_payload[1..]).await;
-            }
-            // While a statement runs on a replica, a KILL of this session must reach it there.
-            let on_replica = target == Target::Replica && self.note_on_replica();
-            let whole = c.last;
-            let outcome = self
-                .forward(Some(c), target, readdressed.as_deref(), &first_payload)
-                .await;
-            if on_replica {
-                self.topo
-                    .running_on_replica(self.primary.lease.greeting.connection_id, None);
-            }
-            let mut outcome = outcome?;
-            let (mut target, mut stmt) = (target, stmt);
-            // Every command a replica runs has an answer: none relayed means the replica
-            // refused it as read-only (see `relay_answer`).
-            if target == Target::Replica && outcome.is_none() {
-                // Re-run on the primary (a replica runs only whole commands), as a write:
-                // later reads of the session must see what it did.
-                debug_assert!(whole);
-                let again = match command {
-                    Some(cmd::STMT_EXECUTE) => self.types_for_primary(&first_payload, whole),
-                    _ => None,
-                };
-                let _in_flight = self.topo.to_primary();
-                self.topo.hold_passed().await;
-                if self.primary_moved() && !self.move_to_primary().await {
-                    return Err(SessionEnd(
-                        "the primary changed; closing the session".into(),
-                    ));
-                }
+            Command::StmtClose(id) => self.close_on_replica(id).await,
+            _ => {}
+        }
+        // The plan's fallbacks: a replica that cannot serve the read sends it to the primary.
+        let mut target = match plan {
+            Plan::Replica { wait_for } => self.replica_ready(wait_for).await,
+            Plan::Primary => Target::Primary,
+        };
+        // A prepared statement runs on the replica under the id it has there; on the primary
+        // with the parameter types it may lack.
+        let mut readdressed = None;
+        if let (Target::Replica, Command::StmtExecute { id, .. }) = (target, command) {
+            readdressed = self.readdress(id, payload).await;
+            if readdressed.is_none() {
                 target = Target::Primary;
-                if let Some(st) = stmt.as_mut() {
-                    st.effect = Effect::Write;
-                }
-                outcome = self
-                    .forward(None, target, again.as_deref(), &first_payload)
-                    .await?;
             }
-            if trace_enabled() {
-                eprintln!("hapress router: trace: done {outcome:?}");
-            }
-            let killed = match (command, &outcome) {
-                (Some(cmd::QUERY), Some(Outcome::Ok(_))) => kill_target(&first_payload[1..]),
-                (Some(cmd::PROCESS_KILL), Some(Outcome::Ok(_))) => first_payload
-                    .get(1..5)
-                    .map(|b| (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), false)),
+        }
+        if let (Target::Primary, Command::StmtExecute { id, .. }) = (target, command) {
+            readdressed = self.types_for_primary(id, payload, c.last);
+        }
+        // Counted from before the check of a planned switchover's hold until the answer,
+        // so the switchover fences the old primary only once nothing is on its way there.
+        let _in_flight = (target == Target::Primary).then(|| self.topo.to_primary());
+        if target == Target::Primary {
+            self.follow_primary().await?;
+        }
+        if target == Target::Replica && self.primary.lease.conn.gone().await {
+            // The session's own connection was killed (`KILL <its id>`): end the session
+            // as MariaDB would, rather than answer from a replica.
+            return Err(SessionError::router("the primary connection was closed"));
+        }
+        if trace_enabled() {
+            let text =
+                String::from_utf8_lossy(payload.get(1..payload.len().min(100)).unwrap_or(&[]));
+            eprintln!(
+                "hapress router: trace: cmd {:#04x} -> {target:?}: {text}",
+                command.code()
+            );
+        }
+        if let Some(Statement {
+            effect: Effect::SetGlobal { mirrored: true },
+            ..
+        }) = &stmt
+        {
+            self.mirror_global(&payload[1..]).await;
+        }
+        // While a statement runs on a replica, a KILL of this session must reach it there.
+        let on_replica = target == Target::Replica && self.note_on_replica();
+        let whole = c.last;
+        let outcome = self
+            .forward(Some(c), target, readdressed.as_deref(), payload)
+            .await;
+        if on_replica {
+            self.topo
+                .running_on_replica(self.primary.lease.greeting.connection_id, None);
+        }
+        let mut outcome = outcome?;
+        let mut stmt = stmt;
+        // Every command a replica runs has an answer: none relayed means the replica refused
+        // it as read-only (see `relay_answer`). The plan's last fallback: the primary runs it,
+        // as a write (later reads of the session must see what it did).
+        if target == Target::Replica && outcome.is_none() {
+            debug_assert!(whole, "a replica runs only whole commands");
+            let again = match command {
+                Command::StmtExecute { id, .. } => self.types_for_primary(id, payload, whole),
                 _ => None,
             };
-            self.after(command, stmt, target, outcome, &first_payload);
-            if let Some((id, query_only)) = killed {
-                kill_on_replica(&self.topo, &self.config, id, query_only).await;
+            let _in_flight = self.topo.to_primary();
+            self.follow_primary().await?;
+            target = Target::Primary;
+            if let Some(st) = stmt.as_mut() {
+                st.effect = Effect::Write;
             }
+            outcome = self
+                .forward(None, target, again.as_deref(), payload)
+                .await?;
+        }
+        if trace_enabled() {
+            eprintln!("hapress router: trace: done {outcome:?}");
+        }
+        let killed = match (command, &outcome, &stmt) {
+            (Command::Query(_), Some(Outcome::Ok(_)), Some(st)) => st.kill,
+            (Command::Kill(id), Some(Outcome::Ok(_)), _) => Some((id, false)),
+            _ => None,
+        };
+        self.after(&command, stmt, target, outcome);
+        if let Some((id, query_only)) = killed {
+            kill_on_replica(&self.topo, &self.config, id, query_only).await;
+        }
+        Ok(Flow::Next)
+    }
+
+    /// Before a command goes to the primary: waits for a planned switchover's hold to pass,
+    /// and if another server has become the primary, moves the session there; a session that
+    /// cannot move ([`movable`]) is closed, so the client reconnects (to the new primary) and
+    /// re-runs what it had not sent. Nothing is sent to a server that stopped being the primary.
+    async fn follow_primary(&mut self) -> R<()> {
+        self.topo.hold_passed().await;
+        if self.primary_moved() && !(movable(&self.view_now()) && self.move_to_primary().await) {
+            return Err(SessionError::router(
+                "the primary changed; closing the session",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The session's state as [`crate::route`] sees it, without the replica's availability.
+    fn view_now(&self) -> SessionView {
+        SessionView {
+            gtid_known: self.last_gtid.is_some(),
+            prepared_statements: !self.prepared.is_empty(),
+            credential: self.credential.is_some(),
+            ..self.view
+        }
+    }
+
+    /// [`Self::view_now`] with whether a replica can serve this session now.
+    fn view_for_routing(&self) -> SessionView {
+        let replica_available = self.credential.is_some()
+            && match &self.replica {
+                Some(b) => self.topo.replica_fit(b.idx),
+                None => self.topo.pick_replica().is_some(),
+            };
+        SessionView {
+            replica_available,
+            ..self.view_now()
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Binary-protocol prepared statements: prepared on the primary, re-prepared on the replica
 //! connection when an execution is routed there, re-addressed to the id they have there.
 
-use hapress_wire::consts::cmd;
+use hapress_wire::command;
 use hapress_wire::response::{Outcome, ResponseTracker, Step};
 use hapress_wire::stmt;
 
@@ -35,8 +35,13 @@ impl Session {
     /// `COM_STMT_EXECUTE`: the statement it runs (for the bookkeeping after it) and whether
     /// a replica may run it: a known statement, in one packet, without a cursor or long data,
     /// whose parameter types are known. Remembers the types the packet binds.
-    pub(super) fn executing(&mut self, payload: &[u8], whole: bool) -> (Option<Statement>, bool) {
-        let Some(p) = stmt::statement_id(payload).and_then(|id| self.prepared.get_mut(&id)) else {
+    pub(super) fn executing(
+        &mut self,
+        id: u32,
+        payload: &[u8],
+        whole: bool,
+    ) -> (Option<Statement>, bool) {
+        let Some(p) = self.prepared.get_mut(&id) else {
             return (None, false);
         };
         let Ok(e) = stmt::parse_execute(payload, p.params) else {
@@ -57,14 +62,13 @@ impl Session {
 
     /// The execute packet for the replica connection: the statement prepared there (once per
     /// connection), its id and the remembered parameter types. `None`: run it on the primary.
-    pub(super) async fn readdress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
-        let id = stmt::statement_id(payload)?;
+    pub(super) async fn readdress(&mut self, id: u32, payload: &[u8]) -> Option<Vec<u8>> {
         let p = self.prepared.get(&id)?;
         let (params, types) = (p.params, p.types.clone().unwrap_or_default());
         let rid = match p.on_replica {
             Some(rid) => rid,
             None => {
-                let command = [&[cmd::STMT_PREPARE][..], &p.sql].concat();
+                let command = command::stmt_prepare(&p.sql);
                 let b = self.replica.as_mut()?;
                 match prepare(&mut b.lease.conn, &command, self.deprecate_eof).await {
                     Ok(Some(rid)) => {
@@ -84,8 +88,12 @@ impl Session {
 
     /// An execution going to the primary without parameter types (the client bound them
     /// once, in an execution a replica ran): the packet with the types the primary lacks.
-    pub(super) fn types_for_primary(&mut self, payload: &[u8], whole: bool) -> Option<Vec<u8>> {
-        let id = stmt::statement_id(payload)?;
+    pub(super) fn types_for_primary(
+        &mut self,
+        id: u32,
+        payload: &[u8],
+        whole: bool,
+    ) -> Option<Vec<u8>> {
         let p = self.prepared.get_mut(&id)?;
         let e = stmt::parse_execute(payload, p.params).ok()?;
         if e.types.is_some() {
@@ -101,8 +109,8 @@ impl Session {
     }
 
     /// `COM_STMT_CLOSE` of a statement also prepared on the replica: closed there too.
-    pub(super) async fn close_on_replica(&mut self, payload: &[u8]) {
-        let Some(p) = stmt::statement_id(payload).and_then(|id| self.prepared.remove(&id)) else {
+    pub(super) async fn close_on_replica(&mut self, id: u32) {
+        let Some(p) = self.prepared.remove(&id) else {
             return;
         };
         if let (Some(rid), Some(b)) = (p.on_replica, self.replica.as_mut()) {

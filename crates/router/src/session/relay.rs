@@ -3,14 +3,13 @@
 use std::sync::atomic::Ordering;
 
 use hapress_wire::packet::HEADER;
-use hapress_wire::response::{
-    ok_last_gtid, ok_without_session_state, Outcome, ResponseTracker, Step,
-};
+use hapress_wire::response::{Outcome, ResponseTracker, Step};
 
 use crate::conn::{Conn, SMALL_PACKET_LIMIT};
 use crate::route::Target;
 
-use super::{end, trace_enabled, Session, SessionEnd, R};
+use super::error::on_client;
+use super::{trace_enabled, Session, SessionError, R};
 
 /// Waits until `client` hangs up. Bytes it sends meanwhile (a pipelined command) stay
 /// buffered for later, up to a bound; past it the client is no longer watched. Costs no
@@ -41,7 +40,7 @@ impl Session {
                 let b = self
                     .replica
                     .as_mut()
-                    .ok_or_else(|| SessionEnd("replica vanished".into()))?;
+                    .ok_or_else(|| SessionError::router("the replica connection vanished"))?;
                 (b.idx, &mut b.lease.conn)
             }
         };
@@ -77,7 +76,7 @@ impl Session {
             if c.last {
                 break;
             }
-            c = self.client.next_chunk().await.map_err(end("client"))?;
+            c = self.client.next_chunk().await.map_err(on_client("relay"))?;
         }
         self.relay_answer(idx, target, payload, started).await
     }
@@ -120,7 +119,7 @@ impl Session {
                 &mut self
                     .replica
                     .as_mut()
-                    .ok_or_else(|| SessionEnd("replica vanished".into()))?
+                    .ok_or_else(|| SessionError::router("the replica connection vanished"))?
                     .lease
                     .conn
             }
@@ -146,7 +145,7 @@ impl Session {
                     biased;
                     r = backend.next_chunk() => r,
                     () = hung_up(&mut self.client) => {
-                        return Err(SessionEnd("the client hung up during a statement".into()));
+                        return Err(SessionError::client_gone_mid_command());
                     }
                     // A primary that hangs and is replaced never answers: the client's
                     // connection is closed (2013, as for a server that dies mid-statement) and
@@ -173,7 +172,7 @@ impl Session {
             let step = if rc.first {
                 tracker
                     .feed(&raw[HEADER..], rc.last)
-                    .map_err(|e| SessionEnd(format!("backend {}: {e}", topo.backends[idx].addr)))?
+                    .map_err(|e| SessionError::lost(idx, format!("answer: {e}")))?
             } else {
                 Step::More
             };
@@ -197,21 +196,21 @@ impl Session {
                 backend.consume(&rc);
                 return Ok(None);
             }
-            let ok_packet = rc.first && rc.last && tracker.last_was_ok();
-            if ok_packet {
+            let ok_packet = tracker.last_ok().filter(|_| rc.first && rc.last);
+            if let Some(ok) = ok_packet {
                 // Every backend connection tracks session state; the GTID of a write is read
-                // from the primary's OK, and the state is removed for a client that did not
-                // ask for it.
+                // from the primary's OK (parsed once, by the tracker), and the state is
+                // removed for a client that did not ask for it.
                 let payload = &raw[HEADER..];
                 if target == Target::Primary {
-                    if let Some(g) = ok_last_gtid(payload) {
+                    if let Some(g) = ok.last_gtid(payload) {
                         topo.note_gtid(&g);
                         captured = Some(g);
                     }
                 }
                 match self
                     .track_added
-                    .then(|| ok_without_session_state(payload))
+                    .then(|| ok.without_session_state(payload))
                     .flatten()
                 {
                     Some(plain) => {
@@ -224,7 +223,9 @@ impl Session {
             }
             backend.consume(&rc);
             if out.len() >= 64 * 1024 || backend.nothing_buffered() || step != Step::More {
-                self.client.write_raw(&out).await.map_err(end("client"))?;
+                if self.client.write_raw(&out).await.is_err() {
+                    return Err(SessionError::client_gone_mid_command());
+                }
                 out.clear();
             }
             match step {
@@ -244,9 +245,13 @@ impl Session {
                 Step::LocalInfile => {
                     // The client now sends the file, ending with an empty packet.
                     loop {
-                        let fc = self.client.next_chunk().await.map_err(end("client"))?;
+                        let Ok(fc) = self.client.next_chunk().await else {
+                            return Err(SessionError::client_gone_mid_command());
+                        };
                         let raw = self.client.chunk_bytes(&fc);
-                        backend.write_raw(raw).await.map_err(end("backend"))?;
+                        if let Err(e) = backend.write_raw(raw).await {
+                            return Err(SessionError::lost(idx, format!("LOCAL INFILE: {e}")));
+                        }
                         let empty = fc.first && fc.len == 0;
                         self.client.consume(&fc);
                         if empty {
@@ -265,7 +270,7 @@ impl Session {
     async fn lost(&mut self, idx: usize, why: &str) -> R<Option<Outcome>> {
         if idx != self.primary.idx && self.primary.lease.conn.gone().await {
             // `KILL CONNECTION` of this session, which reached its replica connection too.
-            return Err(SessionEnd("the session was killed".into()));
+            return Err(SessionError::router("the session was killed"));
         }
         self.topo.backends[idx]
             .counters
@@ -273,7 +278,10 @@ impl Session {
             .fetch_add(1, Ordering::Relaxed);
         let addr = &self.topo.backends[idx].addr;
         eprintln!("hapress router: lost {addr} during a statement ({why}); session closed");
-        Err(SessionEnd(format!("lost {addr} during a statement: {why}")))
+        Err(SessionError::lost(
+            idx,
+            format!("lost {addr} during a statement: {why}"),
+        ))
     }
 }
 

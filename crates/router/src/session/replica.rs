@@ -4,13 +4,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hapress_wire::consts::cmd;
+use hapress_wire::command;
 use hapress_wire::packet::HEADER;
 
-use crate::classify::Statement;
 use crate::conn::{login, query, Conn};
 use crate::pool::{self, Key, Lease, ReplicaState};
-use crate::route::{decide, ReadYourWrites, Target};
+use crate::route::{Target, WaitFor};
 
 use super::login::{backend_hello, live};
 use super::{Backend, Session};
@@ -20,32 +19,17 @@ impl Session {
         self.topo.primary().is_some_and(|p| p != self.primary.idx)
     }
 
-    /// Where a command goes.
-    pub(super) fn target(&self, stmt: Option<&Statement>) -> Target {
-        let Some(st) = stmt else {
-            return Target::Primary;
-        };
-        let mut view = self.view;
-        view.gtid_known = self.last_gtid.is_some();
-        view.replica_available = self.credential.is_some()
-            && match &self.replica {
-                Some(b) => self.topo.replica_fit(b.idx),
-                None => self.topo.pick_replica().is_some(),
-            };
-        decide(st, &view, self.config.read_your_writes)
-    }
-
-    /// Makes the replica ready for a read that must see `needed` (the session's last write, or
-    /// with `global` the newest write seen by the router): opens it, and if its last probe does
-    /// not show the GTID applied yet, waits for it there (bounded). Falls back to the primary.
-    pub(super) async fn replica_ready(&mut self) -> Target {
+    /// Makes the replica ready for a read that must see `wait_for` (the session's last write,
+    /// or the newest write seen by the router): opens it, and if its last probe does not show
+    /// the GTID applied yet, waits for it there (bounded). Falls back to the primary.
+    pub(super) async fn replica_ready(&mut self, wait_for: WaitFor) -> Target {
         if self.ensure_replica().await.is_err() {
             return Target::Primary;
         }
-        let needed = match self.config.read_your_writes {
-            ReadYourWrites::None => None,
-            ReadYourWrites::Session => self.last_gtid.clone().filter(|_| self.view.wrote),
-            ReadYourWrites::Global => self.topo.newest_gtid(),
+        let needed = match wait_for {
+            WaitFor::Nothing => None,
+            WaitFor::SessionWrite => self.last_gtid.clone(),
+            WaitFor::NewestWrite => self.topo.newest_gtid(),
         };
         let Some(needed) = needed else {
             return Target::Replica;
@@ -101,20 +85,12 @@ impl Session {
 
     /// Moves a session whose primary was replaced to the new one, between statements: a new
     /// login there as the same user, into the same database, with the same replayed session
-    /// state (as a replica connection is set up). Only a session with nothing else on the old
-    /// connection (no transaction, no pinned state, no prepared statements, no user variables
-    /// or named locks) and a credential the router can log in with moves; false: it could not.
+    /// state (as a replica connection is set up). The caller checked it may
+    /// ([`crate::route::movable`]); false: the login or the setup failed.
     pub(super) async fn move_to_primary(&mut self) -> bool {
         let Some(new) = self.topo.primary() else {
             return false;
         };
-        if self.view.pinned
-            || self.view.in_transaction
-            || self.connection_state
-            || !self.prepared.is_empty()
-        {
-            return false;
-        }
         let Some(cred) = self.credential.clone() else {
             return false;
         };
@@ -133,7 +109,7 @@ impl Session {
             let setup: Vec<Vec<u8>> = self
                 .replay
                 .iter()
-                .map(|stmt| [&[cmd::QUERY][..], stmt].concat())
+                .map(|stmt| command::query(stmt))
                 .collect();
             all_ok(&mut l.conn, &setup).await.ok()?.then_some(l)
         };
@@ -175,7 +151,7 @@ impl Session {
         let mut setup: Vec<Vec<u8>> = Vec::new();
         let replays = |setup: &mut Vec<Vec<u8>>| {
             for stmt in &self.replay {
-                setup.push([&[cmd::QUERY][..], stmt].concat());
+                setup.push(command::query(stmt));
             }
         };
         let (mut lease, reused) = if let Some(l) = live(|| pool.take_in_state(&key, &state)).await {
@@ -184,8 +160,8 @@ impl Session {
             true => live(|| pool.take(&key)).await,
             false => None,
         } {
-            setup.push(vec![cmd::RESET_CONNECTION]);
-            setup.push([&[cmd::INIT_DB][..], &db].concat());
+            setup.push(command::reset_connection().to_vec());
+            setup.push(command::init_db(&db));
             replays(&mut setup);
             (l, true)
         } else {
