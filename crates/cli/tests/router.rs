@@ -409,8 +409,11 @@ fn read_your_writes(t: &Ctx) {
             "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE",
         );
     }
+    // Caught up as the router sees it: a replica (not the primary) serves the read.
     let caught_up = wait_for(Duration::from_secs(20), || {
+        let before = r.routed_to_replicas();
         client(r.port, pw, "wordpress", "SELECT v FROM ryw_lag").1 == "fresh"
+            && r.routed_to_replicas() > before
     });
     assert!(caught_up.is_some(), "replicas never caught up");
     // With the replicas current, a read after a write goes to a replica that first waits for

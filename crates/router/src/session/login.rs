@@ -52,10 +52,10 @@ pub(super) async fn live(mut take: impl FnMut() -> Option<Lease>) -> Option<Leas
 
 /// A replica fit for reads, waiting for one up to the connect timeout.
 async fn replica_soon(topo: &Topology, config: &Config) -> Option<usize> {
-    let until = std::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
+    let until = tokio::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
     loop {
         let r = topo.pick_replica();
-        if r.is_some() || std::time::Instant::now() >= until {
+        if r.is_some() || tokio::time::Instant::now() >= until {
             return r;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -79,11 +79,11 @@ pub(super) async fn handshake(
     // statement for the primary once there is one again.
     // With neither (servers restarting, a failover under way), the login waits a moment for
     // the topology to settle rather than fail at once.
-    let settle = std::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
+    let settle = tokio::time::Instant::now() + Duration::from_millis(config.connect_timeout_ms);
     let (primary, home) = loop {
         let primary = topo.primary();
         let home = primary.or_else(|| topo.pick_replica());
-        if home.is_some() || std::time::Instant::now() >= settle {
+        if home.is_some() || tokio::time::Instant::now() >= settle {
             break (primary, home);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
