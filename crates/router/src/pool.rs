@@ -169,16 +169,25 @@ impl Pool {
 
     /// The server refused a connection with "Too many connections".
     pub fn note_full(&self) {
-        *self.full_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + FULL_FOR);
+        self.note_full_at(Instant::now());
+    }
+
+    /// [`Self::note_full`] at `now`.
+    fn note_full_at(&self, now: Instant) {
+        *self.full_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + FULL_FOR);
     }
 
     /// The server refused a connection as full less than [`FULL_FOR`] ago.
     pub fn seems_full(&self) -> bool {
+        self.seems_full_at(Instant::now())
+    }
+
+    /// [`Self::seems_full`] at `now`.
+    fn seems_full_at(&self, now: Instant) -> bool {
         self.full_until
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| Instant::now() < t)
+            .is_some_and(|t| now < t)
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Lease>> {
@@ -301,11 +310,16 @@ impl Pool {
 
     /// Closes connections idle for longer than `timeout`.
     pub fn reap(&self, timeout: Duration) {
+        self.reap_at(timeout, Instant::now());
+    }
+
+    /// [`Self::reap`] at `now`.
+    fn reap_at(&self, timeout: Duration, now: Instant) {
         let stale: Vec<Lease> = {
             let mut idle = self.idle();
             let (old, keep) = std::mem::take(&mut *idle)
                 .into_iter()
-                .partition(|l| l.since.elapsed() > timeout);
+                .partition(|l| now.saturating_duration_since(l.since) > timeout);
             *idle = keep;
             old
         };
@@ -491,24 +505,30 @@ mod tests {
     #[test]
     fn a_server_that_refused_as_full_counts_as_full_for_a_while() {
         let pool = Pool::new(1);
-        assert!(!pool.seems_full());
-        pool.note_full();
-        assert!(pool.seems_full());
-        *pool.full_until.lock().unwrap() = Some(Instant::now());
-        assert!(!pool.seems_full());
+        let t0 = Instant::now();
+        assert!(!pool.seems_full_at(t0));
+        pool.note_full_at(t0);
+        assert!(pool.seems_full_at(t0));
+        assert!(pool.seems_full_at(t0 + FULL_FOR - Duration::from_millis(1)));
+        assert!(!pool.seems_full_at(t0 + FULL_FOR));
     }
 
     #[tokio::test]
     async fn reap_closes_connections_idle_too_long() {
         let pool = Pool::new(2);
-        pool.put(lease(&pool, 1, None).await);
-        pool.reap(Duration::from_secs(60));
-        assert_eq!(pool.idle_count(), 1);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        pool.reap(Duration::from_millis(10));
+        let now = Instant::now();
+        pool.put(lease(&pool, 1, None).await); // idle since a moment after `now`
+        pool.reap_at(Duration::from_secs(60), now + Duration::from_secs(60));
+        assert_eq!(pool.idle_count(), 1, "idle for exactly the timeout: kept");
+        pool.reap_at(Duration::from_secs(60), now + Duration::from_secs(61));
         assert_eq!(pool.idle_count(), 0);
         // Closed by a task that says COM_QUIT first.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(pool.open_count(), 0);
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while pool.open_count() != 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the reaped connection was never closed");
     }
 }

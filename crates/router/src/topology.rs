@@ -537,7 +537,7 @@ impl Topology {
         h.push_back((at, i, pos.to_string()));
         // Keep the newest entry that is at least maxReplicationLag old, and all after it.
         let limit = Duration::from_secs(self.max_lag);
-        while h.len() >= 2 && h[1].0.elapsed() >= limit {
+        while h.len() >= 2 && at.saturating_duration_since(h[1].0) >= limit {
             h.pop_front();
         }
     }
@@ -560,7 +560,11 @@ impl Topology {
 
     /// Records a GTID acknowledged to some client (for `readYourWrites: global`).
     pub fn note_gtid(&self, gtid: &str) {
-        let now = Instant::now();
+        self.note_gtid_at(gtid, Instant::now());
+    }
+
+    /// [`Self::note_gtid`], acknowledged at `now`.
+    fn note_gtid_at(&self, gtid: &str, now: Instant) {
         let mut m = self.newest.write().unwrap_or_else(|e| e.into_inner());
         for (d, s, n) in parse_gtids(gtid) {
             let e = m.entry(d).or_insert((s, n, now));
@@ -765,19 +769,19 @@ mod tests {
     #[test]
     fn the_newest_gtid_follows_a_primary_whose_gtids_went_back() {
         let topo = topology("backends: [a]\n");
-        let before = Instant::now();
-        topo.note_gtid("0-1-272,1-1-9");
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        topo.note_gtid_at("0-1-272,1-1-9", at(10));
         // A probe that started before the write may not show it yet: kept.
-        topo.primary_position(0, "0-1-3", before);
+        topo.primary_position(0, "0-1-3", at(5));
         assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-272,1-1-9"));
         // A later probe that shows less: RESET MASTER; domain 1 is gone altogether.
-        std::thread::sleep(Duration::from_millis(2));
-        topo.primary_position(0, "0-1-3", Instant::now());
+        topo.primary_position(0, "0-1-3", at(20));
         assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-3"));
-        topo.note_gtid("0-1-4");
-        topo.primary_position(0, "0-1-5", Instant::now());
+        topo.note_gtid_at("0-1-4", at(30));
+        topo.primary_position(0, "0-1-5", at(40));
         assert_eq!(topo.newest_gtid().as_deref(), Some("0-1-4"));
-        topo.primary_position(0, "", Instant::now());
+        topo.primary_position(0, "", at(50));
         assert_eq!(topo.newest_gtid(), None);
     }
 }

@@ -22,6 +22,16 @@ pub mod cmd {
     pub const RESET_CONNECTION: u8 = 0x1f;
 }
 
+/// First bytes of server packets outside result-set rows.
+pub mod header {
+    /// OK packet.
+    pub const OK: u8 = 0x00;
+    /// ERR packet.
+    pub const ERR: u8 = 0xff;
+    /// EOF packet; during authentication, an auth switch request.
+    pub const EOF: u8 = 0xfe;
+}
+
 /// Capability flags.
 pub mod cap {
     pub const LONG_PASSWORD: u32 = 1;

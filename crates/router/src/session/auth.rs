@@ -2,6 +2,7 @@
 //! router keeps to log in elsewhere as the session's user.
 
 use hapress_wire::command;
+use hapress_wire::consts::header;
 use hapress_wire::handshake::{self, HandshakeResponse, NATIVE_PASSWORD};
 use hapress_wire::response::ok_without_session_state;
 
@@ -45,7 +46,7 @@ pub(super) async fn relay_auth(
             .read_packet()
             .await
             .map_err(on_backend(idx, "auth"))?;
-        let switch = (p.first() == Some(&0xfe))
+        let switch = (p.first() == Some(&header::EOF))
             .then(|| handshake::AuthSwitch::parse(&p))
             .transpose()
             .map_err(on_backend(idx, "auth switch"))?;
@@ -55,7 +56,7 @@ pub(super) async fn relay_auth(
                 .is_some_and(|sw| sw.plugin == NATIVE_PASSWORD)
         });
         let shown = match (p.first(), translate, &switch) {
-            (Some(0x00), ..) if track_added => {
+            (Some(&header::OK), ..) if track_added => {
                 ok_without_session_state(&p).unwrap_or_else(|| p.clone())
             }
             (_, Some(r), Some(sw)) => handshake::AuthSwitch {
@@ -70,8 +71,8 @@ pub(super) async fn relay_auth(
             .await
             .map_err(on_client("auth"))?;
         match p.first() {
-            Some(0x00) => return Ok(Some(auth)),
-            Some(0xff) => return Ok(None), // wrong password etc.
+            Some(&header::OK) => return Ok(Some(auth)),
+            Some(&header::ERR) => return Ok(None), // wrong password etc.
             _ => {}
         }
         if let Some(sw) = &switch {
@@ -125,7 +126,7 @@ pub(super) async fn change_user(
     lease.conn.write_packet(0, &c).await?;
     loop {
         let (seq, p) = lease.conn.read_packet().await?;
-        if p.first() != Some(&0xfe) {
+        if p.first() != Some(&header::EOF) {
             return Ok(p);
         }
         let sw = handshake::AuthSwitch::parse(&p).map_err(std::io::Error::other)?;

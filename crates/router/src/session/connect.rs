@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hapress_wire::consts::errcode;
+use hapress_wire::consts::{errcode, header};
 use hapress_wire::handshake::Greeting;
 
 use crate::config::Config;
@@ -76,7 +76,7 @@ pub(super) async fn connect_or(
             return Err(SessionError::backend(idx, msg));
         }
     };
-    if g.first() == Some(&0xff) {
+    if g.first() == Some(&header::ERR) {
         if hapress_wire::response::parse_err(&g).is_ok_and(|e| e.code == 1040) {
             b.pool.note_full();
         }

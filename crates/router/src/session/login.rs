@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hapress_wire::command;
-use hapress_wire::consts::{cap, errcode, status};
+use hapress_wire::consts::{cap, errcode, header, status};
 use hapress_wire::handshake::{self, Greeting, HandshakeResponse, NATIVE_PASSWORD};
 use hapress_wire::response::{ok_packet, ok_without_session_state};
 
@@ -213,14 +213,16 @@ pub(super) async fn handshake(
             }
         };
         let shown = match p.first() {
-            Some(0x00) if track_added => ok_without_session_state(&p).unwrap_or_else(|| p.clone()),
+            Some(&header::OK) if track_added => {
+                ok_without_session_state(&p).unwrap_or_else(|| p.clone())
+            }
             _ => p.clone(),
         };
         client
             .write_packet(next, &shown)
             .await
             .map_err(on_client("login"))?;
-        if p.first() != Some(&0x00) {
+        if p.first() != Some(&header::OK) {
             // 1049 or 1044: the client has MariaDB's ERR. The connection is closed: the thread
             // id it was shown is never anyone else's.
             pool::close(lease);

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use hapress_wire::consts::header;
 use hapress_wire::packet::HEADER;
 use hapress_wire::response::{Outcome, ResponseTracker, Step};
 
@@ -176,7 +177,7 @@ impl Session {
             } else {
                 Step::More
             };
-            if trace_enabled() && rc.first && raw.get(HEADER) == Some(&0xff) {
+            if trace_enabled() && rc.first && raw.get(HEADER) == Some(&header::ERR) {
                 eprintln!(
                     "hapress router: trace: ERR {} {}",
                     rc.len,

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hapress_wire::command;
+use hapress_wire::consts::header;
 use hapress_wire::packet::HEADER;
 
 use crate::conn::{login, query, Conn};
@@ -226,7 +227,7 @@ async fn all_ok(conn: &mut Conn, commands: &[Vec<u8>]) -> std::io::Result<bool> 
     let mut ok = true;
     for _ in commands {
         let (_, p) = conn.read_packet().await?;
-        ok &= p.first() == Some(&0x00);
+        ok &= p.first() == Some(&header::OK);
     }
     Ok(ok)
 }
