@@ -8,3 +8,5 @@ export PATH="$HOME/.cargo/bin:$HOME/.local/bin:$PATH"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
+# A short coverage-guided fuzzing run of the decoders, the tracker and the classifier.
+scripts/fuzz.sh --seconds 20
