@@ -485,6 +485,16 @@ pub fn classify(sql: &[u8]) -> Statement {
     st
 }
 
+impl Statement {
+    /// The statement `sql` turned out to write although its text looks like a read (a replica
+    /// refused it as read-only: a view or column default calling a sequence, a stored function
+    /// that modifies data): it counts as a write from now on.
+    pub fn writes_after_all(&mut self, sql: &[u8]) {
+        self.effect = Effect::Write;
+        self.changes_accounts = may_change_accounts(sql);
+    }
+}
+
 /// A write whose text names accounts, privileges, passwords, roles or the `mysql` schema (in
 /// its first 512 bytes).
 fn may_change_accounts(sql: &[u8]) -> bool {
@@ -584,11 +594,31 @@ mod tests {
             ("SET GLOBAL sql_mode = ''; SELECT 1", false),
         ] {
             assert_eq!(mirrored_global(sql.as_bytes()), want, "{sql}");
-            let global = classify(sql.as_bytes()).effect;
-            if want {
-                assert_eq!(global, Effect::SetGlobal { mirrored: true }, "{sql}");
+            match classify(sql.as_bytes()).effect {
+                Effect::SetGlobal { mirrored } => assert_eq!(mirrored, want, "{sql}"),
+                other => assert!(!want, "{sql}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn writes_that_may_change_accounts_make_the_router_read_the_hashes_again() {
+        for (sql, want) in [
+            ("GRANT SELECT ON wp.* TO 'bob'@'%'", true),
+            ("CREATE USER bob IDENTIFIED BY 'x'", true),
+            ("UPDATE mysql.global_priv SET priv = '{}'", true),
+            ("INSERT INTO wp_posts VALUES (1)", false),
+            ("SELECT user FROM mysql.user", false), // a read changes nothing
+        ] {
+            assert_eq!(classify(sql.as_bytes()).changes_accounts, want, "{sql}");
+        }
+        // A read that a replica refused as read-only is a write after all.
+        let sql = b"SELECT set_password_for('bob')";
+        let mut st = classify(sql);
+        assert!(!st.changes_accounts);
+        st.writes_after_all(sql);
+        assert_eq!(st.effect, Effect::Write);
+        assert!(st.changes_accounts);
     }
 
     #[test]

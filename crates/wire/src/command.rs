@@ -108,12 +108,28 @@ impl<'a> Command<'a> {
     }
 
     /// True for the commands whose effects a connection reset undoes, so the connection may
-    /// be pooled after them (not replication, shutdown, debug or unknown commands).
+    /// be pooled after them (not replication, shutdown, debug or unknown commands). Decided by
+    /// the command byte, so a malformed known command (kept as [`Command::Other`]) is one too.
     pub fn resettable(&self) -> bool {
-        match self {
-            Self::Other(c) => matches!(*c, cmd::FIELD_LIST | cmd::STATISTICS | cmd::PING),
-            _ => true,
-        }
+        matches!(
+            self.code(),
+            cmd::QUIT
+                | cmd::INIT_DB
+                | cmd::QUERY
+                | cmd::FIELD_LIST
+                | cmd::STATISTICS
+                | cmd::PROCESS_KILL
+                | cmd::PING
+                | cmd::CHANGE_USER
+                | cmd::STMT_PREPARE
+                | cmd::STMT_EXECUTE
+                | cmd::STMT_SEND_LONG_DATA
+                | cmd::STMT_CLOSE
+                | cmd::STMT_RESET
+                | cmd::SET_OPTION
+                | cmd::STMT_FETCH
+                | cmd::RESET_CONNECTION
+        )
     }
 }
 
@@ -207,6 +223,8 @@ mod tests {
         assert!(!Command::Other(cmd::SHUTDOWN).resettable());
         assert!(!Command::Other(0x12).resettable());
         assert!(Command::Query(b"SELECT 1").resettable());
+        // A known command too short to decode is forwarded as `Other`: still resettable.
+        assert!(Command::Other(cmd::STMT_CLOSE).resettable());
     }
 
     #[test]

@@ -181,7 +181,12 @@ impl Session {
             self.track_added,
             rescramble.as_ref(),
         )
-        .await?;
+        .await
+        // The user change may have happened on the server.
+        .map_err(|e| SessionError {
+            retry_safe: false,
+            ..e
+        })?;
         Ok(())
     }
 }

@@ -273,8 +273,12 @@ impl Session {
             let _in_flight = self.topo.to_primary();
             self.follow_primary().await?;
             target = Target::Primary;
-            if let Some(st) = stmt.as_mut() {
-                st.effect = Effect::Write;
+            let text = match command {
+                Command::StmtExecute { id, .. } => self.prepared.get(&id).map(|p| p.sql.clone()),
+                _ => payload.get(1..).map(<[u8]>::to_vec),
+            };
+            if let (Some(st), Some(text)) = (stmt.as_mut(), text) {
+                st.writes_after_all(&text);
             }
             outcome = self
                 .forward(None, target, again.as_deref(), payload)

@@ -271,7 +271,11 @@ impl Session {
     async fn lost(&mut self, idx: usize, why: &str) -> R<Option<Outcome>> {
         if idx != self.primary.idx && self.primary.lease.conn.gone().await {
             // `KILL CONNECTION` of this session, which reached its replica connection too.
-            return Err(SessionError::router("the session was killed"));
+            // The statement may have run on the replica (a read) before the kill.
+            return Err(SessionError {
+                retry_safe: false,
+                ..SessionError::router("the session was killed")
+            });
         }
         self.topo.backends[idx]
             .counters
