@@ -33,9 +33,15 @@ impl Server {
         if root {
             install.arg("--user=root");
         }
-        let out = install
-            .output()
-            .expect("mariadb-install-db (mariadb-server)");
+        // Two installs at once fail ("Installation of system tables failed") although their
+        // directories differ: one at a time.
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let out = {
+            let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+            install
+                .output()
+                .expect("mariadb-install-db (mariadb-server)")
+        };
         assert!(out.status.success(), "{}", text(&out));
         let mut cmd = Command::new("mariadbd");
         cmd.arg("--no-defaults")
@@ -267,4 +273,119 @@ fn the_role_label_follows_the_server_through_a_promotion_a_fence_and_an_api_outa
     })
     .is_some());
     assert_eq!(status.unwrap().code(), Some(1));
+}
+
+#[test]
+fn the_agent_creates_the_routers_monitor_account_with_hapress_grants_and_follows_a_new_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Server::start(d);
+    let (run, secrets, config, bin) = (
+        d.join("run"),
+        d.join("secrets"),
+        d.join("config"),
+        d.join("bin"),
+    );
+    for p in [&run, &secrets, &config, &bin] {
+        std::fs::create_dir(p).unwrap();
+    }
+    let cnf = d.join("client.cnf");
+    std::fs::write(
+        &cnf,
+        format!(
+            "[client]\nuser = root\nsocket = {}\n",
+            server.socket.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(run.join("role"), "primary\n").unwrap();
+    // What the agent starts after the account: the backup server and the role watcher, here
+    // stand-ins that only wait.
+    for stub in [bin.join("socat"), config.join("role.sh")] {
+        std::fs::write(&stub, "#!/bin/bash\nexec sleep 600\n").unwrap();
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let user = hapress_contract::accounts::MONITOR_USER;
+    let env = || {
+        vec![
+            ("HAPRESS_RUN", run.display().to_string()),
+            ("HAPRESS_CLIENT_CNF", cnf.display().to_string()),
+            ("HAPRESS_SECRETS", secrets.display().to_string()),
+            ("HAPRESS_CONFIG", config.display().to_string()),
+            ("HAPRESS_DATADIR", d.display().to_string()),
+            (
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            ),
+            ("PRIMARY_HOST", "db-primary".into()),
+            ("REPLICATION_USER", "replicator".into()),
+            ("ROUTER_USER", user.into()),
+            // As the render sets it (crates/k8s/src/database.rs).
+            (
+                "ROUTER_GRANTS",
+                hapress_contract::accounts::MONITOR_GRANTS.join(";"),
+            ),
+        ]
+    };
+    // The monitor account, as the router logs in with it.
+    let as_monitor = |password: &str, q: &str| -> Result<String, String> {
+        let own = d.join("monitor.cnf");
+        std::fs::write(
+            &own,
+            format!(
+                "[client]\nuser = {user}\npassword = {password}\nsocket = {}\n",
+                server.socket.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new("mariadb")
+            .arg(format!("--defaults-file={}", own.display()))
+            .args(["-N", "-B", "-e", q])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(text(&out))
+        }
+    };
+    for (round, password) in [(1, "first-secret"), (2, "rotated-secret")] {
+        std::fs::write(secrets.join("router-password"), password).unwrap();
+        let log = d.join(format!("agent-{round}.log"));
+        let agent = script("agent.sh", &env(), &log);
+        assert!(
+            wait_for(Duration::from_secs(30), || read(&log)
+                .contains(&format!("monitor account {user} is current")))
+            .is_some(),
+            "round {round}: {}",
+            read(&log)
+        );
+        // What the failover manager and the prober do with it, each needing one of the grants.
+        for q in [
+            "SHOW SLAVE STATUS",
+            "SELECT COUNT(*) > 0 FROM mysql.global_priv",
+            "SET GLOBAL read_only = 1",
+            "SHOW BINLOG STATUS",
+        ] {
+            if let Err(e) = as_monitor(password, q) {
+                panic!("round {round}: {q}: {e}");
+            }
+        }
+        // Exactly the grants hapress defines, nothing more: no write to a table.
+        assert!(as_monitor(password, "CREATE DATABASE nope").is_err());
+        assert!(
+            read(&log).lines().all(|l| !l.contains(password)),
+            "password in the log"
+        );
+        drop(agent);
+    }
+    // The first password no longer works: ALTER USER took the rotated one.
+    assert!(as_monitor("first-secret", "SELECT 1").is_err());
+    let grants = server
+        .sql(&format!("SHOW GRANTS FOR '{user}'@'%'"))
+        .unwrap();
+    assert!(
+        grants.contains("mysql`.`global_priv") || grants.contains("mysql.global_priv"),
+        "{grants}"
+    );
 }

@@ -6,22 +6,26 @@
 # manager can act on any server; then every pod serves `mariadb-backup --stream` on port 3307
 # so the next replica can clone it, and runs the role watcher (role.sh) beside it.
 # Port 3307 is reachable only from the site's database pods (NetworkPolicy). Passwords travel
-# on the client's stdin, never on a command line.
+# on the client's stdin, never on a command line. The HAPRESS_* variables only move the paths
+# for the tests that run this script against a real server.
 set -euo pipefail
-cnf=/run/hapress/client.cnf
+run=${HAPRESS_RUN:-/run/hapress}
+cnf=${HAPRESS_CLIENT_CNF:-$run/client.cnf}
+secrets=${HAPRESS_SECRETS:-/secrets}
+config=${HAPRESS_CONFIG:-/config}
 sql() { mariadb --defaults-extra-file="$cnf" -Nse "$1"; }
 sql_stdin() { mariadb --defaults-extra-file="$cnf" -N; }
 until mariadb-admin --defaults-extra-file="$cnf" --silent ping 2>/dev/null && sql 'SELECT 1' >/dev/null 2>&1; do
   sleep 2
 done
-role=$(</run/hapress/role)
+role=$(<"$run/role")
 if [[ $role == replica ]]; then
-  pending=/var/lib/mysql/hapress-clone-gtid
+  pending=${HAPRESS_DATADIR:-/var/lib/mysql}/hapress-clone-gtid
   if [[ -s $pending ]]; then
     sql "SET GLOBAL gtid_slave_pos = '$(<"$pending")'"
   fi
   if [[ -z $(sql 'SHOW SLAVE STATUS') ]]; then
-    password=$(</secrets/replication-password)
+    password=$(<"$secrets/replication-password")
     sql_stdin <<SQL
 CHANGE MASTER TO MASTER_HOST='$PRIMARY_HOST', MASTER_PORT=3306, MASTER_USER='$REPLICATION_USER', MASTER_PASSWORD='$password', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=10;
 START SLAVE;
@@ -37,7 +41,7 @@ if [[ -n ${ROUTER_USER:-} ]]; then
   # read_only and the semi-sync variables. ALTER picks up a rotated Secret. Not binlogged: no
   # server ever has a transaction of its own that another lacks.
   # The grants come from hapress (ROUTER_GRANTS, ';'-separated), as the embedded runtime's.
-  password=$(</secrets/router-password)
+  password=$(<"$secrets/router-password")
   IFS=';' read -ra grants <<<"$ROUTER_GRANTS"
   {
     echo "SET SESSION sql_log_bin = 0;"
@@ -53,4 +57,4 @@ socat "TCP-LISTEN:3307,reuseaddr,fork,max-children=1" \
   "SYSTEM:mariadb-backup --defaults-extra-file=$cnf --backup --stream=mbstream --target-dir=/tmp --slave-info" &
 # For as long as the backup server runs, the role watcher publishes this server's role when a
 # failover changes it (the label sidecar applies it); when either ends, the container restarts.
-WATCH_PID=$! exec bash /config/role.sh
+WATCH_PID=$! exec bash "$config/role.sh"
