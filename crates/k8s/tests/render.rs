@@ -206,7 +206,9 @@ fn zero_downtime_rollout_settings() {
         .collect();
     assert_eq!(with_token, ["label"]);
     let scripts = config_map_data(&m, "wordpress-db-config");
-    assert!(scripts["agent.sh"].contains("exec bash /config/role.sh"));
+    let agent = &scripts["agent.sh"];
+    assert!(agent.contains("config=${HAPRESS_CONFIG:-/config}"), "{agent}");
+    assert!(agent.contains("exec bash \"$config/role.sh\""), "{agent}");
     assert!(scripts.contains_key("role.sh") && scripts.contains_key("label.sh"));
 }
 
