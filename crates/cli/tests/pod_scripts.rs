@@ -64,18 +64,34 @@ impl Server {
         s
     }
 
+    /// A client option file in `dir` that logs in to it as root (as a pod's client.cnf).
+    fn root_cnf(&self, dir: &Path) -> PathBuf {
+        let cnf = dir.join("client.cnf");
+        let text = format!(
+            "[client]\nuser = root\nsocket = {}\n",
+            self.socket.display()
+        );
+        std::fs::write(&cnf, text).unwrap();
+        cnf
+    }
+
     fn sql(&self, q: &str) -> Result<String, String> {
-        let out = Command::new("mariadb")
-            .args(["--no-defaults", "-uroot", "-N", "-B"])
-            .arg(format!("--socket={}", self.socket.display()))
-            .args(["-e", q])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(text(&out))
-        }
+        let socket = format!("--socket={}", self.socket.display());
+        mariadb(&["--no-defaults", "-uroot", &socket], q)
+    }
+}
+
+/// Runs `q` with the `mariadb` client and `options`: its output, or its error.
+fn mariadb(options: &[&str], q: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .args(options)
+        .args(["-N", "-B", "-e", q])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(text(&out))
     }
 }
 
@@ -123,15 +139,7 @@ fn the_role_label_follows_the_server_through_a_promotion_a_fence_and_an_api_outa
     for p in [&run, &data, &bin] {
         std::fs::create_dir(p).unwrap();
     }
-    let cnf = d.join("client.cnf");
-    std::fs::write(
-        &cnf,
-        format!(
-            "[client]\nuser = root\nsocket = {}\n",
-            server.socket.display()
-        ),
-    )
-    .unwrap();
+    let cnf = server.root_cnf(d);
     // `kubectl`: records its arguments; fails while `kubectl-down` exists (the API server
     // unreachable).
     let kubectl = bin.join("kubectl");
@@ -289,15 +297,7 @@ fn the_agent_creates_the_routers_monitor_account_with_hapress_grants_and_follows
     for p in [&run, &secrets, &config, &bin] {
         std::fs::create_dir(p).unwrap();
     }
-    let cnf = d.join("client.cnf");
-    std::fs::write(
-        &cnf,
-        format!(
-            "[client]\nuser = root\nsocket = {}\n",
-            server.socket.display()
-        ),
-    )
-    .unwrap();
+    let cnf = server.root_cnf(d);
     std::fs::write(run.join("role"), "primary\n").unwrap();
     // What the agent starts after the account: the backup server and the role watcher, here
     // stand-ins that only wait.
@@ -338,16 +338,7 @@ fn the_agent_creates_the_routers_monitor_account_with_hapress_grants_and_follows
             ),
         )
         .unwrap();
-        let out = Command::new("mariadb")
-            .arg(format!("--defaults-file={}", own.display()))
-            .args(["-N", "-B", "-e", q])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(text(&out))
-        }
+        mariadb(&[&format!("--defaults-file={}", own.display())], q)
     };
     for (round, password) in [(1, "first-secret"), (2, "rotated-secret")] {
         std::fs::write(secrets.join("router-password"), password).unwrap();

@@ -207,7 +207,10 @@ fn zero_downtime_rollout_settings() {
     assert_eq!(with_token, ["label"]);
     let scripts = config_map_data(&m, "wordpress-db-config");
     let agent = &scripts["agent.sh"];
-    assert!(agent.contains("config=${HAPRESS_CONFIG:-/config}"), "{agent}");
+    assert!(
+        agent.contains("config=${HAPRESS_CONFIG:-/config}"),
+        "{agent}"
+    );
     assert!(agent.contains("exec bash \"$config/role.sh\""), "{agent}");
     assert!(scripts.contains_key("role.sh") && scripts.contains_key("label.sh"));
 }

@@ -230,94 +230,86 @@ pub(super) async fn handshake(
         }
         pool.reused.fetch_add(1, Ordering::Relaxed);
         Some(Credential::Stage1(s1))
-    } else if pooled {
-        // Not for this client: relay its login to a new connection, asking the client to
-        // scramble its password again with that server's nonce. The connection whose thread
-        // id the client was given is closed, so no other session ever gets that id.
-        if hello.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD) == NATIVE_PASSWORD
-            && topo.stage2s(&hello.user).iter().any(|s2| {
-                handshake::native_recover_stage1(&hello.auth, &greeting.nonce, s2).is_some()
-            })
-        {
-            pool.mismatched.fetch_add(1, Ordering::Relaxed);
-        }
-        // Its slot in the pool goes to the new connection.
-        let permit = lease.take_permit();
-        pool::close(lease);
-        if hello.capabilities & cap::PLUGIN_AUTH == 0 {
-            let msg = "hapress router: this client cannot switch authentication methods";
-            let _ = client.send_err(next, 1045, "28000", msg).await;
-            return Err(SessionError::client(msg));
-        }
-        lease = connect_or(&topo, &config, pidx, &mut client, next, false, permit)
-            .await?
-            .ok_or_else(|| SessionError::backend(pidx, "unreachable"))?;
-        let g = lease.greeting.clone();
-        let sw = handshake::AuthSwitch {
-            plugin: g.auth_plugin.clone(),
-            data: g.nonce.clone(),
-        };
-        client
-            .write_packet(next, &sw.encode())
-            .await
-            .map_err(on_client("login"))?;
-        let (_, token) = client.read_packet().await.map_err(on_client("auth"))?;
-        let mut h2 = backend_hello(&hello, &g);
-        h2.auth.clone_from(&token);
-        h2.auth_plugin = Some(g.auth_plugin.clone());
-        lease
-            .conn
-            .write_packet(1, &h2.encode())
-            .await
-            .map_err(on_backend(pidx, "login"))?;
-        let auth = Auth {
-            plugin: g.auth_plugin,
-            nonce: g.nonce,
-            token,
-        };
-        match relay_auth(
-            &mut client,
-            (pidx, &mut lease.conn),
-            auth,
-            2,
-            track_added,
-            None,
-        )
-        .await?
-        {
-            Some(a) => credential(&topo, &hello.user, &a),
-            None => return Ok(None),
-        }
     } else {
-        // A new connection: the client's response goes to it as is (the capability bits are
-        // not part of the scramble).
-        let mut h = h;
-        if h.len() >= 4 {
-            h[..4].copy_from_slice(&sent.capabilities.to_le_bytes());
-        }
-        lease
-            .conn
-            .write_packet(hseq, &h)
-            .await
-            .map_err(on_backend(pidx, "login"))?;
-        let auth = Auth {
-            plugin: hello
-                .auth_plugin
-                .clone()
-                .unwrap_or_else(|| greeting.auth_plugin.clone()),
-            nonce: greeting.nonce.clone(),
-            token: hello.auth.clone(),
+        // The login is relayed; what differs is how the exchange starts and the offset of the
+        // client's packet numbers over the server's.
+        let (auth, offset) = if pooled {
+            // Not for this client: relay its login to a new connection, asking the client to
+            // scramble its password again with that server's nonce. The connection whose thread
+            // id the client was given is closed, so no other session ever gets that id.
+            if hello.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD) == NATIVE_PASSWORD
+                && topo.stage2s(&hello.user).iter().any(|s2| {
+                    handshake::native_recover_stage1(&hello.auth, &greeting.nonce, s2).is_some()
+                })
+            {
+                pool.mismatched.fetch_add(1, Ordering::Relaxed);
+            }
+            // Its slot in the pool goes to the new connection.
+            let permit = lease.take_permit();
+            pool::close(lease);
+            if hello.capabilities & cap::PLUGIN_AUTH == 0 {
+                let msg = "hapress router: this client cannot switch authentication methods";
+                let _ = client.send_err(next, 1045, "28000", msg).await;
+                return Err(SessionError::client(msg));
+            }
+            lease = connect_or(&topo, &config, pidx, &mut client, next, false, permit)
+                .await?
+                .ok_or_else(|| SessionError::backend(pidx, "unreachable"))?;
+            let g = lease.greeting.clone();
+            let sw = handshake::AuthSwitch {
+                plugin: g.auth_plugin.clone(),
+                data: g.nonce.clone(),
+            };
+            client
+                .write_packet(next, &sw.encode())
+                .await
+                .map_err(on_client("login"))?;
+            let (_, token) = client.read_packet().await.map_err(on_client("auth"))?;
+            let mut h2 = backend_hello(&hello, &g);
+            h2.auth.clone_from(&token);
+            h2.auth_plugin = Some(g.auth_plugin.clone());
+            lease
+                .conn
+                .write_packet(1, &h2.encode())
+                .await
+                .map_err(on_backend(pidx, "login"))?;
+            let auth = Auth {
+                plugin: g.auth_plugin,
+                nonce: g.nonce,
+                token,
+            };
+            (auth, 2)
+        } else {
+            // A new connection: the client's response goes to it as is (the capability bits are
+            // not part of the scramble).
+            let mut h = h;
+            if h.len() >= 4 {
+                h[..4].copy_from_slice(&sent.capabilities.to_le_bytes());
+            }
+            lease
+                .conn
+                .write_packet(hseq, &h)
+                .await
+                .map_err(on_backend(pidx, "login"))?;
+            let auth = Auth {
+                plugin: hello
+                    .auth_plugin
+                    .clone()
+                    .unwrap_or_else(|| greeting.auth_plugin.clone()),
+                nonce: greeting.nonce.clone(),
+                token: hello.auth.clone(),
+            };
+            (auth, 0)
         };
-        match relay_auth(
+        let relayed = relay_auth(
             &mut client,
             (pidx, &mut lease.conn),
             auth,
-            0,
+            offset,
             track_added,
             None,
-        )
-        .await?
-        {
+        );
+        match relayed.await? {
             Some(a) => credential(&topo, &hello.user, &a),
             None => return Ok(None),
         }
