@@ -13,43 +13,58 @@ use common::*;
 
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../k8s/src/scripts");
 
-/// A MariaDB server of the test's own on a unix socket (no TCP); killed on drop.
+/// A MariaDB server of the test's own; killed on drop.
 struct Server {
     child: Child,
     socket: PathBuf,
 }
 
+/// Options of a server that serves no TCP, writes no binary log and starts read-only.
+const QUIET: &[&str] = &["--skip-networking", "--read-only", "--skip-log-bin"];
+
 impl Server {
+    /// A server on a unix socket in `dir` (no TCP).
     fn start(dir: &Path) -> Server {
-        let data = dir.join("mysql-data");
-        let socket = dir.join("mysql.sock");
+        Server::start_with(&dir.join("mysql-data"), dir, "mysql", QUIET)
+    }
+
+    /// A new server with data directory `data` (created and initialised unless it has a
+    /// `mysql` schema already), its socket and pid file in `dir` named after `name`, and
+    /// `options`.
+    fn start_with(data: &Path, dir: &Path, name: &str, options: &[&str]) -> Server {
+        let socket = dir.join(format!("{name}.sock"));
         let root = nix::unistd::geteuid().is_root();
-        let mut install = Command::new("mariadb-install-db");
-        install
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg("--auth-root-authentication-method=socket")
-            .arg("--skip-test-db");
-        if root {
-            install.arg("--user=root");
-        }
-        // Two installs at once fail ("Installation of system tables failed") although their
-        // directories differ: one at a time.
-        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let out = {
-            let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+        if !data.join("mysql").is_dir() {
+            let mut install = Command::new("mariadb-install-db");
             install
-                .output()
-                .expect("mariadb-install-db (mariadb-server)")
-        };
-        assert!(out.status.success(), "{}", text(&out));
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .arg("--auth-root-authentication-method=socket")
+                .arg("--skip-test-db");
+            if root {
+                install.arg("--user=root");
+            }
+            // Two installs at once fail ("Installation of system tables failed") although
+            // their directories differ: one at a time.
+            static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let out = {
+                let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+                install
+                    .output()
+                    .expect("mariadb-install-db (mariadb-server)")
+            };
+            assert!(out.status.success(), "{}", text(&out));
+        }
         let mut cmd = Command::new("mariadbd");
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--pid-file={}", dir.join("mysql.pid").display()))
+            .arg(format!(
+                "--pid-file={}",
+                dir.join(format!("{name}.pid")).display()
+            ))
             .arg(format!("--tmpdir={}", dir.display()))
-            .args(["--skip-networking", "--read-only", "--skip-log-bin"])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if root {
@@ -379,4 +394,219 @@ fn the_agent_creates_the_routers_monitor_account_with_hapress_grants_and_follows
         grants.contains("mysql`.`global_priv") || grants.contains("mysql.global_priv"),
         "{grants}"
     );
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (p, r, bin) = (d.join("p"), d.join("r"), d.join("bin"));
+    for x in [&p, &r, &bin, &p.join("run"), &r.join("run")] {
+        std::fs::create_dir_all(x).unwrap();
+    }
+    // A primary and a replica over TCP, GTID replication, both with binary logs.
+    let (pport, rport) = (free_port(), free_port());
+    let net = |id: u32, port: u16| {
+        vec![
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--server-id={id}"),
+            "--log-bin=binlog".to_string(),
+            "--log-slave-updates".to_string(),
+        ]
+    };
+    let (popts, ropts) = (net(1, pport), net(2, rport));
+    let primary = Server::start_with(&p.join("data"), &p, "db", &strs(&popts));
+    let replica = Server::start_with(&r.join("data"), &r, "db", &strs(&ropts));
+    primary
+        .sql("CREATE USER repl@'%' IDENTIFIED BY 'pw'; GRANT REPLICATION SLAVE ON *.* TO repl@'%'; CREATE DATABASE site; CREATE TABLE site.t (id INT PRIMARY KEY); INSERT INTO site.t VALUES (1)")
+        .unwrap();
+    replica
+        .sql(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={pport}, MASTER_USER='repl', MASTER_PASSWORD='pw', MASTER_USE_GTID=current_pos; START SLAVE; SET GLOBAL read_only = 1"
+        ))
+        .unwrap();
+    let replicated = |s: &Server| s.sql("SELECT COUNT(*) FROM site.t").ok();
+    assert!(
+        wait_for(Duration::from_secs(30), || replicated(&replica).as_deref()
+            == Some("1"))
+        .is_some()
+    );
+
+    // Each server's role watcher, as the agent runs it (fast rounds for the test).
+    let watcher = |side: &Path, server: &Server| {
+        let cnf = server.root_cnf(side);
+        let env = [
+            ("HAPRESS_RUN", side.join("run").display().to_string()),
+            ("HAPRESS_DATA", side.display().to_string()),
+            ("HAPRESS_CLIENT_CNF", cnf.display().to_string()),
+            ("ROLE_INTERVAL", "0.2".to_string()),
+            ("DIVERGED_CHECKS", "3".to_string()),
+        ];
+        script("role.sh", &env, &side.join("role.log"))
+    };
+    let _pw = watcher(&p, &primary);
+    let _rw = watcher(&r, &replica);
+    assert!(
+        wait_for(Duration::from_secs(10), || read(&r.join("run/role")).trim()
+            == "replica")
+        .is_some()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || read(&p.join("run/role")).trim()
+            == "primary")
+        .is_some()
+    );
+    // Healthy: a write replicates and nobody asks for a rebuild.
+    primary.sql("INSERT INTO site.t VALUES (2)").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || replicated(&replica).as_deref()
+            == Some("2"))
+        .is_some()
+    );
+    assert!(
+        !r.join("hapress-rebuild").exists(),
+        "{}",
+        read(&r.join("role.log"))
+    );
+
+    // An errant transaction on the replica: the primary lacks it, so the replica's IO thread
+    // stops with 1236 when it reconnects.
+    replica
+        .sql("STOP SLAVE; SET GLOBAL read_only = 0; CREATE DATABASE errant; SET GLOBAL read_only = 1; START SLAVE")
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || r
+            .join("hapress-rebuild")
+            .exists())
+        .is_some(),
+        "no rebuild asked: {}",
+        read(&r.join("role.log"))
+    );
+    let why = read(&r.join("hapress-rebuild"));
+    assert!(why.contains("1236"), "{why}");
+    assert_eq!(read(&r.join("run/rebuild")), why);
+    assert!(
+        !p.join("hapress-rebuild").exists(),
+        "the primary never diverges"
+    );
+
+    // The label sidecar deletes the pod, once (a stand-in kubectl records what it is asked).
+    let kubectl = bin.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/bash\necho \"$*\" >> {}\n",
+            d.join("kubectl.log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let label_env = [
+        ("HAPRESS_RUN", r.join("run").display().to_string()),
+        ("LABEL_INTERVAL", "0.2".to_string()),
+        ("POD_NAME", "site-db-1".to_string()),
+        ("POD_NAMESPACE", "web".to_string()),
+        (
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        ),
+    ];
+    let label = script("label.sh", &label_env, &d.join("label.log"));
+    let deletes = || {
+        read(&d.join("kubectl.log"))
+            .lines()
+            .filter(|l| l.starts_with("delete pod"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(wait_for(Duration::from_secs(10), || !deletes().is_empty()).is_some());
+    // Another round of the sidecar (it patches the role label each time the role changes).
+    std::fs::write(r.join("run/role"), "primary\n").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || read(&d.join("kubectl.log"))
+            .contains("primary"))
+        .is_some()
+    );
+    assert_eq!(
+        deletes(),
+        ["delete pod site-db-1 --namespace=web --wait=false"]
+    );
+    drop(label);
+    std::fs::write(r.join("run/role"), "replica\n").unwrap();
+
+    // The pod starts again: the server is gone, `clone` copies the primary through the
+    // agent's backup server and keeps the diverged data directory aside.
+    drop(_rw);
+    drop(replica);
+    let pcnf = primary.root_cnf(&p);
+    let bport = free_port();
+    let backup = Command::new("socat")
+        .arg(format!("TCP-LISTEN:{bport},bind=127.0.0.1,reuseaddr,fork"))
+        .arg(format!(
+            "SYSTEM:mariadb-backup --defaults-extra-file={} --backup --stream=mbstream --target-dir={} --slave-info",
+            pcnf.display(),
+            d.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Killed)
+        .expect("socat");
+    assert!(
+        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            bport
+        ))
+        .is_ok())
+        .is_some()
+    );
+    let out = Command::new("bash")
+        .arg(format!("{SCRIPTS}/clone.sh"))
+        .envs([
+            ("HAPRESS_DATA", r.display().to_string()),
+            ("HAPRESS_RUN", r.join("run").display().to_string()),
+            ("CLONE_DONORS", format!("127.0.0.1:{bport}")),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    drop(backup);
+    let kept: Vec<PathBuf> = std::fs::read_dir(&r)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("diverged-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{}", text(&out));
+    assert!(
+        kept[0].join("errant").is_dir(),
+        "the diverged data is kept as it was"
+    );
+    assert!(read(&kept[0].join("hapress-why")).contains("1236"));
+    assert!(!r.join("hapress-rebuild").exists(), "asked once, done");
+    assert!(!r.join("data/errant").exists());
+    let gtid = read(&r.join("hapress-clone-gtid"));
+    assert!(gtid.trim().starts_with("0-1-"), "{gtid}");
+    // The copy is a working server with the primary's data and without the errant schema.
+    let rebuilt = Server::start_with(&r.join("data"), &r, "rebuilt", QUIET);
+    assert_eq!(rebuilt.sql("SELECT COUNT(*) FROM site.t").unwrap(), "2");
+    assert_eq!(rebuilt.sql("SHOW DATABASES LIKE 'errant'").unwrap(), "");
 }

@@ -151,12 +151,13 @@ fn label_rbac(c: &Cluster, names: &Names) -> Vec<Object> {
     vec![
         Object::Role(Role {
             metadata: pod::meta(names, &role_name, names.labels(Component::Database)),
-            // Only its own StatefulSet's pods, only to read and label them.
+            // Only its own StatefulSet's pods: to read and label them, and to delete a pod whose
+            // server diverged (the StatefulSet starts it again, and it clones a healthy peer).
             rules: Some(vec![PolicyRule {
                 api_groups: Some(vec![String::new()]),
                 resources: Some(vec!["pods".into()]),
                 resource_names: Some(pods),
-                verbs: vec!["get".into(), "patch".into()],
+                verbs: vec!["get".into(), "patch".into(), "delete".into()],
                 ..PolicyRule::default()
             }]),
         }),

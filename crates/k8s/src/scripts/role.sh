@@ -9,16 +9,40 @@
 #                                 when no peer is writable (a whole-cluster restart starts the
 #                                 last primary as the primary, not the ordinal that began as one).
 # Every file is written to a temporary name and renamed: a reader never sees half a file.
+# A replica that cannot replicate any more (its IO thread stopped with 1236, the primary lacks
+# a transaction it has; or its SQL thread stopped with an error), seen so on DIVERGED_CHECKS
+# rounds in a row (15, about 30 s), is diverged, the same rule the failover manager reports
+# with (crates/topology): the watcher asks for a rebuild from a copy of a healthy peer, once:
+#   $HAPRESS_DATA/hapress-rebuild why, next to the data: `clone` (on the pod's next start)
+#                                 moves the data directory aside, kept, and clones a peer;
+#   $HAPRESS_RUN/rebuild          the same, for the `label` sidecar, which deletes the pod so
+#                                 that it starts again (and its init containers run).
 # With WATCH_PID set it ends (status 1) when that process does: the agent's backup server.
 set -uo pipefail
 run=${HAPRESS_RUN:-/run/hapress}
 data=${HAPRESS_DATA:-/var/lib/mysql}
 cnf=${HAPRESS_CLIENT_CNF:-$run/client.cnf}
 interval=${ROLE_INTERVAL:-2}
+checks=${DIVERGED_CHECKS:-15}
 publish() { # file content
   printf '%s\n' "$2" > "$1.tmp" && mv -f "$1.tmp" "$1"
 }
+# Why this replica cannot replicate any more, from SHOW SLAVE STATUS; nothing when it can.
+diverged() {
+  mariadb --defaults-extra-file="$cnf" --connect-timeout=2 -e 'SHOW SLAVE STATUS\G' 2>/dev/null |
+    awk -F': ' '
+      $1 ~ /^ *Last_IO_Errno$/ { io = $2 }
+      $1 ~ /^ *Last_IO_Error$/ { ioe = substr($0, index($0, ": ") + 2) }
+      $1 ~ /^ *Last_SQL_Errno$/ { sq = $2 }
+      $1 ~ /^ *Last_SQL_Error$/ { sqe = substr($0, index($0, ": ") + 2) }
+      END {
+        if (io == 1236) print "its IO thread stopped with error 1236: " ioe
+        else if (sq != "" && sq != 0) print "its SQL thread stopped with error " sq ": " sqe
+      }'
+}
 last=
+seen=0
+asked=
 while [[ -z ${WATCH_PID:-} ]] || kill -0 "$WATCH_PID" 2>/dev/null; do
   ro=$(mariadb --defaults-extra-file="$cnf" --connect-timeout=2 -Nse 'SELECT @@read_only' 2>/dev/null)
   case $ro in
@@ -31,6 +55,17 @@ while [[ -z ${WATCH_PID:-} ]] || kill -0 "$WATCH_PID" 2>/dev/null; do
       echo "role: this server is the $role"
       last=$role
     fi
+  fi
+  why=
+  [[ $role == replica && -z $asked ]] && why=$(diverged)
+  if [[ -n $why ]]; then
+    seen=$((seen + 1))
+    if ((seen >= checks)) && publish "$data/hapress-rebuild" "$why" && publish "$run/rebuild" "$why"; then
+      echo "role: this server diverged ($why); asking for a rebuild from a copy of a peer" >&2
+      asked=1
+    fi
+  else
+    seen=0
   fi
   sleep "$interval"
 done
