@@ -1,9 +1,11 @@
-//! The response tracker fed an arbitrary answer: never a panic, never a step after the end.
+//! The response tracker (and the text-result decoder over it) fed an arbitrary answer: never a
+//! panic, never a step after the end.
 //! The first byte picks the command, the second the `DEPRECATE_EOF` and cache-metadata
 //! settings; the rest is a sequence of packets, each prefixed with a one-byte length.
 #![no_main]
 
 use hapress_wire::response::{ResponseTracker, Step};
+use hapress_wire::rows::TextRows;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,12 +17,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut t = t.cache_metadata(flags & 2 != 0);
+    // The router's own text-result decoder on the same packets: never a panic.
+    let mut rows = TextRows::new(&cmd, flags & 1 != 0).ok();
     let mut rest = rest;
     let mut done = false;
     while let [len, tail @ ..] = rest {
         let n = usize::from(*len).min(tail.len());
         let (p, next) = tail.split_at(n);
         rest = next;
+        if let Some(r) = rows.as_mut() {
+            if !matches!(r.feed(p), Ok(None)) {
+                rows = None;
+            }
+        }
         match t.feed(p, true) {
             Ok(Step::Done(_)) => {
                 assert!(!done, "a second end");

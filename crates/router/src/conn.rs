@@ -8,7 +8,7 @@ use std::time::Duration;
 use hapress_wire::consts::cap;
 use hapress_wire::handshake::{self, Greeting, HandshakeResponse, NATIVE_PASSWORD};
 use hapress_wire::packet::{self, Chunk, Framer, HEADER};
-use hapress_wire::response::{parse_err, ResponseTracker, Step};
+use hapress_wire::response::parse_err;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
@@ -364,89 +364,27 @@ pub async fn login(
     }
 }
 
-/// A text result: column names and rows.
-#[derive(Debug, Default, Clone)]
-pub struct Rows {
-    /// Column names.
-    pub columns: Vec<String>,
-    /// Rows (NULL is `None`).
-    pub rows: Vec<Vec<Option<String>>>,
-}
-
-impl Rows {
-    /// The value of column `name` in row `i`.
-    pub fn get(&self, i: usize, name: &str) -> Option<&str> {
-        let c = self
-            .columns
-            .iter()
-            .position(|c| c.eq_ignore_ascii_case(name))?;
-        self.rows.get(i)?.get(c)?.as_deref()
-    }
-}
+pub use hapress_wire::rows::Rows;
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// Runs one query and decodes its text result set, on a connection whose `DEPRECATE_EOF`
-/// setting is `deprecate_eof` (the router's own logins never negotiate it). Errors from the
-/// server come back as `Err((code, message))`.
+/// Runs one query and decodes its text result set ([`hapress_wire::rows::TextRows`]), on a
+/// connection whose `DEPRECATE_EOF` setting is `deprecate_eof` (the router's own logins never
+/// negotiate it). Errors from the server come back as `Err((code, message))`.
 pub async fn query(
     conn: &mut Conn,
     sql: &str,
     deprecate_eof: bool,
 ) -> io::Result<Result<Rows, (u16, String)>> {
-    let command = [&[hapress_wire::consts::cmd::QUERY][..], sql.as_bytes()].concat();
+    let command = hapress_wire::command::query(sql.as_bytes());
     conn.write_packet(0, &command).await?;
-    let mut t = ResponseTracker::new(&command, deprecate_eof)
-        .ok_or_else(|| io::Error::other("no tracker"))?;
-    let mut out = Rows::default();
-    // Packets of the result set seen so far: column count, definitions, [EOF], rows.
-    let mut columns: Option<u64> = None;
-    let mut seen: u64 = 0;
+    let mut rows = hapress_wire::rows::TextRows::new(&command, deprecate_eof).map_err(invalid)?;
     loop {
         let (_, p) = conn.read_packet().await?;
-        let step = t.feed(&p, true).map_err(invalid)?;
-        if p.first() == Some(&0xff) {
-            let e = parse_err(&p).map_err(invalid)?;
-            return Ok(Err((e.code, e.message)));
-        }
-        if let Step::Done(_) = step {
-            return Ok(Ok(out));
-        }
-        let Some(n) = columns else {
-            if p.first() != Some(&0x00) {
-                columns = Some(
-                    hapress_wire::codec::Reader::new(&p)
-                        .lenenc_int()
-                        .map_err(invalid)?,
-                );
-            }
-            continue;
-        };
-        seen += 1;
-        let eof = u64::from(!deprecate_eof);
-        if seen <= n {
-            // Column definition: catalog, schema, table, org_table, name, ...
-            let mut r = hapress_wire::codec::Reader::new(&p);
-            let mut name = &[][..];
-            for _ in 0..5 {
-                name = r.lenenc_bytes().map_err(invalid)?;
-            }
-            out.columns.push(String::from_utf8_lossy(name).into_owned());
-        } else if seen > n + eof {
-            let mut r = hapress_wire::codec::Reader::new(&p);
-            let mut row = Vec::with_capacity(out.columns.len());
-            for _ in 0..out.columns.len() {
-                if r.remaining() > 0 && p[p.len() - r.remaining()] == 0xfb {
-                    r.u8().map_err(invalid)?;
-                    row.push(None);
-                } else {
-                    let v = r.lenenc_bytes().map_err(invalid)?;
-                    row.push(Some(String::from_utf8_lossy(v).into_owned()));
-                }
-            }
-            out.rows.push(row);
+        if let Some(done) = rows.feed(&p).map_err(invalid)? {
+            return Ok(done.map_err(|e| (e.code, e.message)));
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`handshake`]: the server greeting, the client's handshake response, auth scrambles.
 //! - [`response`]: OK/ERR packets and [`response::ResponseTracker`], which tells where a
 //!   server's answer to one command ends (result sets, multi-results, prepared statements).
+//! - [`rows`]: text result sets decoded into rows (the queries a proxy runs itself).
 //! - [`stmt`]: binary-protocol prepared statements re-addressed to another server.
 
 pub mod codec;
@@ -18,6 +19,7 @@ pub mod consts;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod rows;
 pub mod stmt;
 
 /// A protocol violation by the peer: the session that saw it must end, nothing else.
