@@ -286,6 +286,13 @@ fn select_flags(code: &str) -> SelectFlags {
             f.functions = true;
             f.sequence |= w == "nextval" || w == "setval";
         }
+        // Oracle mode's pseudo-columns (`s.nextval`, `db.s.currval`): a sequence advanced, or
+        // the session's last value of it.
+        let qualified = start > 0 && b[start - 1] == b'.';
+        if qualified && (w == "nextval" || w == "currval") {
+            f.functions = true;
+            f.sequence |= w == "nextval";
+        }
         // Both describe the session's previous statement, wherever it ran.
         if call && (w == "found_rows" || w == "row_count") {
             f.found_rows = true;
@@ -522,7 +529,12 @@ fn uses_connection_state(code: &str) -> bool {
     let b = code.as_bytes();
     let user_variable = (0..b.len())
         .any(|i| b[i] == b'@' && b.get(i + 1) != Some(&b'@') && (i == 0 || b[i - 1] != b'@'));
+    // `s.currval` (Oracle mode) is the session's `LASTVAL(s)`.
+    let currval = code.match_indices(".currval").any(|(i, _)| {
+        !code.as_bytes().get(i + ".currval".len()).is_some_and(|&c| is_ident(c))
+    });
     user_variable
+        || currval
         || CONNECTION_FUNCTIONS.iter().any(|f| {
             code.match_indices(f).any(|(i, _)| {
                 let before = i.checked_sub(1).map(|j| b[j]);
@@ -673,6 +685,8 @@ mod tests {
             ("SELECT LAST_INSERT_ID()", Where::Primary),
             ("SELECT NEXTVAL(s)", Where::Primary),
             ("SELECT NEXT VALUE FOR s", Where::Primary),
+            ("SELECT s1.nextval", Where::Primary),
+            ("SELECT s1.currval", Where::Primary),
             ("SELECT @@SESSION.sql_mode", Where::Primary),
             ("SELECT @x", Where::Primary),
             ("SELECT 1 INTO @x", Where::Primary),
@@ -770,6 +784,12 @@ mod tests {
             ("SELECT SETVAL(s, 100)", Effect::Write),
             ("SELECT LASTVAL(s)", Effect::None),
             ("SELECT PREVIOUS VALUE FOR s", Effect::None),
+            // Oracle mode (compat/oracle.sequence through the router found these).
+            ("SELECT s1.nextval", Effect::Write),
+            ("SELECT test.s1.nextval", Effect::Write),
+            ("SELECT .s1.nextval", Effect::Write),
+            ("SELECT s1.currval", Effect::None),
+            ("SELECT t.nextval_at FROM t", Effect::None),
             ("BEGIN", Effect::None),
         ];
         for (sql, want) in table {
@@ -789,6 +809,9 @@ mod tests {
             ("SELECT LAST_INSERT_ID()", true),
             ("SELECT CONNECTION_ID()", true),
             ("SELECT lastval(s)", true),
+            ("SELECT s1.currval", true),
+            ("SELECT test.s1.currval FROM dual", true),
+            ("SELECT t.currval_x FROM t", false),
             ("SELECT @@sql_mode", false),
             ("SET @@session.time_zone = '+00:00'", false),
             ("SELECT '@x', 'get_lock(1)'", false),

@@ -88,6 +88,8 @@ proptest! {
             Just("SELECT IS_USED_LOCK('a')"),
             Just("SELECT NEXTVAL(s)"),
             Just("SELECT NEXT VALUE FOR s"),
+            Just("SELECT s.nextval"),
+            Just("SELECT db.s.currval"),
             Just("SELECT LAST_INSERT_ID()"),
             Just("SELECT FOUND_ROWS()"),
             Just("SELECT ROW_COUNT()"),
