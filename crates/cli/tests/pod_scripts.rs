@@ -327,7 +327,7 @@ fn the_agent_creates_the_routers_monitor_account_with_hapress_grants_and_follows
             ("HAPRESS_CLIENT_CNF", cnf.display().to_string()),
             ("HAPRESS_SECRETS", secrets.display().to_string()),
             ("HAPRESS_CONFIG", config.display().to_string()),
-            ("HAPRESS_DATADIR", d.display().to_string()),
+            ("HAPRESS_DATA", d.display().to_string()),
             (
                 "PATH",
                 format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
@@ -426,17 +426,19 @@ fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
             format!("--server-id={id}"),
             "--log-bin=binlog".to_string(),
             "--log-slave-updates".to_string(),
+            // A TCP client is its address (root@127.0.0.1 below), not `localhost`.
+            "--skip-name-resolve".to_string(),
         ]
     };
     let (popts, ropts) = (net(1, pport), net(2, rport));
     let primary = Server::start_with(&p.join("data"), &p, "db", &strs(&popts));
     let replica = Server::start_with(&r.join("data"), &r, "db", &strs(&ropts));
     primary
-        .sql("CREATE USER repl@'%' IDENTIFIED BY 'pw'; GRANT REPLICATION SLAVE ON *.* TO repl@'%'; CREATE DATABASE site; CREATE TABLE site.t (id INT PRIMARY KEY); INSERT INTO site.t VALUES (1)")
+        .sql("CREATE USER repl@'%' IDENTIFIED BY 'pw'; GRANT REPLICATION SLAVE ON *.* TO repl@'%'; CREATE USER root@'127.0.0.1' IDENTIFIED BY 'rootpw'; GRANT ALL ON *.* TO root@'127.0.0.1'; CREATE DATABASE site; CREATE TABLE site.t (id INT PRIMARY KEY); INSERT INTO site.t VALUES (1)")
         .unwrap();
     replica
         .sql(&format!(
-            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={pport}, MASTER_USER='repl', MASTER_PASSWORD='pw', MASTER_USE_GTID=current_pos; START SLAVE; SET GLOBAL read_only = 1"
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={pport}, MASTER_USER='repl', MASTER_PASSWORD='pw', MASTER_USE_GTID=slave_pos; START SLAVE; SET GLOBAL read_only = 1"
         ))
         .unwrap();
     let replicated = |s: &Server| s.sql("SELECT COUNT(*) FROM site.t").ok();
@@ -483,10 +485,11 @@ fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
         read(&r.join("role.log"))
     );
 
-    // An errant transaction on the replica: the primary lacks it, so the replica's IO thread
-    // stops with 1236 when it reconnects.
+    // An errant transaction on the replica (an old primary's write no replica received), then
+    // rejoined at its own binlog position as the failover manager rejoins a server: the
+    // primary lacks that GTID, so the replica's IO thread stops with 1236.
     replica
-        .sql("STOP SLAVE; SET GLOBAL read_only = 0; CREATE DATABASE errant; SET GLOBAL read_only = 1; START SLAVE")
+        .sql("STOP SLAVE; SET GLOBAL read_only = 0; CREATE DATABASE errant; SET GLOBAL read_only = 1; SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos; START SLAVE")
         .unwrap();
     assert!(
         wait_for(Duration::from_secs(30), || r
@@ -499,18 +502,15 @@ fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
     let why = read(&r.join("hapress-rebuild"));
     assert!(why.contains("1236"), "{why}");
     assert_eq!(read(&r.join("run/rebuild")), why);
-    assert!(
-        !p.join("hapress-rebuild").exists(),
-        "the primary never diverges"
-    );
 
-    // The label sidecar deletes the pod, once (a stand-in kubectl records what it is asked).
+    // The label sidecar evicts the pod, once (a stand-in kubectl records what it is asked).
     let kubectl = bin.join("kubectl");
     std::fs::write(
         &kubectl,
         format!(
-            "#!/bin/bash\necho \"$*\" >> {}\n",
-            d.join("kubectl.log").display()
+            "#!/bin/bash\necho \"$*\" >> {}\n[[ $1 == create ]] && cat >> {}\nexit 0\n",
+            d.join("kubectl.log").display(),
+            d.join("eviction.json").display()
         ),
     )
     .unwrap();
@@ -526,27 +526,57 @@ fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
         ),
     ];
     let label = script("label.sh", &label_env, &d.join("label.log"));
-    let deletes = || {
+    let evictions = || {
         read(&d.join("kubectl.log"))
             .lines()
-            .filter(|l| l.starts_with("delete pod"))
+            .filter(|l| l.starts_with("create --raw"))
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
-    assert!(wait_for(Duration::from_secs(10), || !deletes().is_empty()).is_some());
-    // Another round of the sidecar (it patches the role label each time the role changes).
+    assert!(wait_for(Duration::from_secs(10), || !evictions().is_empty()).is_some());
+    // Two more rounds of the sidecar (each role change is patched in a later round): no
+    // second eviction.
+    let patches = |role: &str| read(&d.join("kubectl.log")).matches(role).count();
     std::fs::write(r.join("run/role"), "primary\n").unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || read(&d.join("kubectl.log"))
-            .contains("primary"))
-        .is_some()
-    );
+    assert!(wait_for(Duration::from_secs(10), || patches("\"primary\"") == 1).is_some());
+    std::fs::write(r.join("run/role"), "replica\n").unwrap();
+    assert!(wait_for(Duration::from_secs(10), || patches("\"replica\"") == 2).is_some());
     assert_eq!(
-        deletes(),
-        ["delete pod site-db-1 --namespace=web --wait=false"]
+        evictions(),
+        ["create --raw /api/v1/namespaces/web/pods/site-db-1/eviction -f -"]
+    );
+    let eviction = read(&d.join("eviction.json"));
+    assert!(
+        eviction.contains("\"kind\":\"Eviction\"") && eviction.contains("\"name\":\"site-db-1\""),
+        "{eviction}"
     );
     drop(label);
-    std::fs::write(r.join("run/role"), "replica\n").unwrap();
+
+    // Repaired by hand before the pod restarted: the request is withdrawn. Broken again: asked
+    // again.
+    let primary_pos = primary.sql("SELECT @@gtid_binlog_pos").unwrap();
+    replica
+        .sql(&format!(
+            "STOP SLAVE; SET GLOBAL gtid_slave_pos = '{primary_pos}'; START SLAVE"
+        ))
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || !r
+            .join("hapress-rebuild")
+            .exists()
+            && !r.join("run/rebuild").exists())
+        .is_some(),
+        "{}",
+        read(&r.join("role.log"))
+    );
+    assert!(read(&r.join("role.log")).contains("withdrawn"));
+    replica
+        .sql("STOP SLAVE; SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos; START SLAVE")
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(30), || r
+        .join("hapress-rebuild")
+        .exists())
+    .is_some());
 
     // The pod starts again: the server is gone, `clone` copies the primary through the
     // agent's backup server and keeps the diverged data directory aside.
@@ -574,15 +604,42 @@ fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
         .is_ok())
         .is_some()
     );
-    let out = Command::new("bash")
-        .arg(format!("{SCRIPTS}/clone.sh"))
-        .envs([
-            ("HAPRESS_DATA", r.display().to_string()),
-            ("HAPRESS_RUN", r.join("run").display().to_string()),
-            ("CLONE_DONORS", format!("127.0.0.1:{bport}")),
-        ])
-        .output()
-        .unwrap();
+    let secrets = d.join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("root-password"), "rootpw").unwrap();
+    let clone = |sql_port: u16| {
+        Command::new("bash")
+            .arg(format!("{SCRIPTS}/clone.sh"))
+            .envs([
+                ("HAPRESS_DATA", r.display().to_string()),
+                ("HAPRESS_RUN", r.join("run").display().to_string()),
+                ("HAPRESS_SECRETS", secrets.display().to_string()),
+                ("CLONE_PEERS", "127.0.0.1".to_string()),
+                ("CLONE_SQL_PORT", sql_port.to_string()),
+                ("CLONE_BACKUP_PORT", bport.to_string()),
+            ])
+            .output()
+            .unwrap()
+    };
+    // No peer answers as the primary (nothing listens there): the data stays as it is, and the
+    // request is kept for a person.
+    let out = clone(free_port());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(r.join("data/errant").is_dir(), "{}", text(&out));
+    let kept_request: Vec<PathBuf> = std::fs::read_dir(&r)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("hapress-rebuild.kept-")
+        })
+        .collect();
+    assert_eq!(kept_request.len(), 1, "{}", text(&out));
+    std::fs::rename(&kept_request[0], r.join("hapress-rebuild")).unwrap();
+    // With the primary answering: the primary itself is the donor (the only peer).
+    let out = clone(pport);
     assert!(out.status.success(), "{}", text(&out));
     drop(backup);
     let kept: Vec<PathBuf> = std::fs::read_dir(&r)

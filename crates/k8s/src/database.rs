@@ -145,21 +145,31 @@ fn role_service(names: &Names, name: &str, role: &str) -> Service {
 
 fn label_rbac(c: &Cluster, names: &Names) -> Vec<Object> {
     let role_name = names.of("db-labeler");
-    let pods = (0..c.spec.database.instances)
+    let pods: Vec<String> = (0..c.spec.database.instances)
         .map(|i| format!("{}-{i}", names.db()))
         .collect();
     vec![
         Object::Role(Role {
             metadata: pod::meta(names, &role_name, names.labels(Component::Database)),
-            // Only its own StatefulSet's pods: to read and label them, and to delete a pod whose
-            // server diverged (the StatefulSet starts it again, and it clones a healthy peer).
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["pods".into()]),
-                resource_names: Some(pods),
-                verbs: vec!["get".into(), "patch".into(), "delete".into()],
-                ..PolicyRule::default()
-            }]),
+            // Only its own StatefulSet's pods: to read and label them, and to evict a pod whose
+            // server diverged (within the PodDisruptionBudget; the StatefulSet starts it again,
+            // and it clones a healthy peer).
+            rules: Some(vec![
+                PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["pods".into()]),
+                    resource_names: Some(pods.clone()),
+                    verbs: vec!["get".into(), "patch".into()],
+                    ..PolicyRule::default()
+                },
+                PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["pods/eviction".into()]),
+                    resource_names: Some(pods),
+                    verbs: vec!["create".into()],
+                    ..PolicyRule::default()
+                },
+            ]),
         }),
         Object::RoleBinding(RoleBinding {
             metadata: pod::meta(names, &role_name, names.labels(Component::Database)),
@@ -369,7 +379,7 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
         if galera {
             "Parallel: every node must start to find a peer or the node allowed to bootstrap; joiners wait for a peer"
         } else {
-            "OrderedReady: the primary (ordinal 0) initialises first and each replica clones the previous, ready peer"
+            "OrderedReady: the primary (ordinal 0) initialises first and each replica clones a ready peer"
         }
         .into(),
     );

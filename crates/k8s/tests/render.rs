@@ -554,3 +554,30 @@ fn image_user_is_the_sidecars_user() {
     );
     assert!(dockerfile.contains("cargo build --release --locked -p hapress"));
 }
+
+#[test]
+fn the_label_sidecar_may_only_label_and_evict_its_own_statefulsets_pods() {
+    let m = render(&Cluster::default(), &RenderOptions::default());
+    let role = object!(m, Role).expect("the labeler Role");
+    let rules = role.rules.as_ref().unwrap();
+    let pods = ["wordpress-db-0", "wordpress-db-1", "wordpress-db-2"];
+    let summary: Vec<(Vec<String>, Vec<String>, Vec<String>)> = rules
+        .iter()
+        .map(|r| {
+            assert_eq!(r.api_groups.as_deref(), Some(&[String::new()][..]));
+            (
+                r.resources.clone().unwrap_or_default(),
+                r.verbs.clone(),
+                r.resource_names.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        summary,
+        [
+            (s(&["pods"]), s(&["get", "patch"]), s(&pods)),
+            (s(&["pods/eviction"]), s(&["create"]), s(&pods)),
+        ]
+    );
+}

@@ -531,7 +531,10 @@ fn uses_connection_state(code: &str) -> bool {
         .any(|i| b[i] == b'@' && b.get(i + 1) != Some(&b'@') && (i == 0 || b[i - 1] != b'@'));
     // `s.currval` (Oracle mode) is the session's `LASTVAL(s)`.
     let currval = code.match_indices(".currval").any(|(i, _)| {
-        !code.as_bytes().get(i + ".currval".len()).is_some_and(|&c| is_ident(c))
+        !code
+            .as_bytes()
+            .get(i + ".currval".len())
+            .is_some_and(|&c| is_ident(c))
     });
     user_variable
         || currval

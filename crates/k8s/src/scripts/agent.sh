@@ -20,7 +20,7 @@ until mariadb-admin --defaults-extra-file="$cnf" --silent ping 2>/dev/null && sq
 done
 role=$(<"$run/role")
 if [[ $role == replica ]]; then
-  pending=${HAPRESS_DATADIR:-/var/lib/mysql}/hapress-clone-gtid
+  pending=${HAPRESS_DATA:-/var/lib/mysql}/hapress-clone-gtid
   if [[ -s $pending ]]; then
     sql "SET GLOBAL gtid_slave_pos = '$(<"$pending")'"
   fi
