@@ -539,6 +539,33 @@ fn pooled_connections_are_reset(t: &Ctx) {
         "sessions did not reuse pooled connections: {}",
         r.status()
     );
+    // A pooled connection already in the client's database needs no COM_INIT_DB; one a session
+    // left in another database gets it (COM_RESET_CONNECTION keeps the database).
+    let changes = || {
+        let (ok, out, err) = client(
+            c.db_port,
+            pw,
+            "wordpress",
+            "SHOW GLOBAL STATUS LIKE 'Com_change_db'",
+        );
+        assert!(ok, "{err}");
+        out.split('\t').nth(1).unwrap().trim().parse::<u64>().unwrap()
+    };
+    let (ok, _, err) = piped(r.port, pw, "USE information_schema;\nSELECT 1;\n");
+    assert!(ok, "{err}");
+    let (before, calibrated) = (changes(), changes());
+    let own = calibrated - before; // what reading the counter costs
+    for _ in 0..5 {
+        let (ok, out, err) = piped(r.port, pw, "SELECT DATABASE();\n");
+        assert!(ok, "{err}");
+        assert_eq!(out, "wordpress", "a session started in another session's database");
+    }
+    let after = changes();
+    assert!(
+        after - calibrated <= own + 1,
+        "pooled logins into the same database ran COM_INIT_DB: {} changes",
+        after - calibrated - own
+    );
     let (ok, a, err) = piped(
         r.port,
         pw,

@@ -186,6 +186,11 @@ pub(super) async fn handshake(
         // without one (`COM_CHANGE_USER` to the same user, the only way back to no database),
         // and the OK a fresh login gets.
         let p = match &hello.database {
+            // Reset with the client's database already current (the session before used
+            // it): the OK a `COM_INIT_DB` would give, without asking the server. Access to it
+            // was checked for this user when that session logged in; every statement is
+            // checked again by the server as it runs.
+            Some(db) if lease.db.as_ref() == Some(db) => ok_packet(status::AUTOCOMMIT),
             Some(db) => {
                 lease
                     .conn
