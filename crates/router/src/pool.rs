@@ -81,9 +81,10 @@ pub struct Lease {
     /// A replica connection's session state, as the router set it up (`None` on a primary
     /// connection, whose state a session may change in any way: it is reset instead).
     pub state: Option<ReplicaState>,
-    /// A pooled primary connection's current database, read from the server after its reset
-    /// (`COM_RESET_CONNECTION` keeps it): `Some(b"")` for none, `None` when not known. A login
-    /// into that same database needs no `COM_INIT_DB`.
+    /// A primary connection's current database (`COM_RESET_CONNECTION` keeps it): as its
+    /// session knew it when it ended, else read from the server after the reset; `Some(b"")`
+    /// for none, `None` when not known. A login into that same database needs no
+    /// `COM_INIT_DB`.
     pub db: Option<Vec<u8>>,
     /// Permit of the backend's pool (`None` when pooling is off, or for a connection opened
     /// beyond `poolSize`: it is closed, never pooled).
@@ -350,16 +351,21 @@ pub fn release(pool: &Arc<Pool>, lease: Lease) {
     tokio::spawn(async move {
         let mut lease = lease;
         lease.state = None;
-        lease.db = None;
-        // The reset and the database it leaves, in one write (the client is gone: this is off
-        // any client's path).
+        // The reset, and when the session could not tell, the database it leaves, in one write
+        // (the client is gone: this is off any client's path).
+        let known = lease.db.is_some();
         let database = hapress_wire::command::query(b"SELECT DATABASE()");
         let reset = async {
             let mut out = Vec::with_capacity(32);
             packet::write_packet(&mut out, 0, &[cmd::RESET_CONNECTION]);
-            packet::write_packet(&mut out, 0, &database);
+            if !known {
+                packet::write_packet(&mut out, 0, &database);
+            }
             lease.conn.write_raw(&out).await?;
             let (_, p) = lease.conn.read_packet().await?;
+            if known {
+                return Ok((p, None));
+            }
             let deprecate_eof = lease
                 .key
                 .as_ref()
@@ -369,18 +375,21 @@ pub fn release(pool: &Arc<Pool>, lease: Lease) {
             loop {
                 let (_, r) = lease.conn.read_packet().await?;
                 if let Some(done) = rows.feed(&r).map_err(std::io::Error::other)? {
-                    return Ok::<_, std::io::Error>((p, done.ok()));
+                    return Ok::<_, std::io::Error>((p, Some(done.ok())));
                 }
             }
         };
         if let Ok(Ok((p, rows))) = tokio::time::timeout(Duration::from_secs(2), reset).await {
+            let rows = rows.flatten();
             // A clean answer: an OK, outside any transaction, and nothing else pending.
             let ok = hapress_wire::response::parse_ok(&p)
                 .is_ok_and(|ok| ok.status & hapress_wire::consts::status::IN_TRANS == 0);
             if ok && !lease.conn.gone().await {
-                lease.db = rows
-                    .filter(|r| r.rows.len() == 1 && r.columns.len() == 1)
-                    .map(|r| r.rows[0][0].clone().unwrap_or_default().into_bytes());
+                if !known {
+                    lease.db = rows
+                        .filter(|r| r.rows.len() == 1 && r.columns.len() == 1)
+                        .map(|r| r.rows[0][0].clone().unwrap_or_default().into_bytes());
+                }
                 pool.put(lease);
                 return;
             }

@@ -112,12 +112,20 @@ impl Session {
             }
             Effect::Pin(why) => {
                 self.view.pinned = true;
+                // A `USE` among several statements is not seen.
+                self.db_exact &= why != "multi-statement query";
                 // A reset keeps the active role: such a connection is not pooled.
                 self.reusable &= why != "SET ROLE";
                 self.release_replica(true);
             }
             Effect::Write => {
                 self.view.wrote = true;
+                // `DROP DATABASE` of the current one leaves none (any write naming a drop,
+                // comments included, makes the pool ask the server).
+                if let Command::Query(sql) = command {
+                    let head = &sql[..sql.len().min(256)];
+                    self.db_exact &= !head.windows(4).any(|w| w.eq_ignore_ascii_case(b"drop"));
+                }
                 if target == Target::Primary && !self.answer_gtid {
                     // A write whose GTID the answer did not carry (a sequence advanced by a
                     // SELECT, a result set without DEPRECATE_EOF): no replica can be known

@@ -363,6 +363,7 @@ pub(super) async fn handshake(
         replica_reached: None,
         reusable: !on_replica,
         command: Vec::new(),
+        db_exact: true,
         answer_gtid: false,
         prepared: HashMap::new(),
         login_elsewhere: None,

@@ -82,6 +82,9 @@ pub(super) struct Session {
     replay: Vec<Vec<u8>>,
     /// Current database.
     db: Option<Vec<u8>>,
+    /// `db` is exactly the primary connection's database: false after a statement that may
+    /// change it unseen (a multi-statement query, a `DROP`).
+    db_exact: bool,
     /// The router turned `CLIENT_SESSION_TRACK` on for its backend connections (to read each
     /// write's GTID) although the client did not ask for it: OK packets are re-encoded.
     track_added: bool,
@@ -143,7 +146,9 @@ pub async fn run(topo: Arc<Topology>, config: Arc<Config>, client: Conn) -> R<()
     // reused.
     let reuse = r.is_ok() && s.reusable && topo.resettable(s.primary.idx);
     s.release_replica(reuse);
-    let p = s.primary;
+    let mut p = s.primary;
+    // Its database, when the session can tell (the pool asks the server otherwise).
+    p.lease.db = s.db_exact.then(|| s.db.unwrap_or_default());
     topo.backends[p.idx]
         .counters
         .sessions
