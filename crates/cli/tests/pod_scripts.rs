@@ -400,6 +400,15 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// The entries of `dir` whose name starts with `prefix`.
+fn entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect()
+}
+
 /// A free TCP port on loopback.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -626,32 +635,14 @@ fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
     let out = clone(free_port());
     assert!(out.status.success(), "{}", text(&out));
     assert!(r.join("data/errant").is_dir(), "{}", text(&out));
-    let kept_request: Vec<PathBuf> = std::fs::read_dir(&r)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("hapress-rebuild.kept-")
-        })
-        .collect();
+    let kept_request = entries(&r, "hapress-rebuild.kept-");
     assert_eq!(kept_request.len(), 1, "{}", text(&out));
     std::fs::rename(&kept_request[0], r.join("hapress-rebuild")).unwrap();
     // With the primary answering: the primary itself is the donor (the only peer).
     let out = clone(pport);
     assert!(out.status.success(), "{}", text(&out));
     drop(backup);
-    let kept: Vec<PathBuf> = std::fs::read_dir(&r)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("diverged-")
-        })
-        .collect();
+    let kept = entries(&r, "diverged-");
     assert_eq!(kept.len(), 1, "{}", text(&out));
     assert!(
         kept[0].join("errant").is_dir(),
