@@ -79,8 +79,13 @@ enum Command {
         #[command(flatten)]
         state: StateDirArg,
         /// Machine-readable JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Prometheus text: component health and restarts, page-cache and object-cache
+        /// counters (for node_exporter's textfile collector, e.g. from cron:
+        /// `hapress status --prometheus > /var/lib/node_exporter/hapress.prom`).
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Check a spec file and print it with every default filled in.
     Validate {
@@ -175,8 +180,17 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             hapress_local::down(&s.state_dir)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { state, json } => {
-            print!("{}", hapress_local::status(&state.state_dir, *json)?);
+        Command::Status {
+            state,
+            json,
+            prometheus,
+        } => {
+            let format = match (*json, *prometheus) {
+                (true, _) => hapress_local::StatusFormat::Json,
+                (_, true) => hapress_local::StatusFormat::Prometheus,
+                _ => hapress_local::StatusFormat::Table,
+            };
+            print!("{}", hapress_local::status(&state.state_dir, format)?);
             if *json {
                 println!();
             }

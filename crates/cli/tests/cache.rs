@@ -205,6 +205,25 @@ fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_ca
     assert!(counted.is_some(), "{}", c.status()["pageCache"]);
     let table = text(&run(&["status", "--state-dir", &c.state_dir()]));
     assert!(table.contains("page cache: "), "{table}");
+    // The same counters as Prometheus text.
+    let prom = text(&run(&[
+        "status",
+        "--prometheus",
+        "--state-dir",
+        &c.state_dir(),
+    ]));
+    let value = |series: &str| {
+        prom.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{prom}"))
+    };
+    assert!(value(r#"hapress_page_cache_requests_total{result="hit"}"#) >= 5.0);
+    assert!(value(r#"hapress_page_cache_requests_total{result="bypass"}"#) >= 28.0);
+    assert_eq!(
+        value(r#"hapress_component_up{component="nginx",kind="nginx",role="load-balancer"}"#),
+        1.0
+    );
+    assert_eq!(value("hapress_supervisor_running"), 1.0);
 }
 
 /// Logs `user` in through wp-login.php; returns the cookies of the session.

@@ -354,7 +354,18 @@ pub fn down(state_dir: &Path) -> Result<()> {
 }
 
 /// `hapress status`: the supervisor's view plus live replication state of each database.
-pub fn status(state_dir: &Path, json: bool) -> Result<String> {
+/// How `hapress status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// The table a person reads.
+    Table,
+    /// JSON.
+    Json,
+    /// Prometheus text (node_exporter's textfile collector, or any scraper of files).
+    Prometheus,
+}
+
+pub fn status(state_dir: &Path, format: StatusFormat) -> Result<String> {
     let layout = Layout::new(state_dir).context(|| "resolving the state directory".into())?;
     let text = fs::read_to_string(layout.status_file()).map_err(|_| Error::StateDir {
         dir: layout.root.clone(),
@@ -399,7 +410,10 @@ pub fn status(state_dir: &Path, json: bool) -> Result<String> {
         st.failovers = failovers;
     }
     st.attention = crate::status::attention(&layout, router.as_ref());
-    if json {
+    if format == StatusFormat::Prometheus {
+        return Ok(crate::metrics::render(&st));
+    }
+    if format == StatusFormat::Json {
         return serde_json::to_string_pretty(&st).map_err(|e| Error::Io {
             context: "serialising status".into(),
             source: std::io::Error::other(e),

@@ -9,6 +9,7 @@
 //! - [`components`]: how each component is launched.
 //! - [`config`]: my.cnf, php-fpm, nginx, redis.conf and wp-config.php as pure functions.
 //! - [`redis`]: the supervisor's health check and counters of the object cache (RESP).
+//! - [`metrics`]: `status --prometheus`, the status as Prometheus text.
 //! - [`mariadb`], [`bootstrap`]: datadirs, admin SQL, replication setup and status.
 //! - [`rebuild`]: a diverged or lost database server copied anew from a healthy one.
 //! - [`site`]: the shared docroot and the browserless install.
@@ -23,6 +24,7 @@ pub mod fsutil;
 pub mod http;
 pub mod layout;
 pub mod mariadb;
+pub mod metrics;
 pub mod preflight;
 pub mod process;
 pub mod progress;
@@ -35,5 +37,5 @@ pub mod startup;
 pub mod state;
 pub mod status;
 
-pub use commands::{down, status, switchover, up, UpOptions};
+pub use commands::{down, status, switchover, up, StatusFormat, UpOptions};
 pub use error::{Error, Result};
