@@ -40,3 +40,13 @@ monitorUser: hapress_router
 monitorPasswordFile: $S/secrets/db-router-password
 YAML
 }
+
+# Requests per second of PHP's connection per request to 127.0.0.1:$1 over $THREADS workers
+# (bench/connect.php) for $SECS seconds.
+bench_connect_run() {
+  local pids=() i total=0
+  for i in $(seq "$THREADS"); do php bench/connect.php "$1" "$SECS" > "$WORK/c.$i" & pids+=($!); done
+  wait "${pids[@]}"
+  for i in $(seq "$THREADS"); do total=$((total + $(cat "$WORK/c.$i"))); done
+  echo $((total / SECS))
+}

@@ -36,32 +36,12 @@ bench_router_config $DB $RB b.yaml
 for p in $RA $RB; do
   for _ in $(seq 100); do mariadb --no-defaults -h127.0.0.1 -P$p -uwordpress wordpress -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
 done
-cat > "$WORK/connect.php" <<'PHP'
-<?php
-[$_, $port, $secs] = $argv;
-$end = microtime(true) + $secs; $n = 0;
-while (microtime(true) < $end) {
-    $m = new mysqli('127.0.0.1', 'wordpress', getenv('MYSQL_PWD'), 'wordpress', (int) $port);
-    $m->set_charset('utf8mb4');
-    $m->query("SELECT option_value FROM wp_options WHERE option_name = 'siteurl'")->fetch_row();
-    $m->close();
-    $n++;
-}
-echo $n, "\n";
-PHP
-connect_run() {
-  local pids=() i total=0
-  for i in $(seq "$THREADS"); do php "$WORK/connect.php" "$1" "$SECS" > "$WORK/c.$i" & pids+=($!); done
-  wait "${pids[@]}"
-  for i in $(seq "$THREADS"); do total=$((total + $(cat "$WORK/c.$i"))); done
-  echo $((total / SECS))
-}
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 echo "connection per request, $THREADS PHP workers, ${SECS}s rounds; A = $A_BIN, B = $H"
 : > "$WORK/a"; : > "$WORK/b"
 for r in $(seq "$ROUNDS"); do
   # Which goes first alternates too.
-  if [ $((r % 2)) = 1 ]; then a=$(connect_run $RA); b=$(connect_run $RB); else b=$(connect_run $RB); a=$(connect_run $RA); fi
+  if [ $((r % 2)) = 1 ]; then a=$(bench_connect_run $RA); b=$(bench_connect_run $RB); else b=$(bench_connect_run $RB); a=$(bench_connect_run $RA); fi
   echo "$a" >> "$WORK/a"; echo "$b" >> "$WORK/b"
   printf 'round %d  A %6d req/s  B %6d req/s  B/A %.2f\n' "$r" "$a" "$b" "$(echo "$b / $a" | bc -l)"
 done

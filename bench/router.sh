@@ -91,32 +91,11 @@ for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
     "$(echo "${R[$t.router]} / ${R[$t.haproxy-sock]}" | bc -l)" "$(echo "${R[$t.router-tcp]} / ${R[$t.haproxy]}" | bc -l)" \
     "$(echo "${R[$t.null-proxy]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.null-proxy]}" | bc -l)"
 done
-cat > "$WORK/connect.php" <<'PHP'
-<?php
-// One worker: connection per request until the deadline; prints the number of requests.
-[$_, $port, $secs] = $argv;
-$end = microtime(true) + $secs; $n = 0;
-while (microtime(true) < $end) {
-    $m = new mysqli('127.0.0.1', 'wordpress', getenv('MYSQL_PWD'), 'wordpress', (int) $port);
-    $m->set_charset('utf8mb4');
-    $m->query("SELECT option_value FROM wp_options WHERE option_name = 'siteurl'")->fetch_row();
-    $m->close();
-    $n++;
-}
-echo $n, "\n";
-PHP
-connect_run() { # port -> requests per second over $THREADS PHP workers
-  local pids=() i total=0
-  for i in $(seq "$THREADS"); do php "$WORK/connect.php" "$1" "$SECS" > "$WORK/c.$i" & pids+=($!); done
-  wait "${pids[@]}"
-  for i in $(seq "$THREADS"); do total=$((total + $(cat "$WORK/c.$i"))); done
-  echo $((total / SECS))
-}
 echo "connection per request (PHP mysqli: connect, SET NAMES, one SELECT, close), $THREADS workers, ${SECS}s each"
 printf '%-18s %-14s %12s\n' test path req/s
 for path in direct haproxy router router-nopool; do
   case $path in direct) port=$DB ;; haproxy) port=$HAP ;; router) port=$RT ;; *) port=$RT0 ;; esac
-  R[connect.$path]=$(connect_run $port)
+  R[connect.$path]=$(bench_connect_run $port)
   printf '%-18s %-14s %12s\n' connect "$path" "${R[connect.$path]}"
 done
 printf '%-18s router/haproxy %.2f   router/direct %.2f   pooling on/off %.2f\n' connect \
