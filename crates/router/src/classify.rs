@@ -326,7 +326,7 @@ fn select_flags(code: &str) -> SelectFlags {
 /// running statement is killed. `None` for any other statement, `KILL USER` and
 /// `KILL QUERY ID` (those name no thread), and for text the router cannot read plainly
 /// (comments between the words).
-pub fn kill_target(sql: &[u8]) -> Option<(u32, bool)> {
+fn kill_target(sql: &[u8]) -> Option<(u32, bool)> {
     let text = std::str::from_utf8(sql).ok()?.to_ascii_lowercase();
     let mut words = text
         .split_ascii_whitespace()
@@ -384,11 +384,7 @@ const MIRRORED_GLOBALS: &[&str] = &[
 ];
 
 /// True for `SET GLOBAL v = ...` / `SET @@global.v = ...` of one variable of
-/// [`MIRRORED_GLOBALS`].
-pub fn mirrored_global(sql: &[u8]) -> bool {
-    mirrored(&scan(sql))
-}
-
+/// [`MIRRORED_GLOBALS`] (`Effect::SetGlobal { mirrored }`).
 fn mirrored(sc: &Scan) -> bool {
     if sc.multi {
         return false;
@@ -608,7 +604,7 @@ mod tests {
             ("SET GLOBAL sql_mode = CONCAT(@@sql_mode, ',ANSI')", true),
             ("SET GLOBAL sql_mode = ''; SELECT 1", false),
         ] {
-            assert_eq!(mirrored_global(sql.as_bytes()), want, "{sql}");
+            assert_eq!(mirrored(&scan(sql.as_bytes())), want, "{sql}");
             match classify(sql.as_bytes()).effect {
                 Effect::SetGlobal { mirrored } => assert_eq!(mirrored, want, "{sql}"),
                 other => assert!(!want, "{sql}: {other:?}"),

@@ -19,21 +19,6 @@ pub struct Execute<'a> {
     pub types: Option<&'a [u8]>,
 }
 
-/// The statement id of `COM_STMT_EXECUTE`, `COM_STMT_CLOSE`, `COM_STMT_RESET`,
-/// `COM_STMT_SEND_LONG_DATA` or `COM_STMT_FETCH`.
-pub fn statement_id(p: &[u8]) -> Option<u32> {
-    match p.first() {
-        Some(
-            &cmd::STMT_EXECUTE
-            | &cmd::STMT_CLOSE
-            | &cmd::STMT_RESET
-            | &cmd::STMT_SEND_LONG_DATA
-            | &cmd::STMT_FETCH,
-        ) if p.len() >= 5 => Some(u32::from_le_bytes([p[1], p[2], p[3], p[4]])),
-        _ => None,
-    }
-}
-
 /// Parses `COM_STMT_EXECUTE` for a statement with `params` parameters.
 pub fn parse_execute(p: &[u8], params: u16) -> Result<Execute<'_>> {
     if p.first() != Some(&cmd::STMT_EXECUTE) || p.len() < FIXED {
@@ -116,9 +101,17 @@ mod tests {
         let e = parse_execute(&bound, 2).unwrap();
         assert_eq!((e.id, e.flags, e.types), (5, 0, Some(&[8, 0, 253, 0][..])));
         assert_eq!(parse_execute(&execute(5, false), 2).unwrap().types, None);
-        assert_eq!(statement_id(&execute(9, false)), Some(9));
-        assert_eq!(statement_id(&close(3)), Some(3));
-        assert_eq!(statement_id(&[cmd::QUERY, 1, 2, 3, 4]), None);
+        // Statement ids are read by `command::Command::parse`.
+        use crate::command::Command;
+        assert_eq!(
+            Command::parse(&execute(9, false)).unwrap(),
+            Command::StmtExecute { id: 9, flags: 0 }
+        );
+        assert_eq!(Command::parse(&close(3)).unwrap(), Command::StmtClose(3));
+        assert_eq!(
+            Command::parse(&[cmd::QUERY, 1, 2, 3, 4]).unwrap(),
+            Command::Query(&[1, 2, 3, 4])
+        );
         assert!(parse_execute(&execute(5, true)[..12], 2).is_err());
         assert!(parse_execute(&[cmd::STMT_EXECUTE, 1], 0).is_err());
     }

@@ -114,10 +114,10 @@ proptest! {
         types in proptest::collection::vec(any::<u8>(), 0..80),
     ) {
         use hapress_wire::response::{ok_last_gtid, ok_without_session_state};
-        use hapress_wire::stmt::{parse_execute, readdress_execute, statement_id};
+        use hapress_wire::stmt::{parse_execute, readdress_execute};
         let _ = parse_execute(&bytes, params);
         let _ = readdress_execute(&bytes, params, id, &types);
-        let _ = statement_id(&bytes);
+        let _ = hapress_wire::command::Command::parse(&bytes);
         let _ = ok_last_gtid(&bytes);
         let _ = ok_without_session_state(&bytes);
     }

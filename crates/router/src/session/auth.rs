@@ -116,7 +116,7 @@ pub(super) fn credential(topo: &Topology, user: &[u8], auth: &Auth) -> Option<Cr
 
 /// `COM_CHANGE_USER` on a pooled connection to the same user with no database (it also
 /// resets the session), answered with `SHA1(password)`; the server's final OK or ERR.
-pub(super) async fn change_user(
+pub(super) async fn reset_pooled_to_user(
     lease: &mut Lease,
     hello: &HandshakeResponse,
     stage1: &[u8; 20],

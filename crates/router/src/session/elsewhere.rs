@@ -86,7 +86,7 @@ impl Session {
     }
 
     /// A `SET GLOBAL` of a variable that changes what statements return
-    /// ([`crate::classify::mirrored_global`]) is run on every replica that is up too, as this
+    /// (`Effect::SetGlobal { mirrored: true }`) is run on every replica that is up too, as this
     /// session's user, before the primary gets it: reads on replicas then behave as on the
     /// primary, as on one server. The primary's answer is the client's.
     pub(super) async fn mirror_global(&mut self, sql: &[u8]) {

@@ -17,7 +17,7 @@ use crate::pool::{self, Key, Lease};
 use crate::route::SessionView;
 use crate::topology::Topology;
 
-use super::auth::{change_user, credential, relay_auth, Auth};
+use super::auth::{credential, relay_auth, reset_pooled_to_user, Auth};
 use super::connect::{connect, connect_or};
 use super::error::{on_backend, on_client};
 use super::{Backend, Session, SessionError, HELLO_TIMEOUT, R};
@@ -205,7 +205,7 @@ pub(super) async fn handshake(
                     .1
             }
             None => {
-                let p = change_user(&mut lease, &hello, &s1)
+                let p = reset_pooled_to_user(&mut lease, &hello, &s1)
                     .await
                     .map_err(on_backend(pidx, "login"))?;
                 match hapress_wire::response::parse_ok(&p) {
