@@ -113,6 +113,34 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run a Kubernetes page-cache pod's purger: empties the pod's copy of the pages when
+    /// WordPress, after a change, sends it a request signed with the shared key; serves the
+    /// cache's hit/miss counters.
+    ///
+    /// `hapress render` runs it beside nginx in every cache pod; you only run it yourself
+    /// with a cache of your own.
+    #[command(after_long_help = "HTTP:\n  \
+        POST /purge    X-Hapress-Purge: <unix time>.<hex HMAC-SHA256(key, \"purge <time>\")>\n  \
+        \x20              empties the directory, waits 200 ms, empties it again, answers 200;\n  \
+        \x20              403 for a missing or wrong signature, or one 5 min off\n  \
+        GET /metrics   hapress_page_cache_requests_total{result} from --log\n  \
+        GET /health    200\n\n\
+        Example: hapress page-cache-purger --cache-dir /var/cache/nginx/pages \\\n  \
+        \x20 --key-file /run/secrets/page-cache/purge-key --log /var/cache/nginx/log/page-cache.log")]
+    PageCachePurger {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:9180")]
+        listen: std::net::SocketAddr,
+        /// nginx's cache directory (`proxy_cache_path`); emptied, never removed.
+        #[arg(long)]
+        cache_dir: PathBuf,
+        /// File holding the purge key (read at every purge).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// nginx's log of `$upstream_cache_status`, one a line, for /metrics.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
     /// Render Kubernetes manifests (or the CRD) from a spec.
     Render(render::RenderArgs),
     /// Resilience drill on a running cluster: writes through the router, a fault injected into
@@ -214,6 +242,20 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 })
                 .transpose()?;
             println!("{}", hapress_local::switchover(&state.state_dir, to)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PageCachePurger {
+            listen,
+            cache_dir,
+            key_file,
+            log,
+        } => {
+            hapress_local::purger::run(hapress_local::purger::PurgerConfig {
+                listen: *listen,
+                cache_dir: cache_dir.clone(),
+                key_file: key_file.clone(),
+                log: log.clone(),
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Router { config } => {

@@ -217,14 +217,8 @@ http {{
 pub const PAGE_CACHE_LOG: &str = "page-cache.log";
 
 /// The page cache's nginx settings (`spec.cache.page`): for the `http` block and for the PHP
-/// location; empty when it is off.
-///
-/// Never served from or stored in the cache: methods other than GET and HEAD; requests with a
-/// logged-in, commenter, post-password or `wordpress_no_cache` cookie or with credentials
-/// (`Authorization`); the admin, logins,
-/// sign-ups, cron, REST, XML-RPC, comment posts and previews; responses that set a cookie or
-/// say `Cache-Control: private/no-store/no-cache` (nginx's rules), and pages the must-use
-/// plugin marks `X-Hapress-No-Cache` (rendered while the cache was being emptied).
+/// location; empty when it is off. The rules are the Kubernetes cache pods' too
+/// ([`hapress_spec::PageCacheSpec::NGINX_SKIP_RULES`], [`hapress_spec::PageCacheSpec::nginx_location`]).
 fn page_cache(spec: &WordPressClusterSpec, layout: &Layout) -> (String, String) {
     let page = &spec.cache.page;
     if !page.enabled {
@@ -234,42 +228,18 @@ fn page_cache(spec: &WordPressClusterSpec, layout: &Layout) -> (String, String) 
         r#"
     # Page cache (spec.cache.page). The site's must-use plugin empties it on every change.
     fastcgi_cache_path {dir} levels=1:2 keys_zone=hapress_pages:16m max_size={max}m inactive=1d use_temp_path=off;
-    map $request_method $hapress_skip_method {{ GET 0; HEAD 0; default 1; }}
-    map $http_cookie $hapress_skip_cookie {{
-        default 0;
-        "~*(wordpress_logged_in_|wordpress_sec_|wp-postpass_|comment_author_|wordpress_no_cache|wp-settings-)" 1;
-    }}
-    map $request_uri $hapress_skip_uri {{
-        default 0;
-        "~*^/(wp-admin/|wp-login\.php|wp-cron\.php|xmlrpc\.php|wp-json/|wp-comments-post\.php|wp-signup\.php|wp-activate\.php|wp-trackback\.php)" 1;
-        "~*[?&](preview|rest_route|doing_wp_cron)=" 1;
-    }}
-    map $http_authorization $hapress_skip_auth {{ "" 0; default 1; }}
-    map "$hapress_skip_method$hapress_skip_cookie$hapress_skip_uri$hapress_skip_auth" $hapress_skip {{ "0000" 0; default 1; }}
-    # One line per PHP request with what the cache did: counted by the supervisor (`status`).
-    log_format hapress_cache '$upstream_cache_status';
-"#,
+{rules}"#,
         dir = layout.page_cache_dir().display(),
         max = page.max_size_mb,
+        rules = hapress_spec::PageCacheSpec::NGINX_SKIP_RULES,
     );
     let php = format!(
         r#"            # Page cache: one request renders an expired page while the others get the
             # old copy; a copy is served while every web replica fails.
-            fastcgi_cache hapress_pages;
-            fastcgi_cache_key "$scheme$request_method$host$request_uri";
-            fastcgi_cache_valid 200 301 302 {ttl}s;
-            fastcgi_cache_bypass $hapress_skip;
-            fastcgi_no_cache $hapress_skip $upstream_http_x_hapress_no_cache;
-            fastcgi_cache_lock on;
-            fastcgi_cache_lock_timeout 10s;
-            fastcgi_cache_use_stale updating error timeout invalid_header http_500 http_503;
-            fastcgi_cache_background_update on;
-            fastcgi_hide_header X-Hapress-No-Cache;
-            add_header X-Cache $upstream_cache_status always;
-            access_log {logs}/nginx-access.log combined buffer=64k flush=2s;
+{location}            access_log {logs}/nginx-access.log combined buffer=64k flush=2s;
             access_log {logs}/{PAGE_CACHE_LOG} hapress_cache buffer=8k flush=1s;
 "#,
-        ttl = page.ttl_seconds,
+        location = page.nginx_location("fastcgi", "$scheme$request_method$host$request_uri"),
         logs = layout.logs_dir().display(),
     );
     (http, php)

@@ -10,6 +10,8 @@
 //! - [`config`]: my.cnf, php-fpm, nginx, redis.conf and wp-config.php as pure functions.
 //! - [`redis`]: the supervisor's health check and counters of the object cache (RESP).
 //! - [`metrics`]: `status --prometheus`, the status as Prometheus text.
+//! - [`purger`]: `page-cache-purger`, which empties a Kubernetes cache pod's copy on a signed
+//!   request.
 //! - [`mariadb`], [`bootstrap`]: datadirs, admin SQL, replication setup and status.
 //! - [`rebuild`]: a diverged or lost database server copied anew from a healthy one.
 //! - [`site`]: the shared docroot and the browserless install.
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod preflight;
 pub mod process;
 pub mod progress;
+pub mod purger;
 pub mod rebuild;
 pub mod redis;
 pub mod runtime;

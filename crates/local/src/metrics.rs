@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::status::ClusterStatus;
+use crate::status::{ClusterStatus, PageCacheCounts};
 
 type Labels = Vec<(String, String)>;
 
@@ -31,6 +31,36 @@ fn counter(value: u64) -> Counter {
     let c = Counter::default();
     c.inc_by(value);
     c
+}
+
+/// `hapress_page_cache_requests_total{result}`: what the page cache did, by result.
+fn register_page_cache(r: &mut Registry, pc: &PageCacheCounts) {
+    let requests = Family::<Labels, Counter>::default();
+    for (result, n) in [
+        ("hit", pc.hit),
+        ("miss", pc.miss),
+        ("bypass", pc.bypass),
+        ("expired", pc.expired),
+        ("stale", pc.stale),
+    ] {
+        requests
+            .get_or_create(&labels(&[("result", result)]))
+            .inc_by(n);
+    }
+    r.register(
+        "page_cache_requests",
+        "Requests by what the page cache did, since it was last started.",
+        requests,
+    );
+}
+
+/// The page-cache metrics alone (a Kubernetes cache pod's `/metrics`).
+pub fn render_page_cache(pc: &PageCacheCounts) -> String {
+    let mut r = Registry::with_prefix("hapress");
+    register_page_cache(&mut r, pc);
+    let mut out = String::new();
+    let _ = encode(&mut out, &r);
+    out
 }
 
 /// The metrics of `st`.
@@ -66,23 +96,7 @@ pub fn render(st: &ClusterStatus) -> String {
         restarts,
     );
     if let Some(pc) = &st.page_cache {
-        let requests = Family::<Labels, Counter>::default();
-        for (result, n) in [
-            ("hit", pc.hit),
-            ("miss", pc.miss),
-            ("bypass", pc.bypass),
-            ("expired", pc.expired),
-            ("stale", pc.stale),
-        ] {
-            requests
-                .get_or_create(&labels(&[("result", result)]))
-                .inc_by(n);
-        }
-        r.register(
-            "page_cache_requests",
-            "PHP requests by what the page cache did, since the supervisor started.",
-            requests,
-        );
+        register_page_cache(&mut r, pc);
     }
     if let Some(oc) = &st.object_cache {
         r.register(

@@ -51,9 +51,7 @@ pub struct Runtime {
     /// When a rebuild of each database server last failed (the next attempt waits a minute).
     rebuilt_at: std::collections::HashMap<u32, Instant>,
     /// What the page cache did, counted from nginx's log (`None`: the cache is off).
-    page_cache: Option<crate::status::PageCacheCounts>,
-    /// How far the page cache's log was counted.
-    page_cache_read: u64,
+    page_cache: Option<crate::status::PageCacheLog>,
     /// Held for the supervisor's lifetime: one supervisor per state directory.
     _lock: Flock<File>,
 }
@@ -114,14 +112,9 @@ impl Runtime {
             .enabled
             .then(|| components::redis(&tools, &layout, user.as_ref()));
         // Counted from what nginx logs after this supervisor started.
-        let page_cache_read =
-            std::fs::metadata(layout.log(crate::config::PAGE_CACHE_LOG)).map_or(0, |m| m.len());
-        let page_cache = cluster
-            .spec
-            .cache
-            .page
-            .enabled
-            .then(crate::status::PageCacheCounts::default);
+        let page_cache = cluster.spec.cache.page.enabled.then(|| {
+            crate::status::PageCacheLog::new(layout.log(crate::config::PAGE_CACHE_LOG))
+        });
         Self {
             layout,
             cluster,
@@ -139,7 +132,6 @@ impl Runtime {
             phase: "starting",
             rebuilt_at: std::collections::HashMap::new(),
             page_cache,
-            page_cache_read,
             _lock: lock,
         }
     }
@@ -229,40 +221,6 @@ impl Runtime {
         }
     }
 
-    /// Counts what nginx logged about the page cache since the last call: the complete lines
-    /// after where the last call stopped. Past 16 MB the log is emptied (nginx appends, so it
-    /// goes on at the start; a line written between the read and the trim is not counted).
-    fn count_page_cache(&mut self) {
-        use std::io::{Read, Seek, SeekFrom};
-        let Some(counts) = self.page_cache.as_mut() else {
-            return;
-        };
-        let path = self.layout.log(crate::config::PAGE_CACHE_LOG);
-        let Ok(mut f) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-        else {
-            return;
-        };
-        let len = f.metadata().map_or(0, |m| m.len());
-        if len < self.page_cache_read {
-            self.page_cache_read = 0; // emptied or replaced
-        }
-        let mut text = String::new();
-        if f.seek(SeekFrom::Start(self.page_cache_read)).is_err()
-            || f.read_to_string(&mut text).is_err()
-        {
-            return;
-        }
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        counts.count(&text[..complete]);
-        self.page_cache_read += complete as u64;
-        if self.page_cache_read > 16 << 20 && f.set_len(0).is_ok() {
-            self.page_cache_read = 0;
-        }
-    }
-
     /// Writes `run/status.json`.
     pub(crate) fn write_status(&mut self) {
         let mut running = Vec::new();
@@ -296,7 +254,7 @@ impl Runtime {
             events: self.events.iter().cloned().collect(),
             failovers: Vec::new(),
             attention: Vec::new(),
-            page_cache: self.page_cache.clone(),
+            page_cache: self.page_cache.as_ref().map(|l| l.counts.clone()),
             object_cache,
         };
         if let Ok(text) = serde_json::to_string_pretty(&st) {
@@ -357,7 +315,9 @@ impl Runtime {
                 changed |= self.follow_router();
             }
             if changed || last_status.elapsed() >= Duration::from_secs(1) {
-                self.count_page_cache();
+                if let Some(log) = self.page_cache.as_mut() {
+                    log.update();
+                }
                 self.write_status();
                 last_status = Instant::now();
             }

@@ -121,6 +121,55 @@ impl PageCacheCounts {
     }
 }
 
+/// nginx's page-cache log (one `$upstream_cache_status` a line), counted as it grows.
+#[derive(Debug)]
+pub struct PageCacheLog {
+    path: std::path::PathBuf,
+    read: u64,
+    /// Everything counted so far.
+    pub counts: PageCacheCounts,
+}
+
+impl PageCacheLog {
+    /// Counts what is logged at `path` from now on.
+    pub fn new(path: std::path::PathBuf) -> Self {
+        let read = std::fs::metadata(&path).map_or(0, |m| m.len());
+        Self {
+            path,
+            read,
+            counts: PageCacheCounts::default(),
+        }
+    }
+
+    /// Counts the complete lines logged since the last call. Past 16 MB the log is emptied
+    /// (nginx appends, so it goes on at the start; a line written between the read and the
+    /// trim is not counted).
+    pub fn update(&mut self) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+        else {
+            return;
+        };
+        let len = f.metadata().map_or(0, |m| m.len());
+        if len < self.read {
+            self.read = 0; // emptied or replaced
+        }
+        let mut text = String::new();
+        if f.seek(SeekFrom::Start(self.read)).is_err() || f.read_to_string(&mut text).is_err() {
+            return;
+        }
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        self.counts.count(&text[..complete]);
+        self.read += complete as u64;
+        if self.read > 16 << 20 && f.set_len(0).is_ok() {
+            self.read = 0;
+        }
+    }
+}
+
 /// What needs a person's attention in a state directory: data directories kept aside by a
 /// rebuild, and servers the router reports as diverged.
 pub fn attention(layout: &crate::layout::Layout, router: Option<&RouterStatus>) -> Vec<String> {

@@ -583,6 +583,12 @@ pub struct PageCacheSpec {
     pub ttl_seconds: u32,
     /// Disk the cache may use (1..=102400 MiB); the least recently used pages go first.
     pub max_size_mb: u32,
+    /// Kubernetes render: cache pods in front of the web pods (1..=20). Each keeps its own
+    /// copy; a change empties every one before it returns.
+    pub replicas: u32,
+    /// Kubernetes render: the nginx image of the cache pods (its `nginx` binary and
+    /// `mime.types`; hapress mounts its own `nginx.conf`).
+    pub image: String,
 }
 
 impl Default for PageCacheSpec {
@@ -591,7 +597,65 @@ impl Default for PageCacheSpec {
             enabled: true,
             ttl_seconds: 600,
             max_size_mb: 256,
+            replicas: 2,
+            image: "nginx:1.27-alpine".into(),
         }
+    }
+}
+
+impl PageCacheSpec {
+    /// The `http`-block rules both runtimes' nginx use: which requests skip the cache
+    /// (`$hapress_skip`) and the `hapress_cache` log format (one `$upstream_cache_status` a
+    /// line, counted for `status` and metrics).
+    ///
+    /// Never served from or stored in the cache: methods other than GET and HEAD; requests
+    /// with a logged-in, commenter, post-password or `wordpress_no_cache` cookie or with
+    /// credentials (`Authorization`); the admin, logins, sign-ups, cron, REST, XML-RPC,
+    /// comment posts and previews.
+    pub const NGINX_SKIP_RULES: &'static str = r#"    map $request_method $hapress_skip_method { GET 0; HEAD 0; default 1; }
+    map $http_cookie $hapress_skip_cookie {
+        default 0;
+        "~*(wordpress_logged_in_|wordpress_sec_|wp-postpass_|comment_author_|wordpress_no_cache|wp-settings-)" 1;
+    }
+    map $request_uri $hapress_skip_uri {
+        default 0;
+        "~*^/(wp-admin/|wp-login\.php|wp-cron\.php|xmlrpc\.php|wp-json/|wp-comments-post\.php|wp-signup\.php|wp-activate\.php|wp-trackback\.php)" 1;
+        "~*[?&](preview|rest_route|doing_wp_cron)=" 1;
+    }
+    map $http_authorization $hapress_skip_auth { "" 0; default 1; }
+    map "$hapress_skip_method$hapress_skip_cookie$hapress_skip_uri$hapress_skip_auth" $hapress_skip { "0000" 0; default 1; }
+    # One line per request that reached the cache, with what the cache did.
+    log_format hapress_cache '$upstream_cache_status';
+"#;
+
+    /// The location directives of the cache for nginx's `module` (`fastcgi` or `proxy`),
+    /// keyed by `key`: the copy is valid `ttlSeconds`; one request renders an expired page
+    /// while the others get the old copy; a copy is served while every web replica fails;
+    /// responses that set a cookie or say `Cache-Control: private/no-store/no-cache` (nginx's
+    /// rules) and pages marked `X-Hapress-No-Cache` (rendered across a purge) are not stored;
+    /// `X-Cache` tells what happened.
+    pub fn nginx_location(&self, module: &str, key: &str) -> String {
+        format!(
+            r#"            {module}_cache hapress_pages;
+            {module}_cache_key "{key}";
+            {module}_cache_valid 200 301 302 {ttl}s;
+            {module}_cache_bypass $hapress_skip;
+            {module}_no_cache $hapress_skip $upstream_http_x_hapress_no_cache;
+            {module}_cache_lock on;
+            {module}_cache_lock_timeout 10s;
+            {module}_cache_use_stale updating error timeout invalid_header {codes};
+            {module}_cache_background_update on;
+            {module}_hide_header X-Hapress-No-Cache;
+            add_header X-Cache $upstream_cache_status always;
+"#,
+            ttl = self.ttl_seconds,
+            // FastCGI has no gateway errors of its own; a proxy's upstream may answer them.
+            codes = if module == "proxy" {
+                "http_500 http_502 http_503 http_504"
+            } else {
+                "http_500 http_503"
+            },
+        )
     }
 }
 

@@ -434,6 +434,15 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         102_400,
     );
     c.range(
+        "spec.cache.page.replicas",
+        page.replicas.into(),
+        1,
+        20,
+    );
+    if page.image.trim().is_empty() {
+        c.fail("spec.cache.page.image", "must name a container image");
+    }
+    c.range(
         "spec.cache.objectCache.maxMemoryMb",
         spec.cache.object_cache.max_memory_mb.into(),
         8,

@@ -2,23 +2,59 @@
 /**
  * Plugin Name: hapress page cache
  * Description: Empties hapress's full-page cache (nginx) whenever what visitors see changes, so
- *   no visitor gets an old page once the change is done. Installed by `hapress up`; edits are
+ *   no visitor gets an old page once the change is done. Installed by hapress; edits are
  *   overwritten.
  *
- * How it stays exact: a purge first writes a new generation, then deletes every stored page.
- * A page whose rendering began before a purge may hold what was there before the change: it
- * is sent with `X-Hapress-No-Cache` (nginx does not store it). A page rendered just before
- * the generation changed may still be on its way into the cache while the files are deleted:
- * the changing request deletes them once more before it ends.
+ * Where the cache is (wp-config.php says):
+ * - HAPRESS_PAGE_CACHE: a directory of this machine that nginx keeps its pages in (`hapress
+ *   up`); this plugin deletes the files itself;
+ * - HAPRESS_PAGE_CACHE_PEERS: `host:port,...` of cache pods (Kubernetes); each host is
+ *   resolved to every address it has (a headless Service) and each address is asked to empty
+ *   its copy, with a request signed by the key in HAPRESS_PAGE_CACHE_KEY_FILE;
+ * - HAPRESS_PAGE_CACHE_GENERATION: a file every web replica reads (default: `.generation` in
+ *   HAPRESS_PAGE_CACHE).
+ *
+ * How it stays exact: a change first writes a new generation. A page whose rendering began
+ * before it may hold what was there before the change: it is sent with `X-Hapress-No-Cache`
+ * (nginx does not store it). When the changing request ends, after its last write, the
+ * generation changes once more and every copy is emptied, then once more 200 ms later (a page
+ * rendered just before may still be on its way into the cache); only then does the request
+ * return.
  */
 
-if (!defined('HAPRESS_PAGE_CACHE') || !is_dir(HAPRESS_PAGE_CACHE)) {
+if (!defined('HAPRESS_PAGE_CACHE') && !defined('HAPRESS_PAGE_CACHE_PEERS')) {
+    return;
+}
+if (defined('HAPRESS_PAGE_CACHE') && !is_dir(HAPRESS_PAGE_CACHE)) {
     return;
 }
 
+function hapress_cache_generation_file() {
+    if (defined('HAPRESS_PAGE_CACHE_GENERATION')) {
+        return HAPRESS_PAGE_CACHE_GENERATION;
+    }
+    return defined('HAPRESS_PAGE_CACHE') ? HAPRESS_PAGE_CACHE . '/.generation' : '';
+}
+
 function hapress_cache_generation() {
-    $g = @file_get_contents(HAPRESS_PAGE_CACHE . '/.generation');
+    $file = hapress_cache_generation_file();
+    $g = $file === '' ? false : @file_get_contents($file);
     return $g === false ? '' : $g;
+}
+
+// Written in place, not renamed: a replica reading it over NFS sees the new contents at its
+// next open (close-to-open). A read of a half-written value only differs, which is safe.
+function hapress_cache_new_generation() {
+    $file = hapress_cache_generation_file();
+    if ($file === '') {
+        return;
+    }
+    if (!is_dir(dirname($file))) {
+        @mkdir(dirname($file), 0775, true);
+    }
+    if (@file_put_contents($file, uniqid('', true) . ' ' . mt_rand()) === false) {
+        error_log("hapress page cache: cannot write $file");
+    }
 }
 
 // Anonymous pages are rendered into a buffer: its callback runs before any header is sent.
@@ -47,19 +83,126 @@ function hapress_cache_empty($dir) {
     }
 }
 
-function hapress_cache_purge() {
-    $dir = HAPRESS_PAGE_CACHE;
-    $tmp = "$dir/.generation." . getmypid();
-    if (@file_put_contents($tmp, uniqid('', true) . ' ' . mt_rand()) !== false) {
-        @rename($tmp, "$dir/.generation");
+/** Every `ip:port` the peers' names resolve to. */
+function hapress_cache_peer_addresses() {
+    $out = [];
+    foreach (array_filter(array_map('trim', explode(',', HAPRESS_PAGE_CACHE_PEERS))) as $peer) {
+        $i = strrpos($peer, ':');
+        $host = $i === false ? $peer : substr($peer, 0, $i);
+        $port = $i === false ? '80' : substr($peer, $i + 1);
+        $ips = filter_var($host, FILTER_VALIDATE_IP) ? [$host] : @gethostbynamel($host);
+        if (!$ips) {
+            error_log("hapress page cache: $host resolves to no address; its copies are not emptied");
+            continue;
+        }
+        foreach ($ips as $ip) {
+            $out[] = "$ip:$port";
+        }
     }
-    hapress_cache_empty($dir);
+    return array_values(array_unique($out));
+}
+
+/**
+ * Asks every cache pod to empty its copy (each empties, waits 200 ms, empties again, then
+ * answers), all at once; one more try for those that failed. Returns the failures.
+ */
+function hapress_cache_purge_peers() {
+    $key = trim((string) @file_get_contents(HAPRESS_PAGE_CACHE_KEY_FILE));
+    if ($key === '') {
+        error_log('hapress page cache: no purge key in ' . HAPRESS_PAGE_CACHE_KEY_FILE);
+        return ['no key'];
+    }
+    $pending = hapress_cache_peer_addresses();
+    for ($try = 0; $try < 2 && $pending; $try++) {
+        $t = (string) time();
+        $auth = $t . '.' . hash_hmac('sha256', "purge $t", $key);
+        $failed = [];
+        foreach (hapress_cache_post_all($pending, $auth) as $addr => $code) {
+            if ($code !== 200) {
+                $failed[] = $addr;
+                error_log("hapress page cache: purge of $addr answered " . ($code ?: 'nothing'));
+            }
+        }
+        $pending = $failed;
+    }
+    return $pending;
+}
+
+/**
+ * POST /purge to each address, all at once (plain sockets: no extension needed); the status
+ * code of each (0: no answer within 5 s).
+ */
+function hapress_cache_post_all($addrs, $auth) {
+    $codes = [];
+    $socks = [];
+    $replies = [];
+    foreach ($addrs as $addr) {
+        $codes[$addr] = 0;
+        $s = @stream_socket_client("tcp://$addr", $errno, $err, 2,
+            STREAM_CLIENT_CONNECT | STREAM_CLIENT_ASYNC_CONNECT);
+        if ($s) {
+            $socks[$addr] = $s;
+            $replies[$addr] = '';
+        }
+    }
+    $request = "POST /purge HTTP/1.0\r\nHost: hapress\r\nX-Hapress-Purge: $auth\r\nContent-Length: 0\r\n\r\n";
+    $unsent = $socks;
+    $deadline = microtime(true) + 5;
+    while ($socks && microtime(true) < $deadline) {
+        $read = array_values(array_diff_key($socks, $unsent));
+        $write = array_values($unsent);
+        $none = null;
+        $left = max(0, $deadline - microtime(true));
+        if (!@stream_select($read, $write, $none, (int) $left, (int) (fmod($left, 1) * 1e6))) {
+            break;
+        }
+        foreach ($write as $s) {
+            $addr = array_search($s, $socks, true);
+            unset($unsent[$addr]);
+            if (@fwrite($s, $request) !== strlen($request)) {
+                fclose($s);
+                unset($socks[$addr]);
+            }
+        }
+        foreach ($read as $s) {
+            $addr = array_search($s, $socks, true);
+            $chunk = @fread($s, 8192);
+            if ($chunk === '' || $chunk === false) {
+                if (preg_match('#^HTTP/\S+ (\d{3})#', $replies[$addr], $m)) {
+                    $codes[$addr] = (int) $m[1];
+                }
+                fclose($s);
+                unset($socks[$addr]);
+            } else {
+                $replies[$addr] .= $chunk;
+            }
+        }
+    }
+    foreach ($socks as $s) {
+        fclose($s);
+    }
+    return $codes;
+}
+
+function hapress_cache_purge() {
+    hapress_cache_new_generation();
+    if (defined('HAPRESS_PAGE_CACHE')) {
+        hapress_cache_empty(HAPRESS_PAGE_CACHE);
+    }
     if (empty($GLOBALS['hapress_cache_purged'])) {
         $GLOBALS['hapress_cache_purged'] = true;
         register_shutdown_function(function () {
-            // Pages rendered before the new generation are in nginx's hands for a moment.
-            usleep(200000);
-            hapress_cache_empty(HAPRESS_PAGE_CACHE);
+            // After the request's last write: pages rendered from here on show the change.
+            hapress_cache_new_generation();
+            if (defined('HAPRESS_PAGE_CACHE')) {
+                hapress_cache_empty(HAPRESS_PAGE_CACHE);
+                // Pages rendered before the new generation are in nginx's hands for a moment.
+                usleep(200000);
+                hapress_cache_empty(HAPRESS_PAGE_CACHE);
+            }
+            if (defined('HAPRESS_PAGE_CACHE_PEERS')) {
+                hapress_cache_purge_peers();
+            }
         });
     }
 }
