@@ -30,17 +30,15 @@ pub const PASSWORD_KEY: &str = "redis-password";
 pub const PASSWORD_DIR: &str = "/run/secrets/cache";
 /// The drop-in, shared with the embedded runtime (the same file `hapress up` installs).
 pub const DROP_IN: &str = include_str!("../../local/src/php/object-cache.php");
-/// Where the web pods' init container finds the drop-in (the `web-php` ConfigMap).
-const PHP_DIR: &str = "/hapress/php";
 /// The drop-in's markers, on the shared content volume (every web pod sees them).
-const STATE_DIR: &str = "cache/hapress-object-cache";
+pub const STATE_DIR: &str = "cache/hapress-object-cache";
 
 /// Whether the render has the object cache.
 pub fn enabled(c: &Cluster) -> bool {
     c.spec.cache.object_cache.enabled
 }
 
-/// Redis's objects, and the ConfigMap with the drop-in for the web pods.
+/// Redis's objects (the web pods' drop-in is installed by [`crate::web`]).
 pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
     if !enabled(c) {
         return vec![];
@@ -48,14 +46,6 @@ pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
     vec![
         Object::ServiceAccount(service_account(names, &names.cache(), Component::Cache)),
         Object::ConfigMap(config_map(c, names)),
-        Object::ConfigMap(ConfigMap {
-            metadata: pod::meta(names, &names.web_php(), names.labels(Component::Web)),
-            data: Some(BTreeMap::from([(
-                "object-cache.php".into(),
-                DROP_IN.to_string(),
-            )])),
-            ..ConfigMap::default()
-        }),
         Object::Service(Service {
             metadata: pod::meta(names, &names.cache(), names.labels(Component::Cache)),
             spec: Some(ServiceSpec {
@@ -173,30 +163,9 @@ pub fn wp_config(c: &Cluster, names: &Names, content_path: &str) -> String {
     )
 }
 
-/// The web pods' init container that installs the drop-in on the shared content volume
-/// (atomically: a copy under a name of its own, then a rename) and creates its marker
-/// directory.
-pub fn install_container(c: &Cluster, content_path: &str, uid: i64) -> Container {
-    let script = format!(
-        "set -eu; mkdir -p {content_path}/{STATE_DIR}; cp {PHP_DIR}/object-cache.php {content_path}/.object-cache.php.$HOSTNAME; mv -f {content_path}/.object-cache.php.$HOSTNAME {content_path}/object-cache.php"
-    );
-    Container {
-        command: Some(vec!["sh".into(), "-c".into(), script]),
-        resources: Some(pod::helper_resources("50m", "32Mi")),
-        volume_mounts: Some(vec![
-            mount("content", content_path, false),
-            mount("hapress-php", PHP_DIR, true),
-        ]),
-        ..container("object-cache", &c.spec.web.image, uid)
-    }
-}
-
-/// Volumes the web pods add: the drop-in and Redis's password.
-pub fn web_volumes(names: &Names) -> Vec<Volume> {
-    vec![
-        pod::config_map_volume("hapress-php", &names.web_php(), 0o444),
-        pod::secret_volume("cache-password", &names.cache_secret(), &[PASSWORD_KEY]),
-    ]
+/// The web pods' volume of Redis's password.
+pub fn web_volume(names: &Names) -> Volume {
+    pod::secret_volume("cache-password", &names.cache_secret(), &[PASSWORD_KEY])
 }
 
 /// The WordPress container's mount of Redis's password.

@@ -63,7 +63,7 @@ pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
                         path_type: "Prefix".into(),
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
-                                name: names.web(),
+                                name: crate::web::front_service(c, names),
                                 port: Some(ServiceBackendPort {
                                     name: Some("http".into()),
                                     ..ServiceBackendPort::default()

@@ -15,6 +15,7 @@
 //! - [`web`]: the WordPress Deployment, Service and autoscaler.
 //! - [`router`]: the SQL router sidecar of the web pods and its config.
 //! - [`cache`]: the object cache's Redis and the web pods' drop-in.
+//! - [`page_cache`]: the nginx tier caching anonymous pages, and its purge.
 //! - [`storage`]: the shared content volume (RWX claim or in-cluster NFS server).
 //! - [`edge`]: the Ingress.
 //! - [`policy`]: disruption budgets and network policies.
@@ -29,6 +30,7 @@ pub mod edge;
 pub mod lint;
 pub mod names;
 pub mod object;
+pub mod page_cache;
 pub mod pod;
 pub mod policy;
 pub mod router;
@@ -57,6 +59,8 @@ pub const WEB_UID: i64 = 10_033;
 pub const ROUTER_UID: i64 = 10_306;
 /// User and group of the object cache's Redis (the image's `redis` 999 moved likewise).
 pub const CACHE_UID: i64 = 10_379;
+/// User and group of the page cache's nginx and purger (nginx's 101 moved likewise).
+pub const PAGE_CACHE_UID: i64 = 10_101;
 
 /// Why rendering failed.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +196,7 @@ pub fn render(cluster: &Cluster, options: &RenderOptions) -> Manifest {
     objects.extend(database::objects(cluster, &names));
     objects.extend(web::objects(cluster, &names));
     objects.extend(cache::objects(cluster, &names));
+    objects.extend(page_cache::objects(cluster, &names));
     objects.extend(policy::objects(cluster, &names));
     objects.extend(edge::objects(cluster, &names));
     objects.sort_by(|a, b| (a.rank(), a.name()).cmp(&(b.rank(), b.name())));

@@ -31,6 +31,8 @@ pub enum Component {
     Nfs,
     /// Redis, the object cache.
     Cache,
+    /// nginx, the page cache in front of the web pods.
+    PageCache,
 }
 
 impl Component {
@@ -41,6 +43,7 @@ impl Component {
             Component::Database => "database",
             Component::Nfs => "nfs",
             Component::Cache => "cache",
+            Component::PageCache => "page-cache",
         }
     }
 
@@ -50,6 +53,7 @@ impl Component {
             Component::Database => "mariadb",
             Component::Nfs => "nfs-server",
             Component::Cache => "redis",
+            Component::PageCache => "nginx",
         }
     }
 }
@@ -127,7 +131,24 @@ impl Names {
     pub fn cache_secret(&self) -> String {
         self.of("cache-credentials")
     }
-    /// ConfigMap with hapress's PHP for WordPress (the object-cache drop-in).
+    /// The page cache's Deployment, Service, PDB, ServiceAccount, NetworkPolicy.
+    pub fn page_cache(&self) -> String {
+        self.of("page-cache")
+    }
+    /// Headless Service listing every page-cache pod (the purge reaches each).
+    pub fn page_cache_peers(&self) -> String {
+        self.of("page-cache-peers")
+    }
+    /// ConfigMap with the page cache's `nginx.conf`.
+    pub fn page_cache_config(&self) -> String {
+        self.of("page-cache-config")
+    }
+    /// Secret with the page cache's purge key.
+    pub fn page_cache_secret(&self) -> String {
+        self.of("page-cache-key")
+    }
+    /// ConfigMap with hapress's PHP for WordPress (the object-cache drop-in, the page
+    /// cache's must-use plugin).
     pub fn web_php(&self) -> String {
         self.of("web-php")
     }

@@ -34,7 +34,62 @@ pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
     if crate::cache::enabled(c) {
         out.push(Object::NetworkPolicy(cache_policy(names)));
     }
+    if crate::page_cache::enabled(c) {
+        out.push(pdb(names, Component::PageCache));
+        out.push(Object::NetworkPolicy(page_cache_policy(c, names)));
+    }
     out
+}
+
+/// The page cache's pods: HTTP from where visitors come (as the web pods without a page
+/// cache); purges only from the web pods; the counters from Prometheus.
+fn page_cache_policy(c: &Cluster, names: &Names) -> NetworkPolicy {
+    policy(
+        names,
+        &names.page_cache(),
+        names.selector(Component::PageCache),
+        vec![
+            NetworkPolicyIngressRule {
+                from: visitors(c),
+                ports: tcp([crate::page_cache::PORT]),
+            },
+            NetworkPolicyIngressRule {
+                from: Some(vec![pods(names, Component::Web)]),
+                ports: tcp([crate::page_cache::PURGE_PORT]),
+            },
+            NetworkPolicyIngressRule {
+                from: Some(vec![prometheus()]),
+                ports: tcp([crate::page_cache::PURGE_PORT]),
+            },
+        ],
+    )
+}
+
+/// Where visitors' requests come from: the ingress controller's namespace, or anywhere behind
+/// a cloud load balancer (whose source addresses are not known in advance).
+fn visitors(c: &Cluster) -> Option<Vec<NetworkPolicyPeer>> {
+    match c.spec.ingress.service_type {
+        ServiceType::LoadBalancer => None,
+        ServiceType::ClusterIP => Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(pod::selector(BTreeMap::from([(
+                "kubernetes.io/metadata.name".into(),
+                c.spec.ingress.controller_namespace.clone(),
+            )]))),
+            ..NetworkPolicyPeer::default()
+        }]),
+    }
+}
+
+/// Prometheus server pods, from any namespace.
+fn prometheus() -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(pod::selector(BTreeMap::from([(
+            "app.kubernetes.io/name".into(),
+            PROMETHEUS_NAME.into(),
+        )]))),
+        ..NetworkPolicyPeer::default()
+    }
 }
 
 /// The object cache's Redis: only from the web pods.
@@ -55,6 +110,7 @@ fn pdb(names: &Names, component: Component) -> Object {
         Component::Web => names.web(),
         Component::Database | Component::Nfs => names.db(),
         Component::Cache => names.cache(),
+        Component::PageCache => names.page_cache(),
     };
     Object::PodDisruptionBudget(PodDisruptionBudget {
         metadata: pod::meta(names, &name, names.labels(component)),
@@ -114,36 +170,22 @@ fn pods(names: &Names, component: Component) -> NetworkPolicyPeer {
     }
 }
 
-/// Web pods: HTTP from the ingress controller's namespace (or from anywhere behind a cloud
-/// load balancer, whose source addresses are not known in advance); the router sidecar's
-/// metrics from Prometheus.
+/// Web pods: HTTP from the page cache's pods, or without a page cache from where visitors
+/// come ([`visitors`]); the router sidecar's metrics from Prometheus.
 fn web_policy(c: &Cluster, names: &Names) -> NetworkPolicy {
-    let from = match c.spec.ingress.service_type {
-        ServiceType::LoadBalancer => None,
-        ServiceType::ClusterIP => Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(pod::selector(BTreeMap::from([(
-                "kubernetes.io/metadata.name".into(),
-                c.spec.ingress.controller_namespace.clone(),
-            )]))),
-            ..NetworkPolicyPeer::default()
-        }]),
+    let from = if crate::page_cache::enabled(c) {
+        Some(vec![pods(names, Component::PageCache)])
+    } else {
+        visitors(c)
     };
     let mut rules = vec![NetworkPolicyIngressRule {
         from,
         ports: tcp([80]),
     }];
     if router::enabled(c) {
-        // The router's metrics: only Prometheus server pods, from any namespace. The SQL port
-        // listens on loopback and needs no rule.
+        // The router's metrics. The SQL port listens on loopback and needs no rule.
         rules.push(NetworkPolicyIngressRule {
-            from: Some(vec![NetworkPolicyPeer {
-                namespace_selector: Some(LabelSelector::default()),
-                pod_selector: Some(pod::selector(BTreeMap::from([(
-                    "app.kubernetes.io/name".into(),
-                    PROMETHEUS_NAME.into(),
-                )]))),
-                ..NetworkPolicyPeer::default()
-            }]),
+            from: Some(vec![prometheus()]),
             ports: tcp([router::METRICS_PORT]),
         });
     }

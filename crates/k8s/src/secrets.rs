@@ -75,6 +75,13 @@ pub fn required(c: &Cluster, names: &Names) -> Vec<SecretRef> {
             length: 32,
         });
     }
+    if crate::page_cache::enabled(c) {
+        out.push(SecretRef {
+            name: names.page_cache_secret(),
+            keys: vec![crate::page_cache::KEY],
+            length: 64,
+        });
+    }
     out
 }
 

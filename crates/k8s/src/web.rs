@@ -12,8 +12,10 @@ use k8s_openapi::api::autoscaling::v2::{
     HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
     ResourceMetricSource,
 };
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, ExecAction, Lifecycle, LifecycleHandler, PodSpec,
+    ConfigMap, Container, ContainerPort, EnvVar, ExecAction, Lifecycle, LifecycleHandler, PodSpec,
     PodTemplateSpec, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -32,6 +34,9 @@ pub const PRE_STOP_SLEEP: i32 = 20;
 /// WordPress core comes from the image (so an image update really updates the code).
 pub const CONTENT_PATH: &str = "/var/www/html/wp-content";
 
+/// Where the web pods find hapress's PHP files (the ConfigMap), before installing them.
+const PHP_DIR: &str = "/hapress/php";
+
 /// Every web-tier object.
 pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
     let mut out = vec![
@@ -39,6 +44,14 @@ pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
         Object::Service(service(c, names)),
         Object::Deployment(deployment(c, names)),
     ];
+    let php = php_files(c);
+    if !php.is_empty() {
+        out.push(Object::ConfigMap(ConfigMap {
+            metadata: pod::meta(names, &names.web_php(), names.labels(Component::Web)),
+            data: Some(php),
+            ..ConfigMap::default()
+        }));
+    }
     if router::enabled(c) {
         out.push(Object::ConfigMap(router::config_map(c, names)));
     }
@@ -48,17 +61,77 @@ pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
     out
 }
 
+/// The Service visitors reach (the Ingress's backend): the page cache's when it is on.
+pub fn front_service(c: &Cluster, names: &Names) -> String {
+    if crate::page_cache::enabled(c) {
+        names.page_cache()
+    } else {
+        names.web()
+    }
+}
+
+/// hapress's PHP files for WordPress, by file name: the object-cache drop-in and the page
+/// cache's must-use plugin, when each is on.
+fn php_files(c: &Cluster) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    if crate::cache::enabled(c) {
+        files.insert("object-cache.php".into(), crate::cache::DROP_IN.into());
+    }
+    if crate::page_cache::enabled(c) {
+        files.insert(
+            "hapress-page-cache.php".into(),
+            crate::page_cache::PLUGIN.into(),
+        );
+    }
+    files
+}
+
+/// The init container installing [`php_files`] on the shared content volume, each atomically
+/// (a copy under a name of this pod's, then a rename), with the directories they use.
+fn install_php(c: &Cluster) -> Container {
+    // (file, where it goes under wp-content, the directory it needs there)
+    let mut files = vec![];
+    if crate::cache::enabled(c) {
+        files.push(("object-cache.php", "object-cache.php", crate::cache::STATE_DIR));
+    }
+    if crate::page_cache::enabled(c) {
+        files.push((
+            "hapress-page-cache.php",
+            "mu-plugins/hapress-page-cache.php",
+            crate::page_cache::GENERATION_DIR,
+        ));
+    }
+    let mut script = String::from("set -eu");
+    for (file, dest, dir) in files {
+        let dest = format!("{CONTENT_PATH}/{dest}");
+        let _ = write!(
+            script,
+            "; mkdir -p {CONTENT_PATH}/{dir} $(dirname {dest}); cp {PHP_DIR}/{file} {dest}.$HOSTNAME; mv -f {dest}.$HOSTNAME {dest}"
+        );
+    }
+    Container {
+        command: Some(vec!["sh".into(), "-c".into(), script]),
+        resources: Some(pod::helper_resources("50m", "32Mi")),
+        volume_mounts: Some(vec![
+            mount("content", CONTENT_PATH, false),
+            mount("hapress-php", PHP_DIR, true),
+        ]),
+        ..container("install-php", &c.spec.web.image, WEB_UID)
+    }
+}
+
 fn service(c: &Cluster, names: &Names) -> Service {
+    // Behind the page cache, only the cache pods reach the web pods.
+    let service_type = match c.spec.ingress.service_type {
+        hapress_spec::ServiceType::LoadBalancer if !crate::page_cache::enabled(c) => {
+            "LoadBalancer"
+        }
+        _ => "ClusterIP",
+    };
     Service {
         metadata: pod::meta(names, &names.web(), names.labels(Component::Web)),
         spec: Some(ServiceSpec {
-            type_: Some(
-                match c.spec.ingress.service_type {
-                    hapress_spec::ServiceType::ClusterIP => "ClusterIP",
-                    hapress_spec::ServiceType::LoadBalancer => "LoadBalancer",
-                }
-                .into(),
-            ),
+            type_: Some(service_type.into()),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
                 port: 80,
@@ -104,6 +177,9 @@ fn config_extra(c: &Cluster, names: &Names) -> String {
     let _ = writeln!(s, "define('WP_AUTO_UPDATE_CORE', false);");
     if crate::cache::enabled(c) {
         s.push_str(&crate::cache::wp_config(c, names, CONTENT_PATH));
+    }
+    if crate::page_cache::enabled(c) {
+        s.push_str(&crate::page_cache::wp_config(names, CONTENT_PATH));
     }
     s
 }
@@ -178,9 +254,13 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
         ..container("wordpress", &web.image, WEB_UID)
     };
     let object_cache = crate::cache::enabled(c);
-    if object_cache {
-        if let Some(m) = wordpress.volume_mounts.as_mut() {
+    let page_cache = crate::page_cache::enabled(c);
+    if let Some(m) = wordpress.volume_mounts.as_mut() {
+        if object_cache {
             m.push(crate::cache::web_mount());
+        }
+        if page_cache {
+            m.push(crate::page_cache::key_mount());
         }
     }
     let with_router = router::enabled(c);
@@ -205,12 +285,20 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
         volumes.extend(router::volumes(names));
     }
     if object_cache {
-        volumes.extend(crate::cache::web_volumes(names));
+        volumes.push(crate::cache::web_volume(names));
     }
-    // First the drop-in is installed (once), then the router sidecar starts.
+    if page_cache {
+        volumes.push(crate::page_cache::key_volume(names));
+    }
+    // First hapress's PHP is installed (once), then the router sidecar starts.
     let mut init = vec![];
-    if object_cache {
-        init.push(crate::cache::install_container(c, CONTENT_PATH, WEB_UID));
+    if !php_files(c).is_empty() {
+        volumes.push(pod::config_map_volume(
+            "hapress-php",
+            &names.web_php(),
+            0o444,
+        ));
+        init.push(install_php(c));
     }
     if with_router {
         init.push(router::sidecar(c));
