@@ -47,6 +47,29 @@ for page in / /?p=1; do
   cached=$(run "$page cached" "$page")
   echo "$page: cached / uncached = $(echo "scale=1; $cached / $uncached" | bc)x"
 done
+echo "== the Kubernetes cache pod: the rendered nginx.conf (proxy_cache) in front of the same site"
+# Only the addresses differ from a pod: the pod's scratch directory, a loopback port, and the
+# cluster's nginx instead of the web Service.
+KPORT=$((HTTP + 1))
+mkdir -p "$WORK/cachepod" && chmod 777 "$WORK/cachepod"
+"$H" render -f "$WORK/hapress.yaml" | python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-page-cache-config"):
+        print(d["data"]["nginx.conf"])' \
+  | sed -e "s|/var/cache/hapress|$WORK/cachepod|g" -e "s|listen 8080;|listen 127.0.0.1:$KPORT;|" \
+        -e "s|server cachebench-web:80;|server 127.0.0.1:$HTTP;|" > "$WORK/cachepod.conf"
+nginx -c "$WORK/cachepod.conf" -e stderr &
+NGINX_POD=$!
+cleanup() { kill "$NGINX_POD" 2>/dev/null || true; "$H" down --state-dir "$WORK/state" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$KPORT/" && break; sleep 0.1; done
+curl -s -o /dev/null "http://127.0.0.1:$KPORT/"; curl -s -o /dev/null "http://127.0.0.1:$KPORT/?p=1"
+for page in / /?p=1; do
+  uncached=$(run "$page uncached (PHP)" "$page" wordpress_no_cache=1)
+  cached=$(URL=http://127.0.0.1:$KPORT run "$page cache pod" "$page")
+  echo "$page: cache pod / uncached = $(echo "scale=1; $cached / $uncached" | bc)x"
+done
+kill "$NGINX_POD"; wait "$NGINX_POD" 2>/dev/null || true
 echo "== homepage under wrk while a post is published (REST, application password)"
 APP=$(cd "$WORK/state/site" && php -r '$_SERVER["HTTP_HOST"]="127.0.0.1:'$HTTP'"; require "wp-load.php"; list($p) = WP_Application_Passwords::create_new_application_password(1, ["name" => "bench"]); echo $p;')
 TITLE="Bench post $$"

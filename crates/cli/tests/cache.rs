@@ -9,24 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// GETs `path` as a visitor until nginx serves it from the cache.
-fn cached(c: &Cluster, path: &str) -> Answer {
-    let mut last = None;
-    let hit = wait_for(Duration::from_secs(10), || {
-        let a = req(c.http_port, "GET", path, &[], "");
-        let hit = a.cache() == "HIT";
-        last = Some(a);
-        hit
-    });
-    let last = last.unwrap();
-    assert!(
-        hit.is_some(),
-        "{path} never came from the cache: {}",
-        last.head
-    );
-    last
-}
-
 fn start() -> (Cluster, String) {
     let (c, _) = Cluster::up(
         "apiVersion: hapress.dev/v1alpha1\nkind: WordPressCluster\nmetadata: {name: cache}\nspec:\n  site: {environment: local}\n  web: {replicas: 2}\n",
@@ -38,40 +20,13 @@ fn start() -> (Cluster, String) {
     (c, auth)
 }
 
-/// A REST call as the administrator (application password); returns the JSON answer.
-fn rest(c: &Cluster, auth: &str, method: &str, route: &str, body: &str) -> serde_json::Value {
-    let a = req(
-        c.http_port,
-        method,
-        &format!("/?rest_route={route}"),
-        &[
-            ("Authorization", auth),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    );
-    assert!(a.code / 100 == 2, "{method} {route}: {} {}", a.head, a.body);
-    serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{route}: {e}: {}", a.body))
-}
-
-/// Publishes a post titled `title` as the administrator.
-fn publish(c: &Cluster, auth: &str, title: &str) {
-    rest(
-        c,
-        auth,
-        "POST",
-        "/wp/v2/posts",
-        &format!("{{\"title\":\"{title}\",\"content\":\"x\",\"status\":\"publish\"}}"),
-    );
-}
-
 #[test]
 fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_cache() {
     let (c, auth) = start();
     let port = c.http_port;
 
     // A visitor's homepage comes from the cache after the first render.
-    let home = cached(&c, "/");
+    let home = cached(c.http_port, "/");
     assert_eq!(home.code, 200);
     assert!(home.body.contains("My WordPress Site"), "{}", home.body);
 
@@ -122,7 +77,7 @@ fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_ca
     // Every kind of change empties the cache: the next visitor sees it at once.
     let title = format!("Cached post {}", std::process::id());
     let post = rest(
-        &c,
+        c.http_port,
         &auth,
         "POST",
         "/wp/v2/posts",
@@ -169,9 +124,9 @@ fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_ca
         ),
     ];
     for (what, page, route, body, shows) in changes {
-        let before = cached(&c, page);
+        let before = cached(c.http_port, page);
         assert!(!before.body.contains(&shows), "{what}: already there");
-        rest(&c, &auth, "POST", &route, &body);
+        rest(c.http_port, &auth, "POST", &route, &body);
         let a = req(port, "GET", page, &[], "");
         assert!(
             a.body.contains(&shows),
@@ -180,8 +135,14 @@ fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_ca
         );
     }
     // Trashed: gone from the homepage at once.
-    cached(&c, "/");
-    rest(&c, &auth, "DELETE", &format!("/wp/v2/posts/{id}"), "");
+    cached(c.http_port, "/");
+    rest(
+        c.http_port,
+        &auth,
+        "DELETE",
+        &format!("/wp/v2/posts/{id}"),
+        "",
+    );
     let a = req(port, "GET", "/", &[], "");
     assert!(
         !a.body.contains(&title),
@@ -190,7 +151,7 @@ fn anonymous_pages_are_cached_never_private_ones_and_every_change_empties_the_ca
     );
 
     // A change made outside a web request (here PHP run in the site, like wp-cli) too.
-    cached(&c, "/");
+    cached(c.http_port, "/");
     c.site_php(
         "wp_insert_post(['post_title' => 'From the command line', 'post_status' => 'publish']);",
     );
@@ -251,7 +212,7 @@ fn logged_in_users_never_see_each_others_pages_and_visitors_never_see_theirs() {
     let pw = "A-long-test-password-1";
     for name in ["alice", "bob"] {
         rest(
-            &c,
+            c.http_port,
             &auth,
             "POST",
             "/wp/v2/users",
@@ -298,7 +259,7 @@ fn logged_in_users_never_see_each_others_pages_and_visitors_never_see_theirs() {
 fn no_visitor_gets_an_old_page_after_a_change_returns() {
     let (c, auth) = start();
     let port = c.http_port;
-    cached(&c, "/");
+    cached(c.http_port, "/");
     let title = format!("Under load {}", std::process::id());
     let published_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
@@ -333,7 +294,7 @@ fn no_visitor_gets_an_old_page_after_a_change_returns() {
         counted.0.load(Ordering::Relaxed) >= 100
     });
     assert!(busy.is_some(), "the visitors are not loading pages");
-    publish(&c, &auth, &title);
+    publish(c.http_port, &auth, &title);
     *published_at.lock().unwrap() = Some(Instant::now());
     let enough = wait_for(Duration::from_secs(20), || {
         counted.1.load(Ordering::Relaxed) >= 2_000
@@ -379,7 +340,7 @@ fn a_page_rendered_across_a_change_is_not_stored() {
     });
     assert!(entered.is_some(), "the slow page never reached its footer");
     let title = format!("Published mid-render {}", std::process::id());
-    publish(&c, &auth, &title);
+    publish(c.http_port, &auth, &title);
     std::fs::write(&go, "").unwrap();
     let old = slow.join().unwrap();
     assert_eq!(old.code, 200);

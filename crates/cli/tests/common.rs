@@ -317,3 +317,49 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Durati
     }
     None
 }
+
+/// GETs `path` as a visitor until the page cache on `port` serves it.
+pub fn cached(port: u16, path: &str) -> Answer {
+    let mut last = None;
+    let hit = wait_for(Duration::from_secs(10), || {
+        let a = req(port, "GET", path, &[], "");
+        let hit = a.cache() == "HIT";
+        last = Some(a);
+        hit
+    });
+    let last = last.unwrap();
+    assert!(
+        hit.is_some(),
+        "{path} never came from the cache: {}",
+        last.head
+    );
+    last
+}
+
+/// A REST call on `port` as the administrator (`auth`: an `Authorization` value); returns
+/// the JSON answer.
+pub fn rest(port: u16, auth: &str, method: &str, route: &str, body: &str) -> serde_json::Value {
+    let a = req(
+        port,
+        method,
+        &format!("/?rest_route={route}"),
+        &[
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    );
+    assert!(a.code / 100 == 2, "{method} {route}: {} {}", a.head, a.body);
+    serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{route}: {e}: {}", a.body))
+}
+
+/// Publishes a post titled `title` through `port` as the administrator.
+pub fn publish(port: u16, auth: &str, title: &str) {
+    rest(
+        port,
+        auth,
+        "POST",
+        "/wp/v2/posts",
+        &format!("{{\"title\":\"{title}\",\"content\":\"x\",\"status\":\"publish\"}}"),
+    );
+}

@@ -356,9 +356,11 @@ fn generate_secrets_renders_random_secrets() {
         spec.to_str().unwrap(),
         "--generate-secrets",
     ]));
-    // Database passwords, WordPress keys, Redis's password.
-    assert_eq!(a.matches("kind: Secret").count(), 3);
-    assert!(a.contains("root-password:") && a.contains("redis-password:"));
+    // Database passwords, WordPress keys, Redis's password, the page cache's purge key.
+    assert_eq!(a.matches("kind: Secret").count(), 4);
+    assert!(
+        a.contains("root-password:") && a.contains("redis-password:") && a.contains("purge-key:")
+    );
     assert_ne!(a, b, "passwords must be random");
     assert!(!a.contains("create secret generic"));
 }

@@ -107,11 +107,11 @@ http {{
     access_log off;
     server_tokens off;
     client_max_body_size 64m;
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
+    client_body_temp_path {root}/body-temp;
+    proxy_temp_path {root}/proxy-temp;
+    fastcgi_temp_path {root}/fastcgi-temp;
+    uwsgi_temp_path {root}/uwsgi-temp;
+    scgi_temp_path {root}/scgi-temp;
     keepalive_timeout 65;
 
     proxy_cache_path {pages} levels=1:2 keys_zone=hapress_pages:16m max_size={max}m inactive=1d use_temp_path=off;
@@ -290,9 +290,15 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
     let key_file = format!("{KEY_DIR}/{KEY}");
     let nginx = Container {
         command: Some(
-            ["nginx", "-c", &format!("{CONF_DIR}/nginx.conf"), "-e", "stderr"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "nginx",
+                "-c",
+                &format!("{CONF_DIR}/nginx.conf"),
+                "-e",
+                "stderr",
+            ]
+            .map(String::from)
+            .to_vec(),
         ),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
@@ -431,7 +437,13 @@ mod tests {
         assert!(conf.contains(&format!("proxy_cache_path {} ", pages_dir(ROOT))));
         assert!(conf.contains(&format!("access_log {} hapress_cache", log_file(ROOT))));
         let args = purger_args("0.0.0.0:9180", ROOT, "/k").join(" ");
-        assert!(args.contains(&format!("--cache-dir {}", pages_dir(ROOT))), "{args}");
-        assert!(args.contains(&format!("--log {}", log_file(ROOT))), "{args}");
+        assert!(
+            args.contains(&format!("--cache-dir {}", pages_dir(ROOT))),
+            "{args}"
+        );
+        assert!(
+            args.contains(&format!("--log {}", log_file(ROOT))),
+            "{args}"
+        );
     }
 }

@@ -92,7 +92,11 @@ fn install_php(c: &Cluster) -> Container {
     // (file, where it goes under wp-content, the directory it needs there)
     let mut files = vec![];
     if crate::cache::enabled(c) {
-        files.push(("object-cache.php", "object-cache.php", crate::cache::STATE_DIR));
+        files.push((
+            "object-cache.php",
+            "object-cache.php",
+            crate::cache::STATE_DIR,
+        ));
     }
     if crate::page_cache::enabled(c) {
         files.push((
@@ -123,9 +127,7 @@ fn install_php(c: &Cluster) -> Container {
 fn service(c: &Cluster, names: &Names) -> Service {
     // Behind the page cache, only the cache pods reach the web pods.
     let service_type = match c.spec.ingress.service_type {
-        hapress_spec::ServiceType::LoadBalancer if !crate::page_cache::enabled(c) => {
-            "LoadBalancer"
-        }
+        hapress_spec::ServiceType::LoadBalancer if !crate::page_cache::enabled(c) => "LoadBalancer",
         _ => "ClusterIP",
     };
     Service {

@@ -185,14 +185,20 @@ fn answer(
                 return ("503 Service Unavailable", text, "no purge key\n".into());
             }
             if !signature.is_some_and(|sig| verify(key.as_bytes(), sig, now())) {
-                eprintln!("hapress page-cache purger: refused a purge with a missing or wrong signature");
+                eprintln!(
+                    "hapress page-cache purger: refused a purge with a missing or wrong signature"
+                );
                 return ("403 Forbidden", text, "bad signature\n".into());
             }
             let _one_at_a_time = shared.log.lock().unwrap_or_else(|e| e.into_inner());
             let first = empty(&shared.config.cache_dir);
             std::thread::sleep(SETTLE);
             let second = empty(&shared.config.cache_dir);
-            ("200 OK", text, format!("emptied {} pages\n", first + second))
+            (
+                "200 OK",
+                text,
+                format!("emptied {} pages\n", first + second),
+            )
         }
         (_, "/purge") => ("405 Method Not Allowed", text, "POST /purge\n".into()),
         ("GET", "/metrics") => {
@@ -235,8 +241,18 @@ mod tests {
         let mut flipped = sig.clone().into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
-        assert!(!verify(key, &String::from_utf8(flipped).unwrap(), 1_000_000));
-        for bad in ["", "1000000", "1000000.", "x.y", &format!("1000000.{}", "zz".repeat(32))] {
+        assert!(!verify(
+            key,
+            &String::from_utf8(flipped).unwrap(),
+            1_000_000
+        ));
+        for bad in [
+            "",
+            "1000000",
+            "1000000.",
+            "x.y",
+            &format!("1000000.{}", "zz".repeat(32)),
+        ] {
             assert!(!verify(key, bad, 1_000_000), "{bad}");
         }
     }

@@ -112,9 +112,10 @@ impl Runtime {
             .enabled
             .then(|| components::redis(&tools, &layout, user.as_ref()));
         // Counted from what nginx logs after this supervisor started.
-        let page_cache = cluster.spec.cache.page.enabled.then(|| {
-            crate::status::PageCacheLog::new(layout.log(crate::config::PAGE_CACHE_LOG))
-        });
+        let page_cache =
+            cluster.spec.cache.page.enabled.then(|| {
+                crate::status::PageCacheLog::new(layout.log(crate::config::PAGE_CACHE_LOG))
+            });
         Self {
             layout,
             cluster,

@@ -433,12 +433,7 @@ pub fn validate_spec(spec: &WordPressClusterSpec) -> Vec<FieldError> {
         1,
         102_400,
     );
-    c.range(
-        "spec.cache.page.replicas",
-        page.replicas.into(),
-        1,
-        20,
-    );
+    c.range("spec.cache.page.replicas", page.replicas.into(), 1, 20);
     if page.image.trim().is_empty() {
         c.fail("spec.cache.page.image", "must name a container image");
     }
