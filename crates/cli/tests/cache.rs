@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -258,62 +256,16 @@ fn logged_in_users_never_see_each_others_pages_and_visitors_never_see_theirs() {
 #[test]
 fn no_visitor_gets_an_old_page_after_a_change_returns() {
     let (c, auth) = start();
-    let port = c.http_port;
     cached(c.http_port, "/");
     let title = format!("Under load {}", std::process::id());
-    let published_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-    let stop = Arc::new(AtomicBool::new(false));
-    // Answers so far, and answers to requests sent after the publish returned.
-    let counted = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
-    let visitors: Vec<_> = (0..4)
-        .map(|_| {
-            let (published_at, stop, title) = (published_at.clone(), stop.clone(), title.clone());
-            let counted = counted.clone();
-            std::thread::spawn(move || {
-                let (mut after, mut stale, mut hits) = (0, 0, 0);
-                while !stop.load(Ordering::Relaxed) {
-                    let sent = Instant::now();
-                    let a = req(port, "GET", "/", &[], "");
-                    assert_eq!(a.code, 200, "{}", a.head);
-                    counted.0.fetch_add(1, Ordering::Relaxed);
-                    let published = *published_at.lock().unwrap();
-                    if published.is_some_and(|p| sent > p) {
-                        counted.1.fetch_add(1, Ordering::Relaxed);
-                        after += 1;
-                        hits += usize::from(a.cache() == "HIT");
-                        if !a.body.contains(&title) {
-                            stale += 1;
-                        }
-                    }
-                }
-                (after, stale, hits)
-            })
-        })
-        .collect();
-    let busy = wait_for(Duration::from_secs(10), || {
-        counted.0.load(Ordering::Relaxed) >= 100
+    let seen = visitors_during(&[c.http_port; 4], &title, || {
+        publish(c.http_port, &auth, &title)
     });
-    assert!(busy.is_some(), "the visitors are not loading pages");
-    publish(c.http_port, &auth, &title);
-    *published_at.lock().unwrap() = Some(Instant::now());
-    let enough = wait_for(Duration::from_secs(20), || {
-        counted.1.load(Ordering::Relaxed) >= 2_000
-    });
-    stop.store(true, Ordering::Relaxed);
-    assert!(enough.is_some(), "too little traffic after the publish");
-    let (mut after, mut stale, mut hits) = (0, 0, 0);
-    for v in visitors {
-        let (a, s, h) = v.join().unwrap();
-        (after, stale, hits) = (after + a, stale + s, hits + h);
-    }
     assert!(
-        after > 20 && hits > 10,
-        "too little traffic: {after} answers, {hits} hits"
+        seen.after > 20 && seen.hits > 10,
+        "too little traffic: {seen:?}"
     );
-    assert_eq!(
-        stale, 0,
-        "{stale} of {after} answers after the publish were old pages"
-    );
+    assert_eq!(seen.stale, 0, "old pages after the publish: {seen:?}");
 }
 
 /// A page whose rendering began before a change and ended after it holds what was there before:

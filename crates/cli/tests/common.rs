@@ -363,3 +363,68 @@ pub fn publish(port: u16, auth: &str, title: &str) {
         &format!("{{\"title\":\"{title}\",\"content\":\"x\",\"status\":\"publish\"}}"),
     );
 }
+
+/// What visitors saw in [`visitors_during`].
+#[derive(Debug, Default)]
+pub struct Visits {
+    /// Answers to requests sent after the change returned.
+    pub after: usize,
+    /// Of those, pages without the change (old copies).
+    pub stale: usize,
+    /// Of those, answered from a cache (`X-Cache: HIT`).
+    pub hits: usize,
+}
+
+/// One visitor per entry of `ports` loads `/` over and over while `change` runs and for a
+/// while after it returned (until 2,000 answers came after it, or 20 s); every answer must
+/// be a 200. Counts the answers to requests sent after `change` returned that lack `marker`.
+pub fn visitors_during(ports: &[u16], marker: &str, change: impl FnOnce()) -> Visits {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let changed_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Answers so far, and answers to requests sent after the change returned.
+    let counted = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let visitors: Vec<_> = ports
+        .iter()
+        .map(|&port| {
+            let (changed_at, stop, marker) = (changed_at.clone(), stop.clone(), marker.to_string());
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                let mut v = Visits::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let a = req(port, "GET", "/", &[], "");
+                    assert_eq!(a.code, 200, "{}", a.head);
+                    counted.0.fetch_add(1, Ordering::Relaxed);
+                    let changed = *changed_at.lock().unwrap();
+                    if changed.is_some_and(|t| sent > t) {
+                        counted.1.fetch_add(1, Ordering::Relaxed);
+                        v.after += 1;
+                        v.hits += usize::from(a.cache() == "HIT");
+                        v.stale += usize::from(!a.body.contains(&marker));
+                    }
+                }
+                v
+            })
+        })
+        .collect();
+    let busy = wait_for(Duration::from_secs(10), || {
+        counted.0.load(Ordering::Relaxed) >= 100
+    });
+    assert!(busy.is_some(), "the visitors are not loading pages");
+    change();
+    *changed_at.lock().unwrap() = Some(Instant::now());
+    wait_for(Duration::from_secs(20), || {
+        counted.1.load(Ordering::Relaxed) >= 2_000
+    });
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Visits::default();
+    for v in visitors {
+        let v = v.join().unwrap();
+        total.after += v.after;
+        total.stale += v.stale;
+        total.hits += v.hits;
+    }
+    total
+}

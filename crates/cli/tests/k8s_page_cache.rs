@@ -220,6 +220,18 @@ fn cache_pods_serve_anonymous_pages_and_every_pod_is_emptied_before_a_change_ret
         }
     }
 
+    // Visitors on both pods while a post is published through one: no answer to a request
+    // sent after the publish returned is an old page, on either pod.
+    let title = format!("Under load on the cache pods {}", std::process::id());
+    let seen = visitors_during(&[a.http, a.http, b.http, b.http], &title, || {
+        publish(a.http, &auth, &title)
+    });
+    assert!(
+        seen.after > 20 && seen.hits > 10,
+        "too little traffic: {seen:?}"
+    );
+    assert_eq!(seen.stale, 0, "old pages after the publish: {seen:?}");
+
     // The counters of each pod, as Prometheus scrapes them from the purger.
     let counted = wait_for(Duration::from_secs(5), || {
         a.metric(r#"hapress_page_cache_requests_total{result="hit"}"#) >= 2.0

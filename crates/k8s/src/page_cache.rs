@@ -49,6 +49,9 @@ const ROOT: &str = "/var/cache/hapress";
 pub const GENERATION_DIR: &str = "cache/hapress-page-cache";
 /// Seconds a stopping cache pod keeps serving while endpoints and ingress controllers forget it.
 const PRE_STOP_SLEEP: i32 = 10;
+/// Seconds the purger outlives nginx's [`PRE_STOP_SLEEP`]: while nginx serves its copy, purges
+/// must reach it.
+const PURGER_STOPS_AFTER: i32 = PRE_STOP_SLEEP + 10;
 /// The must-use plugin (the same file `hapress up` installs).
 pub const PLUGIN: &str = include_str!("../../local/src/php/hapress-page-cache.php");
 
@@ -116,10 +119,16 @@ http {{
 
     proxy_cache_path {pages} levels=1:2 keys_zone=hapress_pages:16m max_size={max}m inactive=1d use_temp_path=off;
 {rules}    map $http_x_forwarded_proto $hapress_proto {{ "" $scheme; default $http_x_forwarded_proto; }}
+    # The visitor's address as the Ingress saw it.
+    map $http_x_real_ip $hapress_real_ip {{ "" $remote_addr; default $http_x_real_ip; }}
+    # Answers of 10 MB or more (media) are passed through, never stored: the copy stays small.
+    map $upstream_http_content_length $hapress_large {{ "~^[0-9]{{8,}}$" 1; default 0; }}
 
     upstream wordpress {{
         server {upstream};
         keepalive 32;
+        # Below Apache's KeepAliveTimeout (5 s): nginx never reuses a connection Apache closes.
+        keepalive_timeout 4s;
     }}
 
     server {{
@@ -135,12 +144,14 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
-            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Real-IP $hapress_real_ip;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $hapress_proto;
             proxy_connect_timeout 2s;
             proxy_read_timeout 120s;
             proxy_next_upstream error timeout;
+            proxy_max_temp_file_size 16m;
+            proxy_no_cache $hapress_large;
 {location}            access_log {log} hapress_cache buffer=8k flush=1s;
         }}
     }}
@@ -189,10 +200,10 @@ pub fn wp_config(names: &Names, content_path: &str) -> String {
 }
 
 /// The must-use plugin's settings: `peers` (`host:port,...`), the key file, the generation
-/// file.
+/// file; and the generation the request starts in, read before WordPress reads the database.
 pub fn wp_defines(peers: &str, key_file: &str, generation: &str) -> String {
     format!(
-        "define('HAPRESS_PAGE_CACHE_PEERS', '{peers}');\ndefine('HAPRESS_PAGE_CACHE_KEY_FILE', '{key_file}');\ndefine('HAPRESS_PAGE_CACHE_GENERATION', '{generation}');\n"
+        "define('HAPRESS_PAGE_CACHE_PEERS', '{peers}');\ndefine('HAPRESS_PAGE_CACHE_KEY_FILE', '{key_file}');\ndefine('HAPRESS_PAGE_CACHE_GENERATION', '{generation}');\n$GLOBALS['hapress_cache_start'] = @file_get_contents('{generation}');\n"
     )
 }
 
@@ -335,6 +346,15 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
             ..ContainerPort::default()
         }]),
         resources: Some(pod::helper_resources("100m", "32Mi")),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec!["sleep".into(), PURGER_STOPS_AFTER.to_string()]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         readiness_probe: Some(http_probe("/health", "purge", 5, 2, 3)),
         liveness_probe: Some(http_probe("/health", "purge", 10, 3, 6)),
         volume_mounts: Some(vec![mount("cache", ROOT, false), key_mount()]),
@@ -348,9 +368,10 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
     if !pod::has_digest(&page.image) || !pod::has_digest(&c.spec.router.image) {
         meta.annotations = Some(pod::checkov_skips(&[("CKV_K8S_43", pod::TAG_NOT_DIGEST)]));
     }
-    // Room beyond maxSizeMb: nginx's cache manager trims it every few seconds, and an emptyDir
-    // over its limit gets the pod evicted.
-    let scratch = format!("{}Mi", page.max_size_mb + page.max_size_mb / 2 + 256);
+    // Room beyond maxSizeMb: nginx's cache manager trims it every few seconds, request bodies
+    // (uploads up to 64 MB each) and answers not stored pass through temporary files, and an
+    // emptyDir over its limit gets the pod evicted.
+    let scratch = format!("{}Mi", page.max_size_mb + page.max_size_mb / 2 + 1024);
     Deployment {
         metadata: meta,
         spec: Some(DeploymentSpec {
@@ -392,7 +413,7 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
                         names,
                         Component::PageCache,
                     )),
-                    termination_grace_period_seconds: Some(i64::from(PRE_STOP_SLEEP) + 20),
+                    termination_grace_period_seconds: Some(i64::from(PURGER_STOPS_AFTER) + 10),
                     containers: vec![nginx, purger],
                     volumes: Some(vec![
                         pod::config_map_volume("config", &names.page_cache_config(), 0o444),

@@ -2,6 +2,7 @@
 
 use hapress_k8s::{render, Object, RenderOptions};
 use hapress_spec::{parse, Cluster, DatabaseMode};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 fn yaml(spec: &str) -> String {
     let c = parse(
@@ -53,8 +54,8 @@ fn no_secret_values_without_generate_secrets() {
             generate_secrets: true,
         },
     );
-    // Database passwords, WordPress keys, Redis's password.
-    assert_eq!(g.objects.iter().filter(|o| o.kind() == "Secret").count(), 3);
+    // Database passwords, WordPress keys, Redis's password, the page cache's purge key.
+    assert_eq!(g.objects.iter().filter(|o| o.kind() == "Secret").count(), 4);
     assert!(g.secret_commands.is_empty());
 }
 
@@ -356,9 +357,10 @@ fn router_sidecar_fronts_every_database_pod() {
     );
     let pod = web_pod(&m);
     let init = pod.init_containers.as_ref().expect("init containers");
-    // The object cache's drop-in is installed first, then the router starts.
+    // hapress's PHP (the object cache's drop-in, the page cache's plugin) is installed
+    // first, then the router starts.
     let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["object-cache", "router"]);
+    assert_eq!(names, ["install-php", "router"]);
     let router = &init[1];
     assert_eq!(router.image.as_deref(), Some("example.org/hapress:9.9"));
     assert_eq!(router.restart_policy.as_deref(), Some("Always"));
@@ -475,11 +477,17 @@ fn object_cache_is_one_redis_that_only_the_web_pods_reach() {
     );
     // The web pods install hapress's drop-in and point it at Redis.
     let web = web_pod(&m);
-    assert!(web
+    let install = web
         .init_containers
         .iter()
         .flatten()
-        .any(|c| c.name == "object-cache"));
+        .find(|c| c.name == "install-php")
+        .unwrap();
+    let script = install.command.as_ref().unwrap().join(" ");
+    assert!(
+        script.contains("/var/www/html/wp-content/object-cache.php.$HOSTNAME /var/www/html/wp-content/object-cache.php"),
+        "{script}"
+    );
     let extra = env_value(&web, "WORDPRESS_CONFIG_EXTRA");
     assert!(extra.contains("define('HAPRESS_REDIS', 'tcp://wordpress-cache:6379');"));
     assert!(extra.contains("/run/secrets/cache/redis-password"));
@@ -490,14 +498,124 @@ fn object_cache_is_one_redis_that_only_the_web_pods_reach() {
     let mut c = Cluster::default();
     c.spec.cache.object_cache.enabled = false;
     let off = render(&c, &RenderOptions::default());
-    assert!(off.objects.iter().all(|o| !o.name().contains("cache")));
+    assert!(off
+        .objects
+        .iter()
+        .all(|o| !o.name().contains("cache") || o.name().contains("page-cache")));
     let web = web_pod(&off);
     assert!(!env_value(&web, "WORDPRESS_CONFIG_EXTRA").contains("HAPRESS_REDIS"));
-    assert!(web
-        .init_containers
+    assert!(!config_map_data(&off, "wordpress-web-php").contains_key("object-cache.php"));
+}
+
+#[test]
+fn page_cache_pods_front_the_web_pods_and_every_one_is_purged() {
+    let m = render(&Cluster::default(), &RenderOptions::default());
+    // The Ingress sends visitors to the cache pods; they reach the web Service.
+    let out = m.to_yaml().unwrap();
+    let ingress = m
+        .objects
         .iter()
-        .flatten()
-        .all(|c| c.name != "object-cache"));
+        .find_map(|o| match o {
+            Object::Ingress(i) => i.spec.clone(),
+            _ => None,
+        })
+        .unwrap();
+    let rules = ingress.rules.unwrap();
+    let backend = &rules[0].http.as_ref().unwrap().paths[0].backend;
+    assert_eq!(
+        backend.service.as_ref().unwrap().name,
+        "wordpress-page-cache"
+    );
+    let conf = &config_map_data(&m, "wordpress-page-cache-config")["nginx.conf"];
+    assert!(conf.contains("server wordpress-web:80;"), "{conf}");
+    assert!(conf.contains("proxy_cache_bypass $hapress_skip;"));
+    // Two pods of nginx and the purger; the purger outlives nginx's serving when stopping.
+    let d = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Deployment(d) if o.name() == "wordpress-page-cache" => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    let sleep = |name: &str| -> i64 {
+        let c = pod.containers.iter().find(|c| c.name == name).unwrap();
+        let cmd = c
+            .lifecycle
+            .clone()
+            .unwrap()
+            .pre_stop
+            .unwrap()
+            .exec
+            .unwrap()
+            .command
+            .unwrap();
+        cmd[1].parse().unwrap()
+    };
+    assert!(sleep("purger") > sleep("nginx"));
+    assert!(pod.termination_grace_period_seconds.unwrap() > sleep("purger"));
+    // Every cache pod, ready or not, is listed for the purge; the web pods know where and
+    // hold the key; so does each purger, and nothing else.
+    assert!(out.contains("name: wordpress-page-cache-peers"));
+    assert!(out.contains("publishNotReadyAddresses: true"));
+    let web = web_pod(&m);
+    let extra = env_value(&web, "WORDPRESS_CONFIG_EXTRA");
+    assert!(extra.contains("wordpress-page-cache-peers.wordpress.svc.cluster.local:9180"));
+    let holders: Vec<String> = m
+        .objects
+        .iter()
+        .filter(|o| {
+            o.to_yaml()
+                .unwrap()
+                .contains("secretName: wordpress-page-cache-key")
+        })
+        .map(|o| o.name().to_string())
+        .collect();
+    assert_eq!(holders, ["wordpress-page-cache", "wordpress-web"]);
+    // Purges only from the web pods; the web pods only from the cache pods.
+    let rules = |name: &str| {
+        m.objects
+            .iter()
+            .find_map(|o| match o {
+                Object::NetworkPolicy(p) if o.name() == name => p.spec.clone(),
+                _ => None,
+            })
+            .unwrap()
+            .ingress
+            .unwrap()
+    };
+    let component = |r: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| {
+        r.from.as_ref().unwrap()[0]
+            .pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .and_then(|l| l.get("app.kubernetes.io/component").cloned())
+    };
+    let cache_rules = rules("wordpress-page-cache");
+    let purge = cache_rules
+        .iter()
+        .find(|r| component(r).as_deref() == Some("web"))
+        .unwrap();
+    assert_eq!(
+        purge.ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(9180))
+    );
+    let web_rules = rules("wordpress-web");
+    assert_eq!(component(&web_rules[0]).as_deref(), Some("page-cache"));
+
+    // Off: the Ingress goes to the web pods, as before, and no cache object is left.
+    let mut c = Cluster::default();
+    c.spec.cache.page.enabled = false;
+    let off = render(&c, &RenderOptions::default());
+    assert!(off.objects.iter().all(|o| !o.name().contains("page-cache")));
+    assert!(!env_value(&web_pod(&off), "WORDPRESS_CONFIG_EXTRA").contains("PAGE_CACHE"));
+    assert!(off
+        .to_yaml()
+        .unwrap()
+        .contains("name: wordpress-web\n            port:"));
 }
 
 #[test]

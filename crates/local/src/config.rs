@@ -323,6 +323,7 @@ pub fn wp_config(
     if let Some(dir) = page_cache {
         define("HAPRESS_PAGE_CACHE", php_str(&dir.display().to_string()));
     }
+    let generation = page_cache.map(|d| d.join(".generation").display().to_string());
     if let Some(o) = object_cache {
         define("HAPRESS_REDIS", php_str(&o.address));
         define("HAPRESS_REDIS_PASSWORD", php_str(&secrets.redis_password));
@@ -334,6 +335,15 @@ pub fn wp_config(
     }
     define("DISALLOW_FILE_EDIT", "true".into());
     define("WP_DEBUG", "false".into());
+    if let Some(g) = generation {
+        // The page cache's generation as this request starts, before WordPress reads the
+        // database (see the must-use plugin).
+        let _ = writeln!(
+            s,
+            "$GLOBALS['hapress_cache_start'] = @file_get_contents({});",
+            php_str(&g)
+        );
+    }
     s.push_str("$table_prefix = 'wp_';\nif (!defined('ABSPATH')) {\n    define('ABSPATH', __DIR__ . '/');\n}\nrequire_once ABSPATH . 'wp-settings.php';\n");
     s
 }

@@ -5,8 +5,11 @@
 //!
 //! - `POST /purge` with `X-Hapress-Purge: <unix time>.<hex HMAC-SHA256(key, "purge <time>")>`:
 //!   empties the directory, waits 200 ms (a page rendered just before the change may be on
-//!   its way into the cache), empties it again, then answers `200`. A signature that is
-//!   missing, wrong or more than five minutes off gets `403` and changes nothing.
+//!   its way into the cache), empties it again, then answers `200` (`500` when a file could
+//!   not be deleted). A signature that is missing, wrong or more than five minutes off gets
+//!   `403` and changes nothing.
+//! - At start it empties the directory (a restarted purger may have missed purges), and it
+//!   counts nginx's log every 5 s (which keeps the log under 16 MB).
 //! - `GET /metrics`: `hapress_page_cache_requests_total{result}`, counted from nginx's
 //!   page-cache log (the same series as `hapress status --prometheus`).
 //! - `GET /health`: `200` while the process runs.
@@ -84,21 +87,51 @@ pub fn verify(key: &[u8], header: &str, now: u64) -> bool {
     mac.verify_slice(&bytes).is_ok()
 }
 
-/// Deletes everything under `dir`, keeping `dir`; returns how many files went. Entries that
-/// vanish meanwhile (nginx's cache manager) are not errors.
-pub fn empty(dir: &Path) -> usize {
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir {
-            n += empty(&path);
-            let _ = std::fs::remove_dir(&path);
-        } else if std::fs::remove_file(&path).is_ok() {
-            n += 1;
+/// What one emptying did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Emptied {
+    /// Files deleted.
+    pub files: usize,
+    /// The first failure other than a file that was already gone (nginx's cache manager
+    /// deletes too): the copy may not be empty.
+    pub failure: Option<String>,
+}
+
+/// Deletes everything under `dir`, keeping `dir`. A `dir` that does not exist is empty.
+pub fn empty(dir: &Path) -> Emptied {
+    let mut out = Emptied::default();
+    empty_into(dir, &mut out);
+    out
+}
+
+fn empty_into(dir: &Path, out: &mut Emptied) {
+    fn fail(out: &mut Emptied, what: &str, path: &Path, e: std::io::Error) {
+        if e.kind() != std::io::ErrorKind::NotFound && out.failure.is_none() {
+            out.failure = Some(format!("{what} {}: {e}", path.display()));
         }
     }
-    n
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return fail(out, "reading", dir, e),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => return fail(out, "reading", dir, e),
+        };
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            empty_into(&path, out);
+            if let Err(e) = std::fs::remove_dir(&path) {
+                fail(out, "removing", &path, e);
+            }
+        } else {
+            match std::fs::remove_file(&path) {
+                Ok(()) => out.files += 1,
+                Err(e) => fail(out, "deleting", &path, e),
+            }
+        }
+    }
 }
 
 fn now() -> u64 {
@@ -109,9 +142,14 @@ fn now() -> u64 {
 
 struct Shared {
     config: PurgerConfig,
-    /// One purge at a time; also guards the log's read position.
+    /// The page-cache log and what it counted.
     log: Mutex<Option<PageCacheLog>>,
+    /// One purge at a time.
+    purging: Mutex<()>,
 }
+
+/// How often the log is counted without a scrape.
+const COUNT_EVERY: Duration = Duration::from_secs(5);
 
 /// Serves until the process is stopped; fails only when the listener cannot be opened.
 pub fn run(config: PurgerConfig) -> Result<()> {
@@ -126,10 +164,28 @@ pub fn run(config: PurgerConfig) -> Result<()> {
         config.listen,
         config.cache_dir.display()
     );
+    // A copy left from before this process (a restart) may have missed purges meanwhile.
+    if let Some(why) = empty(&config.cache_dir).failure {
+        eprintln!("hapress page-cache purger: emptying the cache at start failed: {why}");
+    }
     let log = config.log.clone().map(PageCacheLog::new);
     let shared = Arc::new(Shared {
         config,
         log: Mutex::new(log),
+        purging: Mutex::new(()),
+    });
+    // The log is counted (and kept under 16 MB) whether or not anyone scrapes the metrics.
+    let counting = Arc::clone(&shared);
+    std::thread::spawn(move || loop {
+        std::thread::sleep(COUNT_EVERY);
+        if let Some(log) = counting
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            log.update();
+        }
     });
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -190,15 +246,21 @@ fn answer(
                 );
                 return ("403 Forbidden", text, "bad signature\n".into());
             }
-            let _one_at_a_time = shared.log.lock().unwrap_or_else(|e| e.into_inner());
+            let _one_at_a_time = shared.purging.lock().unwrap_or_else(|e| e.into_inner());
             let first = empty(&shared.config.cache_dir);
             std::thread::sleep(SETTLE);
             let second = empty(&shared.config.cache_dir);
-            (
-                "200 OK",
-                text,
-                format!("emptied {} pages\n", first + second),
-            )
+            match first.failure.or(second.failure) {
+                Some(why) => {
+                    eprintln!("hapress page-cache purger: emptying the cache failed: {why}");
+                    ("500 Internal Server Error", text, format!("{why}\n"))
+                }
+                None => (
+                    "200 OK",
+                    text,
+                    format!("emptied {} pages\n", first.files + second.files),
+                ),
+            }
         }
         (_, "/purge") => ("405 Method Not Allowed", text, "POST /purge\n".into()),
         ("GET", "/metrics") => {
@@ -274,9 +336,21 @@ mod tests {
         std::fs::write(d.path().join("a/bc/page1"), "x").unwrap();
         std::fs::write(d.path().join("a/bc/page2"), "x").unwrap();
         std::fs::write(d.path().join("top"), "x").unwrap();
-        assert_eq!(empty(d.path()), 3);
+        assert_eq!(
+            empty(d.path()),
+            Emptied {
+                files: 3,
+                failure: None
+            }
+        );
         assert!(d.path().is_dir());
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
-        assert_eq!(empty(d.path()), 0);
+        assert_eq!(empty(d.path()).files, 0);
+        // A directory that cannot be read is a failure (not "nothing to delete"); one that
+        // does not exist is empty.
+        let file = d.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        assert!(empty(&file).failure.is_some());
+        assert_eq!(empty(&d.path().join("missing")), Emptied::default());
     }
 }

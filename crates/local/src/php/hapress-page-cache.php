@@ -36,10 +36,10 @@ function hapress_cache_generation_file() {
     return defined('HAPRESS_PAGE_CACHE') ? HAPRESS_PAGE_CACHE . '/.generation' : '';
 }
 
+/** The current generation; false when there is none yet. */
 function hapress_cache_generation() {
     $file = hapress_cache_generation_file();
-    $g = $file === '' ? false : @file_get_contents($file);
-    return $g === false ? '' : $g;
+    return $file === '' ? false : @file_get_contents($file);
 }
 
 // Written in place, not renamed: a replica reading it over NFS sees the new contents at its
@@ -57,13 +57,24 @@ function hapress_cache_new_generation() {
     }
 }
 
+// The generation this request started in: read by wp-config.php, before WordPress read
+// anything from the database (else here, a little later).
+if (!isset($GLOBALS['hapress_cache_start']) || $GLOBALS['hapress_cache_start'] === false) {
+    $GLOBALS['hapress_cache_start'] = hapress_cache_generation();
+}
+if ($GLOBALS['hapress_cache_start'] === false) {
+    hapress_cache_new_generation(); // the site's first
+    $GLOBALS['hapress_cache_start'] = hapress_cache_generation();
+}
 // Anonymous pages are rendered into a buffer: its callback runs before any header is sent.
-$GLOBALS['hapress_cache_generation'] = hapress_cache_generation();
+// A generation that changed, or that reads empty (being written), means a change happened
+// while this page was rendered: it is not stored.
 ob_start(function ($out, $phase) {
-    if (($phase & PHP_OUTPUT_HANDLER_FINAL)
-        && !headers_sent()
-        && hapress_cache_generation() !== $GLOBALS['hapress_cache_generation']) {
-        header('X-Hapress-No-Cache: 1');
+    if (($phase & PHP_OUTPUT_HANDLER_FINAL) && !headers_sent()) {
+        $now = hapress_cache_generation();
+        if ($now === false || $now === '' || $now !== $GLOBALS['hapress_cache_start']) {
+            header('X-Hapress-No-Cache: 1');
+        }
     }
     return $out;
 });
@@ -83,23 +94,31 @@ function hapress_cache_empty($dir) {
     }
 }
 
-/** Every `ip:port` the peers' names resolve to. */
+/**
+ * Every `ip:port` the peers' names resolve to (IPv4, else IPv6), and the names that resolve
+ * to nothing (a DNS failure: their copies cannot be emptied).
+ */
 function hapress_cache_peer_addresses() {
     $out = [];
+    $unresolved = [];
     foreach (array_filter(array_map('trim', explode(',', HAPRESS_PAGE_CACHE_PEERS))) as $peer) {
         $i = strrpos($peer, ':');
         $host = $i === false ? $peer : substr($peer, 0, $i);
         $port = $i === false ? '80' : substr($peer, $i + 1);
-        $ips = filter_var($host, FILTER_VALIDATE_IP) ? [$host] : @gethostbynamel($host);
+        $ips = filter_var($host, FILTER_VALIDATE_IP) ? [$host] : (@gethostbynamel($host) ?: []);
+        if (!$ips && function_exists('dns_get_record')) {
+            foreach (@dns_get_record($host, DNS_AAAA) ?: [] as $r) {
+                $ips[] = '[' . $r['ipv6'] . ']';
+            }
+        }
         if (!$ips) {
-            error_log("hapress page cache: $host resolves to no address; its copies are not emptied");
-            continue;
+            $unresolved[] = $host;
         }
         foreach ($ips as $ip) {
             $out[] = "$ip:$port";
         }
     }
-    return array_values(array_unique($out));
+    return [array_values(array_unique($out)), $unresolved];
 }
 
 /**
@@ -112,7 +131,14 @@ function hapress_cache_purge_peers() {
         error_log('hapress page cache: no purge key in ' . HAPRESS_PAGE_CACHE_KEY_FILE);
         return ['no key'];
     }
-    $pending = hapress_cache_peer_addresses();
+    [$pending, $unresolved] = hapress_cache_peer_addresses();
+    if ($unresolved) {
+        [$again, $unresolved] = hapress_cache_peer_addresses();
+        $pending = array_values(array_unique(array_merge($pending, $again)));
+        foreach ($unresolved as $host) {
+            error_log("hapress page cache: $host resolves to no address; its copies are not emptied");
+        }
+    }
     for ($try = 0; $try < 2 && $pending; $try++) {
         $t = (string) time();
         $auth = $t . '.' . hash_hmac('sha256', "purge $t", $key);
@@ -125,12 +151,12 @@ function hapress_cache_purge_peers() {
         }
         $pending = $failed;
     }
-    return $pending;
+    return array_merge($pending, $unresolved);
 }
 
 /**
  * POST /purge to each address, all at once (plain sockets: no extension needed); the status
- * code of each (0: no answer within 5 s).
+ * code of each (0: no answer within 3 s; connecting may take 1 s of them).
  */
 function hapress_cache_post_all($addrs, $auth) {
     $codes = [];
@@ -138,7 +164,7 @@ function hapress_cache_post_all($addrs, $auth) {
     $replies = [];
     foreach ($addrs as $addr) {
         $codes[$addr] = 0;
-        $s = @stream_socket_client("tcp://$addr", $errno, $err, 2,
+        $s = @stream_socket_client("tcp://$addr", $errno, $err, 1,
             STREAM_CLIENT_CONNECT | STREAM_CLIENT_ASYNC_CONNECT);
         if ($s) {
             $socks[$addr] = $s;
@@ -147,7 +173,7 @@ function hapress_cache_post_all($addrs, $auth) {
     }
     $request = "POST /purge HTTP/1.0\r\nHost: hapress\r\nX-Hapress-Purge: $auth\r\nContent-Length: 0\r\n\r\n";
     $unsent = $socks;
-    $deadline = microtime(true) + 5;
+    $deadline = microtime(true) + 3;
     while ($socks && microtime(true) < $deadline) {
         $read = array_values(array_diff_key($socks, $unsent));
         $write = array_values($unsent);
