@@ -249,6 +249,7 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         ),
         ("php_mysqli_and_pdo", php_mysqli_and_pdo),
         ("pooled_connections_are_reset", pooled_connections_are_reset),
+        ("certain_sets_are_held_back", certain_sets_are_held_back),
         ("php_kill_of_the_thread_id", php_kill_of_the_thread_id),
         (
             "kill_reaches_a_statement_on_a_replica",
@@ -611,6 +612,73 @@ fn pooled_connections_are_reset(t: &Ctx) {
         assert!(!direct.0 && !routed.0);
         assert_eq!(routed.2, direct.2, "error differs from MariaDB's");
     }
+}
+
+/// Session `SET`s whose outcome is certain (PHP's `set_charset`, WordPress's `SET NAMES ...
+/// COLLATE` and `sql_mode`) are answered by the router and sent with the primary's next
+/// command: a request that then only reads from replicas costs the primary no command at all
+/// (no `SET`, no reset when it ends), and every statement still runs under the settings.
+fn certain_sets_are_held_back(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
+    let counter = |name: &str| -> u64 {
+        let sql = format!("SHOW GLOBAL STATUS LIKE '{name}'");
+        let (ok, out, err) = client(c.db_port, pw, "wordpress", &sql);
+        assert!(ok, "{err}");
+        out.split('\t').nth(1).unwrap().trim().parse().unwrap()
+    };
+    // A WordPress request's start, then `body`.
+    let php = |port: u16, body: &str| {
+        let (ok, out, err) = run_php(
+            pw,
+            &format!(
+                r#"$m = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
+$m->set_charset('utf8mb4');
+$m->query("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_unicode_520_ci'");
+$m->query("SET SESSION sql_mode='ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'");
+{body}"#
+            ),
+        );
+        assert!(ok, "{err}");
+        out
+    };
+    let read = r#"$v = $m->query("SELECT option_value FROM wp_options WHERE option_name = 'siteurl'")->fetch_row()[0];
+echo $v === null ? 'none' : 'read', "
+";"#;
+    // The first sessions of PHP's kind log in on new connections.
+    for _ in 0..2 {
+        assert_eq!(php(r.port, read), "read");
+    }
+    let counters = || (counter("Com_set_option"), t.pool("resets"));
+    let before = counters();
+    let calibrated = counters();
+    let own = calibrated.0 - before.0; // reading them
+    for _ in 0..10 {
+        assert_eq!(php(r.port, read), "read");
+    }
+    let after = counters();
+    let (sets, resets) = (after.0 - calibrated.0 - own, after.1 - calibrated.1);
+    // Without holding back: 30 SETs and 10 resets on the primary.
+    assert!(
+        sets <= 3 && resets <= 1,
+        "10 read-only PHP requests cost the primary {sets} SETs and {resets} resets"
+    );
+    // Every statement runs under the settings, wherever it runs: a read, a transaction on
+    // the primary, a write (strict mode refuses what the default mode turns into a warning),
+    // as directly.
+    let settings = r#"echo implode(' ', $m->query('SELECT @@character_set_client, @@collation_connection, @@sql_mode')->fetch_row()), "\n";
+$m->begin_transaction();
+echo implode(' ', $m->query('SELECT @@collation_connection, @@sql_mode')->fetch_row()), "\n";
+$m->commit();
+$m->query("SET SESSION sql_mode='STRICT_ALL_TABLES'");
+try { $m->query("INSERT INTO ryw (id, v) VALUES ('x', 'strict')"); echo "inserted\n"; }
+catch (mysqli_sql_exception $e) { echo $e->getCode(), "\n"; }"#;
+    let direct = php(c.db_port, settings);
+    assert_eq!(php(r.port, settings), direct);
+    assert!(direct.ends_with("1366"), "{direct}");
+    // A `SET` whose outcome is not certain is the server's to answer, as before.
+    let bad = r#"try { $m->query("SET NAMES 'nosuchset'"); echo "ok\n"; }
+catch (mysqli_sql_exception $e) { echo $e->getCode(), "\n"; }"#;
+    assert_eq!(php(r.port, bad), php(c.db_port, bad));
 }
 
 /// PHP: mysqli's thread_id is CONNECTION_ID(), and KILL of it from another session works

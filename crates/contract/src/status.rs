@@ -115,6 +115,9 @@ pub struct PoolStatus {
     pub mismatched: u64,
     /// Connections opened beyond the pool's size.
     pub overflow: u64,
+    /// Connections reset (`COM_RESET_CONNECTION`) when their session ended; a session that
+    /// sent its connection nothing needs none.
+    pub resets: u64,
 }
 
 /// A latency histogram.

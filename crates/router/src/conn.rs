@@ -61,6 +61,14 @@ pub struct Conn {
     buf: Vec<u8>,
     start: usize,
     framer: Framer,
+    /// Commands held back ([`Conn::defer`]), encoded: sent in front of the next write.
+    deferred: Vec<u8>,
+    /// How many commands `deferred` holds.
+    deferred_count: usize,
+    /// Answers of sent deferred commands not read yet: the next read skips them first.
+    awaiting: usize,
+    /// Writes so far (see [`Conn::writes`]).
+    writes: u64,
 }
 
 impl Conn {
@@ -72,7 +80,60 @@ impl Conn {
             buf: Vec::new(),
             start: 0,
             framer: Framer::new(),
+            deferred: Vec::new(),
+            deferred_count: 0,
+            awaiting: 0,
+            writes: 0,
         }
+    }
+
+    /// Holds back a command answered by one OK (a session `SET` the router answered itself):
+    /// it is sent in the same write as the next command, whose answer is read after its OK.
+    /// An ERR in its place fails that read. A connection that is never written again never
+    /// runs it ([`Conn::drop_deferred`]).
+    pub fn defer(&mut self, payload: &[u8]) {
+        packet::write_packet(&mut self.deferred, 0, payload);
+        self.deferred_count += 1;
+    }
+
+    /// Forgets the commands held back and not sent.
+    pub fn drop_deferred(&mut self) {
+        self.deferred.clear();
+        self.deferred_count = 0;
+    }
+
+    /// How many writes went out on this connection: a pooled connection that had none while
+    /// leased is as it was when it was returned.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// One write of `b`, after the commands held back.
+    async fn send(&mut self, b: &[u8]) -> io::Result<()> {
+        self.writes += 1;
+        if self.deferred_count == 0 {
+            return self.stream.write_all(b).await;
+        }
+        let mut out = std::mem::take(&mut self.deferred);
+        out.extend_from_slice(b);
+        self.awaiting += std::mem::take(&mut self.deferred_count);
+        self.stream.write_all(&out).await
+    }
+
+    /// Reads the answers of sent deferred commands: each must be an OK.
+    async fn settle(&mut self) -> io::Result<()> {
+        while self.awaiting > 0 {
+            self.awaiting -= 1;
+            let (_, p) = self.read_packet_now().await?;
+            if p.first() != Some(&hapress_wire::consts::header::OK) {
+                let why = hapress_wire::response::parse_err(&p)
+                    .map_or_else(|_| "not an OK".to_string(), |e| e.message);
+                return Err(io::Error::other(format!(
+                    "a session setting the router answered failed on the server: {why}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Connects to `addr` (`host:port`, or a path for a unix socket) within `timeout`.
@@ -133,6 +194,11 @@ impl Conn {
 
     /// The next physical chunk: header and payload stay in the buffer until [`Conn::consume`].
     pub async fn next_chunk(&mut self) -> io::Result<Chunk> {
+        self.settle().await?;
+        self.next_chunk_now().await
+    }
+
+    async fn next_chunk_now(&mut self) -> io::Result<Chunk> {
         loop {
             // The buffer grows with the bytes that actually arrive (never by what a header
             // claims), so a peer announcing 16 MB and sending nothing costs nothing.
@@ -195,6 +261,11 @@ impl Conn {
 
     /// Reads one whole logical packet of at most `SMALL_PACKET_LIMIT` bytes.
     pub async fn read_packet(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        self.settle().await?;
+        self.read_packet_now().await
+    }
+
+    async fn read_packet_now(&mut self) -> io::Result<(u8, Vec<u8>)> {
         let mut payload = Vec::new();
         loop {
             while packet::peek_header(self.buffered()).is_none() {
@@ -208,7 +279,7 @@ impl Conn {
                     ));
                 }
             }
-            let c = self.next_chunk().await?;
+            let c = self.next_chunk_now().await?;
             if payload.len() + c.len > SMALL_PACKET_LIMIT {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -225,14 +296,14 @@ impl Conn {
 
     /// Writes raw bytes.
     pub async fn write_raw(&mut self, b: &[u8]) -> io::Result<()> {
-        self.stream.write_all(b).await
+        self.send(b).await
     }
 
     /// Writes one logical packet.
     pub async fn write_packet(&mut self, seq: u8, payload: &[u8]) -> io::Result<u8> {
         let mut out = Vec::with_capacity(payload.len() + HEADER);
         let next = packet::write_packet(&mut out, seq, payload);
-        self.stream.write_all(&out).await?;
+        self.send(&out).await?;
         Ok(next)
     }
 

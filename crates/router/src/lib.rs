@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`classify`]: statement text -> one [`classify::Statement`] with every fact the session
 //!   needs: where it may run, what it does to the session, a KILL target (pure).
+//! - [`certain`]: session `SET`s the router may answer itself and hold back (pure).
 //! - [`route`]: statement x session state x backend health -> the whole [`route::Plan`]
 //!   (target, what a replica must have applied, fallbacks); whether a session may follow a
 //!   new primary (pure).
@@ -20,6 +21,7 @@
 //! - [`server`]: listener, connection limit, the status listener (`/status`, `/switchover`).
 //! - [`metrics`]: `/metrics`, from the typed status.
 
+pub mod certain;
 pub mod classify;
 pub mod compress;
 pub mod config;

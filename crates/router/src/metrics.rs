@@ -35,7 +35,7 @@ type BackendSeries = (
     fn(&BackendStatus) -> Option<u64>,
 );
 
-const BACKEND_SERIES: [BackendSeries; 12] = [
+const BACKEND_SERIES: [BackendSeries; 13] = [
     (
         "up",
         "The backend answered its last probe.",
@@ -107,6 +107,12 @@ const BACKEND_SERIES: [BackendSeries; 12] = [
         "Connections opened beyond the pool's size.",
         MetricType::Counter,
         |b| Some(b.pool.overflow),
+    ),
+    (
+        "pool_resets",
+        "Connections reset when their session ended (none for a session that sent nothing).",
+        MetricType::Counter,
+        |b| Some(b.pool.resets),
     ),
 ];
 

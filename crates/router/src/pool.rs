@@ -92,6 +92,8 @@ pub struct Lease {
     since: Instant,
     /// The pool generation the connection was opened in (see [`Pool::renew`]).
     generation: u64,
+    /// [`Conn::writes`] when a reset last left the connection clean (`None`: never).
+    clean_at: Option<u64>,
 }
 
 impl Lease {
@@ -117,7 +119,14 @@ impl Lease {
             permit,
             since: Instant::now(),
             generation: pool.generation.load(Ordering::Relaxed),
+            clean_at: None,
         }
+    }
+
+    /// Nothing was sent on the connection since a reset left it clean: it is in the state it
+    /// was returned in (its session's held-back `SET`s were never sent).
+    pub fn untouched(&self) -> bool {
+        self.clean_at == Some(self.conn.writes())
     }
 }
 
@@ -139,6 +148,8 @@ pub struct Pool {
     pub mismatched: AtomicU64,
     /// Connections opened beyond `poolSize` (closed when their session ends).
     pub overflow: AtomicU64,
+    /// Resets sent when sessions ended.
+    pub resets: AtomicU64,
     /// Bumped by [`Pool::renew`]: connections opened before are not pooled again.
     generation: AtomicU64,
     /// Until when the server counts as full: it refused a connection with its ERR 1040.
@@ -170,6 +181,7 @@ impl Pool {
             reused: AtomicU64::new(0),
             mismatched: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             full_until: Mutex::new(None),
         }
@@ -350,7 +362,18 @@ pub fn release(pool: &Arc<Pool>, lease: Lease) {
     let pool = pool.clone();
     tokio::spawn(async move {
         let mut lease = lease;
+        if lease.untouched() {
+            // No command reached the server since the last reset (a session whose `SET`s
+            // were held back and whose reads went to replicas): nothing to undo, and its
+            // database is the one it had then.
+            lease.conn.drop_deferred();
+            if !lease.conn.gone().await {
+                pool.put(lease);
+            }
+            return;
+        }
         lease.state = None;
+        pool.resets.fetch_add(1, Ordering::Relaxed);
         // The reset, and when the session could not tell, the database it leaves, in one write
         // (the client is gone: this is off any client's path).
         let known = lease.db.is_some();
@@ -390,6 +413,7 @@ pub fn release(pool: &Arc<Pool>, lease: Lease) {
                         .filter(|r| r.rows.len() == 1 && r.columns.len() == 1)
                         .map(|r| r.rows[0][0].clone().unwrap_or_default().into_bytes());
                 }
+                lease.clean_at = Some(lease.conn.writes());
                 pool.put(lease);
                 return;
             }

@@ -706,6 +706,7 @@ impl Topology {
                             reused: b.pool.reused.load(Ordering::Relaxed),
                             mismatched: b.pool.mismatched.load(Ordering::Relaxed),
                             overflow: b.pool.overflow.load(Ordering::Relaxed),
+                            resets: b.pool.resets.load(Ordering::Relaxed),
                         },
                         latency: Latency {
                             counts: c

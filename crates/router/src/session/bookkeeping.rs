@@ -24,6 +24,9 @@ impl Session {
             outcome,
             Some(Outcome::Ok(_)) | Some(Outcome::Prepared { .. }) | None
         );
+        if let Some(Outcome::Ok(Some(st))) = outcome {
+            self.status = st & super::LASTING_STATUS;
+        }
         if target == Target::Primary {
             if let Some(Outcome::Ok(Some(st))) = outcome {
                 self.view.in_transaction =

@@ -180,6 +180,8 @@ pub(super) async fn handshake(
     // The nonce the client's later password scrambles use (COM_CHANGE_USER): the router's
     // own when it checked the login itself, else the server's.
     let answered_here = stage1.is_some();
+    // The status of the login's OK when the router read it (else unknown: 0).
+    let mut login_status = 0;
     let credential = if let Some(s1) = stage1 {
         // Checked here. Switch the pooled connection to the client's database (its OK, or
         // MariaDB's 1049/1044, answers the login); a client without one gets a connection
@@ -217,6 +219,7 @@ pub(super) async fn handshake(
                 }
             }
         };
+        login_status = hapress_wire::response::parse_ok(&p).map_or(0, |ok| ok.status);
         let shown = match p.first() {
             Some(&header::OK) if track_added => {
                 ok_without_session_state(&p).unwrap_or_else(|| p.clone())
@@ -368,5 +371,6 @@ pub(super) async fn handshake(
         prepared: HashMap::new(),
         login_elsewhere: None,
         relay: Vec::new(),
+        status: login_status & super::LASTING_STATUS,
     }))
 }

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hapress_wire::command::Command;
+use hapress_wire::consts::{cap, status};
 use hapress_wire::handshake::HandshakeResponse;
 use hapress_wire::packet::{Chunk, HEADER};
 use hapress_wire::response::Outcome;
@@ -107,7 +108,16 @@ pub(super) struct Session {
     /// The current command's first chunk (its payload), kept for the bookkeeping after its
     /// answer while the client's buffer moves on; the buffer is reused between commands.
     command: Vec<u8>,
+    /// The lasting server status flags of the last OK (autocommit, transaction,
+    /// `NO_BACKSLASH_ESCAPES`): what an OK the router gives itself must say.
+    status: u16,
 }
+
+/// Status flags that last beyond one statement.
+const LASTING_STATUS: u16 = status::IN_TRANS
+    | status::AUTOCOMMIT
+    | status::NO_BACKSLASH_ESCAPES
+    | status::IN_TRANS_READONLY;
 
 /// The largest command buffer a session keeps between commands.
 const KEPT_COMMAND_BUFFER: usize = 64 * 1024;
@@ -202,6 +212,25 @@ impl Session {
             }
             _ => Plan::Primary,
         };
+        if let (Command::Query(sql), Some(st)) = (command, &stmt) {
+            if c.last && self.may_hold_back(st, sql) {
+                // Answered here, sent with the primary's next command (if any): a session
+                // that then only reads from replicas costs the primary nothing.
+                self.client.consume(&c);
+                self.primary.lease.conn.defer(payload);
+                self.client
+                    .write_packet(1, &hapress_wire::response::ok_packet(self.status))
+                    .await
+                    .map_err(error::on_client("relay"))?;
+                self.client
+                    .flush()
+                    .await
+                    .map_err(error::on_client("relay"))?;
+                let ok = Some(Outcome::Ok(Some(self.status)));
+                self.after(&command, stmt, Target::Primary, ok);
+                return Ok(Flow::Next);
+            }
+        }
         match command {
             Command::Quit => return Ok(Flow::Quit),
             Command::ChangeUser { user } => {
@@ -316,6 +345,18 @@ impl Session {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the session `SET` `st` (text `sql`) may be answered by the router and held
+    /// back: its outcome is certain ([`crate::certain`]), the client reads no session-state
+    /// changes from OKs, and the session is in autocommit mode outside a transaction with no
+    /// other lasting status flag (so the OK the server would send is known exactly).
+    fn may_hold_back(&self, st: &Statement, sql: &[u8]) -> bool {
+        st.effect == Effect::Replay
+            && self.hello.capabilities & cap::SESSION_TRACK == 0
+            && !self.view.in_transaction
+            && self.status == status::AUTOCOMMIT
+            && crate::certain::certain_set(sql)
     }
 
     /// The session's state as [`crate::route`] sees it, without the replica's availability.

@@ -598,3 +598,59 @@ async fn without_any_server_a_login_waits_for_the_topology_then_is_refused() {
     let end = cl.next_end().await.unwrap_err();
     assert_eq!(end.side, Side::Router, "{end}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_certain_set_is_answered_here_and_sent_with_the_primarys_next_command() {
+    let primary = Fake::start(1000, server("primary", "0")).await;
+    let replica = Fake::start(2000, server("replica", "0")).await;
+    let cl = Cluster::start(vec![primary, replica], ReadYourWrites::Session).await;
+    let mut c = cl.client().await;
+    // The relayed login's OK was not read here: the first answer tells the session's status.
+    assert_eq!(value(&mut c, "SELECT 1").await, "replica");
+    query(&mut c, "SET NAMES utf8mb4", false)
+        .await
+        .unwrap()
+        .unwrap();
+    let p = &cl.servers[0];
+    assert!(p.queries().is_empty(), "{:?}", p.queries());
+    // The primary's next command carries it, in front. (That a replica read after it runs
+    // with it, and that a session which only reads never sends it, the MariaDB scenario
+    // `certain_sets_are_held_back` shows.)
+    query(&mut c, "INSERT INTO t VALUES (1)", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        p.queries(),
+        vec!["SET NAMES utf8mb4", "INSERT INTO t VALUES (1)"]
+    );
+    // One whose outcome is not certain goes to the server at once.
+    query(&mut c, "SET NAMES ucs2", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.ran("SET NAMES ucs2"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_back_set_the_server_refuses_ends_the_session_on_the_backend_side() {
+    let primary = Fake::start(1000, |sql: &str| match sql {
+        s if s.starts_with("SET") => Answer::Err(1115, "Unknown character set"),
+        _ => Answer::Ok(Some("0-1-5")),
+    })
+    .await;
+    let replica = Fake::start(2000, server("replica", "0")).await;
+    let mut cl = Cluster::start(vec![primary, replica], ReadYourWrites::Session).await;
+    let mut c = cl.client().await;
+    assert_eq!(value(&mut c, "SELECT 1").await, "replica");
+    query(&mut c, "SET NAMES latin1", false)
+        .await
+        .unwrap()
+        .unwrap();
+    // The write is not answered as if the setting applied: the session ends.
+    let write = query(&mut c, "INSERT INTO t VALUES (1)", false).await;
+    assert!(!matches!(write, Ok(Ok(_))), "{write:?}");
+    let end = cl.next_end().await.unwrap_err();
+    assert_eq!(end.side, Side::Backend(0), "{end:?}");
+    assert!(end.what.contains("a session setting"), "{end:?}");
+}
