@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use hapress_spec::Cluster;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, PodSpec, PodTemplateSpec, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    ConfigMap, Container, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -98,11 +98,7 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
     let memory = format!("{}Mi", oc.max_memory_mb + oc.max_memory_mb / 4 + 32);
     let redis = Container {
         command: Some(vec!["sh".into(), "/config/start.sh".into()]),
-        ports: Some(vec![ContainerPort {
-            name: Some("redis".into()),
-            container_port: PORT,
-            ..ContainerPort::default()
-        }]),
+        ports: Some(pod::port("redis", PORT)),
         resources: Some(pod::helper_resources("250m", &memory)),
         startup_probe: Some(tcp_probe("redis", 2, 30)),
         readiness_probe: Some(tcp_probe("redis", 5, 3)),

@@ -21,8 +21,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, ExecAction, Lifecycle, LifecycleHandler, PodSpec,
-    PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ConfigMap, Container, PodSpec, PodTemplateSpec, Service, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -243,32 +242,11 @@ fn config_data(c: &Cluster, names: &Names) -> BTreeMap<String, String> {
 
 /// What the Ingress (or a cloud load balancer) sends visitors to.
 fn service(c: &Cluster, names: &Names) -> Service {
-    Service {
-        metadata: pod::meta(
-            names,
-            &names.page_cache(),
-            names.labels(Component::PageCache),
-        ),
-        spec: Some(ServiceSpec {
-            type_: Some(
-                match c.spec.ingress.service_type {
-                    ServiceType::ClusterIP => "ClusterIP",
-                    ServiceType::LoadBalancer => "LoadBalancer",
-                }
-                .into(),
-            ),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
-            selector: Some(names.selector(Component::PageCache)),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
+    let type_ = match c.spec.ingress.service_type {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    };
+    pod::http_service(names, &names.page_cache(), Component::PageCache, type_)
 }
 
 /// Every cache pod by address, ready or not (a starting pod is emptied too), for the purge.
@@ -282,13 +260,7 @@ fn peers_service(names: &Names) -> Service {
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
-            ports: Some(vec![ServicePort {
-                name: Some("purge".into()),
-                port: PURGE_PORT,
-                target_port: Some(IntOrString::String("purge".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![pod::service_port("purge", PURGE_PORT)]),
             selector: Some(names.selector(Component::PageCache)),
             ..ServiceSpec::default()
         }),
@@ -311,23 +283,11 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
             .map(String::from)
             .to_vec(),
         ),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: PORT,
-            ..ContainerPort::default()
-        }]),
+        ports: Some(pod::port("http", PORT)),
         resources: Some(pod::helper_resources("500m", "128Mi")),
         readiness_probe: Some(http_probe("/hapress-health", "http", 5, 2, 3)),
         liveness_probe: Some(tcp_probe("http", 10, 6)),
-        lifecycle: Some(Lifecycle {
-            pre_stop: Some(LifecycleHandler {
-                exec: Some(ExecAction {
-                    command: Some(vec!["sleep".into(), PRE_STOP_SLEEP.to_string()]),
-                }),
-                ..LifecycleHandler::default()
-            }),
-            ..Lifecycle::default()
-        }),
+        lifecycle: Some(pod::sleep_before_stop(PRE_STOP_SLEEP)),
         volume_mounts: Some(vec![
             mount("config", CONF_DIR, true),
             mount("cache", ROOT, false),
@@ -340,21 +300,9 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
             ROOT,
             &key_file,
         )),
-        ports: Some(vec![ContainerPort {
-            name: Some("purge".into()),
-            container_port: PURGE_PORT,
-            ..ContainerPort::default()
-        }]),
+        ports: Some(pod::port("purge", PURGE_PORT)),
         resources: Some(pod::helper_resources("100m", "32Mi")),
-        lifecycle: Some(Lifecycle {
-            pre_stop: Some(LifecycleHandler {
-                exec: Some(ExecAction {
-                    command: Some(vec!["sleep".into(), PURGER_STOPS_AFTER.to_string()]),
-                }),
-                ..LifecycleHandler::default()
-            }),
-            ..Lifecycle::default()
-        }),
+        lifecycle: Some(pod::sleep_before_stop(PURGER_STOPS_AFTER)),
         readiness_probe: Some(http_probe("/health", "purge", 5, 2, 3)),
         liveness_probe: Some(http_probe("/health", "purge", 10, 3, 6)),
         volume_mounts: Some(vec![mount("cache", ROOT, false), key_mount()]),

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use hapress_spec::{QosClass, Resources};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    ExecAction, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Sysctl, TCPSocketAction, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSecurityContext, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Sysctl, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -264,6 +265,60 @@ pub fn pvc_volume(name: &str, claim: &str) -> Volume {
             ..PersistentVolumeClaimVolumeSource::default()
         }),
         ..Volume::default()
+    }
+}
+
+/// A container port, named (probes, Services and policies refer to the name).
+pub fn port(name: &str, number: i32) -> Vec<ContainerPort> {
+    vec![ContainerPort {
+        name: Some(name.into()),
+        container_port: number,
+        ..ContainerPort::default()
+    }]
+}
+
+/// A TCP Service port `port` to the pods' port named `target`.
+pub fn service_port(target: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(target.into()),
+        port,
+        target_port: Some(IntOrString::String(target.into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+/// The Service `name` of `component`'s pods on port 80 (their port `http`), of `type_`
+/// (`ClusterIP` or `LoadBalancer`).
+pub fn http_service(
+    names: &Names,
+    name: &str,
+    component: crate::names::Component,
+    type_: &str,
+) -> Service {
+    Service {
+        metadata: meta(names, name, names.labels(component)),
+        spec: Some(ServiceSpec {
+            type_: Some(type_.into()),
+            ports: Some(vec![service_port("http", 80)]),
+            selector: Some(names.selector(component)),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// `preStop: sleep <seconds>`: the container keeps serving while endpoints and load
+/// balancers stop sending it traffic.
+pub fn sleep_before_stop(seconds: i32) -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec!["sleep".into(), seconds.to_string()]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
     }
 }
 

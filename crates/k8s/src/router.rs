@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use hapress_spec::{Cluster, DatabaseMode, RouterPlacement};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, ContainerPort, KeyToPath, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Volume};
 
 use crate::names::{Component, Names};
 use crate::pod::{self, container, http_probe, mount};
@@ -97,11 +97,7 @@ pub fn sidecar(c: &Cluster) -> Container {
         ),
         // A native sidecar: started before WordPress, stopped after it.
         restart_policy: Some("Always".into()),
-        ports: Some(vec![ContainerPort {
-            name: Some("metrics".into()),
-            container_port: METRICS_PORT,
-            ..ContainerPort::default()
-        }]),
+        ports: Some(pod::port("metrics", METRICS_PORT)),
         resources: Some(pod::resources(&r.resources)),
         // WordPress starts only once this passes. `/status` answers as soon as the router
         // runs; whether it found a primary shows in WordPress's own readiness (a real page).

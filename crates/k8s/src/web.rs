@@ -14,10 +14,7 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, EnvVar, ExecAction, Lifecycle, LifecycleHandler, PodSpec,
-    PodTemplateSpec, Service, ServicePort, ServiceSpec,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, PodSpec, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -130,22 +127,7 @@ fn service(c: &Cluster, names: &Names) -> Service {
         hapress_spec::ServiceType::LoadBalancer if !crate::page_cache::enabled(c) => "LoadBalancer",
         _ => "ClusterIP",
     };
-    Service {
-        metadata: pod::meta(names, &names.web(), names.labels(Component::Web)),
-        spec: Some(ServiceSpec {
-            type_: Some(service_type.into()),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
-            selector: Some(names.selector(Component::Web)),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
+    pod::http_service(names, &names.web(), Component::Web, service_type)
 }
 
 /// The site URL WordPress should use.
@@ -221,11 +203,7 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
     let web = &c.spec.web;
     let mut wordpress = Container {
         env: Some(web_env(c, names)),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: 80,
-            ..ContainerPort::default()
-        }]),
+        ports: Some(pod::port("http", 80)),
         resources: Some(pod::resources(&web.resources)),
         // The entrypoint copies WordPress into the (empty) docroot first.
         startup_probe: Some(tcp_probe("http", 2, 60)),
@@ -235,15 +213,7 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
         // Liveness only checks Apache accepts connections: a database outage must not restart
         // every web pod (a liveness probe on a page would hide the real fault behind restarts).
         liveness_probe: Some(tcp_probe("http", 10, 6)),
-        lifecycle: Some(Lifecycle {
-            pre_stop: Some(LifecycleHandler {
-                exec: Some(ExecAction {
-                    command: Some(vec!["sleep".into(), PRE_STOP_SLEEP.to_string()]),
-                }),
-                ..LifecycleHandler::default()
-            }),
-            ..Lifecycle::default()
-        }),
+        lifecycle: Some(pod::sleep_before_stop(PRE_STOP_SLEEP)),
         volume_mounts: Some(vec![
             mount("docroot", "/var/www/html", false),
             mount("content", CONTENT_PATH, false),
