@@ -17,14 +17,11 @@
 use std::collections::BTreeMap;
 
 use hapress_spec::{Cluster, ServiceType};
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PodSpec, PodTemplateSpec, Service, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::names::{Component, Names};
 use crate::object::Object;
@@ -325,13 +322,7 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
         spec: Some(DeploymentSpec {
             replicas: Some(i32::try_from(page.replicas).unwrap_or(i32::MAX)),
             selector: pod::selector(names.selector(Component::PageCache)),
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            strategy: Some(pod::zero_downtime_rollout()),
             revision_history_limit: Some(5),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

@@ -322,6 +322,19 @@ pub fn sleep_before_stop(seconds: i32) -> Lifecycle {
     }
 }
 
+/// A rolling update that adds a pod before it removes one (`maxSurge 1, maxUnavailable 0`):
+/// the serving capacity never drops during a rollout.
+pub fn zero_downtime_rollout() -> k8s_openapi::api::apps::v1::DeploymentStrategy {
+    use k8s_openapi::api::apps::v1::{DeploymentStrategy, RollingUpdateDeployment};
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(0)),
+        }),
+    }
+}
+
 /// A container with the fields every hapress container shares.
 pub fn container(name: &str, image: &str, uid: i64) -> Container {
     Container {
