@@ -98,9 +98,17 @@ impl CachePod {
 
 impl Drop for CachePod {
     fn drop(&mut self) {
-        let _ = self.nginx.kill();
+        // SIGTERM: nginx's master stops its workers (a SIGKILL would leave them serving).
+        let pid = nix::unistd::Pid::from_raw(self.nginx.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let stopped = wait_for(Duration::from_secs(10), || {
+            matches!(self.nginx.try_wait(), Ok(Some(_)))
+        });
+        if stopped.is_none() {
+            let _ = self.nginx.kill();
+            let _ = self.nginx.wait();
+        }
         let _ = self.purger.kill();
-        let _ = self.nginx.wait();
         let _ = self.purger.wait();
     }
 }
