@@ -500,10 +500,12 @@ fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
     replica
         .sql("STOP SLAVE; SET GLOBAL read_only = 0; CREATE DATABASE errant; SET GLOBAL read_only = 1; SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos; START SLAVE")
         .unwrap();
+    // (The watcher publishes the request next to the data, then for the sidecar: both.)
     assert!(
         wait_for(Duration::from_secs(30), || r
             .join("hapress-rebuild")
-            .exists())
+            .exists()
+            && r.join("run/rebuild").exists())
         .is_some(),
         "no rebuild asked: {}",
         read(&r.join("role.log"))
@@ -569,16 +571,17 @@ fn a_diverged_replica_is_rebuilt_from_a_peer_and_its_old_data_is_kept() {
             "STOP SLAVE; SET GLOBAL gtid_slave_pos = '{primary_pos}'; START SLAVE"
         ))
         .unwrap();
+    // (The watcher deletes both files, then logs it.)
     assert!(
         wait_for(Duration::from_secs(30), || !r
             .join("hapress-rebuild")
             .exists()
-            && !r.join("run/rebuild").exists())
+            && !r.join("run/rebuild").exists()
+            && read(&r.join("role.log")).contains("withdrawn"))
         .is_some(),
         "{}",
         read(&r.join("role.log"))
     );
-    assert!(read(&r.join("role.log")).contains("withdrawn"));
     replica
         .sql("STOP SLAVE; SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos; START SLAVE")
         .unwrap();
