@@ -39,12 +39,7 @@ impl CachePod {
         // may delete what they write.
         chmod(&root, 0o777);
         let conf = dir.join(format!("{name}.conf"));
-        let placement = page_cache::NginxPlacement {
-            listen: format!("127.0.0.1:{}", ports),
-            upstream: format!("127.0.0.1:{upstream}"),
-            root: root.display().to_string(),
-        };
-        std::fs::write(&conf, page_cache::nginx_conf(cluster, &placement)).unwrap();
+        write_conf(&conf, cluster, ports, upstream, &root);
         let nginx = Command::new("nginx")
             .args(["-c", conf.to_str().unwrap(), "-e", "stderr"])
             .stdout(Stdio::null())
@@ -77,12 +72,7 @@ impl CachePod {
 
     /// Points nginx at another upstream and reloads it (SIGHUP), as a new ConfigMap would.
     fn set_upstream(&self, cluster: &hapress_spec::Cluster, upstream: u16) {
-        let placement = page_cache::NginxPlacement {
-            listen: format!("127.0.0.1:{}", self.http),
-            upstream: format!("127.0.0.1:{upstream}"),
-            root: self.root.display().to_string(),
-        };
-        std::fs::write(&self.conf, page_cache::nginx_conf(cluster, &placement)).unwrap();
+        write_conf(&self.conf, cluster, self.http, upstream, &self.root);
         let pid = nix::unistd::Pid::from_raw(self.nginx.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     }
@@ -121,6 +111,16 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// The rendered `nginx.conf` of a cache pod on loopback port `http`, in front of `upstream`.
+fn write_conf(conf: &Path, cluster: &hapress_spec::Cluster, http: u16, upstream: u16, root: &Path) {
+    let placement = page_cache::NginxPlacement {
+        listen: format!("127.0.0.1:{http}"),
+        upstream: format!("127.0.0.1:{upstream}"),
+        root: root.display().to_string(),
+    };
+    std::fs::write(conf, page_cache::nginx_conf(cluster, &placement)).unwrap();
 }
 
 fn chmod(path: &Path, mode: u32) {

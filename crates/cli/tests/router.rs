@@ -202,6 +202,14 @@ impl Ctx {
             .cloned();
         b.unwrap()["pool"][field].as_u64().unwrap()
     }
+
+    /// A global status counter of the primary, read directly.
+    fn primary_status(&self, name: &str) -> u64 {
+        let sql = format!("SHOW GLOBAL STATUS LIKE '{name}'");
+        let (ok, out, err) = client(self.c.db_port, &self.pw, "wordpress", &sql);
+        assert!(ok, "{err}");
+        out.split('\t').nth(1).unwrap().trim().parse().unwrap()
+    }
 }
 
 /// One cluster (three servers from `hapress up`, failover manager off) and one router for
@@ -542,21 +550,7 @@ fn pooled_connections_are_reset(t: &Ctx) {
     );
     // A pooled connection already in the client's database needs no COM_INIT_DB; one a session
     // left in another database gets it (COM_RESET_CONNECTION keeps the database).
-    let changes = || {
-        let (ok, out, err) = client(
-            c.db_port,
-            pw,
-            "wordpress",
-            "SHOW GLOBAL STATUS LIKE 'Com_change_db'",
-        );
-        assert!(ok, "{err}");
-        out.split('\t')
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
+    let changes = || t.primary_status("Com_change_db");
     let (ok, _, err) = piped(r.port, pw, "USE information_schema;\nSELECT 1;\n");
     assert!(ok, "{err}");
     // A USE the router does not see on its own (inside a multi-statement query).
@@ -620,12 +614,6 @@ fn pooled_connections_are_reset(t: &Ctx) {
 /// (no `SET`, no reset when it ends), and every statement still runs under the settings.
 fn certain_sets_are_held_back(t: &Ctx) {
     let (c, r, pw) = (&t.c, &t.r, &t.pw);
-    let counter = |name: &str| -> u64 {
-        let sql = format!("SHOW GLOBAL STATUS LIKE '{name}'");
-        let (ok, out, err) = client(c.db_port, pw, "wordpress", &sql);
-        assert!(ok, "{err}");
-        out.split('\t').nth(1).unwrap().trim().parse().unwrap()
-    };
     // A WordPress request's start, then `body`.
     let php = |port: u16, body: &str| {
         let (ok, out, err) = run_php(
@@ -648,7 +636,7 @@ echo $v === null ? 'none' : 'read', "
     for _ in 0..2 {
         assert_eq!(php(r.port, read), "read");
     }
-    let counters = || (counter("Com_set_option"), t.pool("resets"));
+    let counters = || (t.primary_status("Com_set_option"), t.pool("resets"));
     let before = counters();
     let calibrated = counters();
     let own = calibrated.0 - before.0; // reading them

@@ -98,7 +98,7 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
     let memory = format!("{}Mi", oc.max_memory_mb + oc.max_memory_mb / 4 + 32);
     let redis = Container {
         command: Some(vec!["sh".into(), "/config/start.sh".into()]),
-        ports: Some(pod::port("redis", PORT)),
+        ports: Some(vec![pod::port("redis", PORT)]),
         resources: Some(pod::helper_resources("250m", &memory)),
         startup_probe: Some(tcp_probe("redis", 2, 30)),
         readiness_probe: Some(tcp_probe("redis", 5, 3)),

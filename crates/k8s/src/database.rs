@@ -9,16 +9,14 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection,
-    DownwardAPIVolumeFile, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, ProjectedVolumeSource, Service,
-    ServiceAccountTokenProjection, ServicePort, ServiceSpec, Volume, VolumeProjection,
-    VolumeResourceRequirements,
+    ConfigMap, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, ProjectedVolumeSource, Service, ServiceAccountTokenProjection, ServiceSpec,
+    Volume, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::db_config::{self, DATA_MOUNT};
 use crate::names::{Component, Names, ROLE_LABEL, RUNTIME_LABELS_ANNOTATION};
@@ -76,16 +74,6 @@ pub fn objects(c: &Cluster, names: &Names) -> Vec<Object> {
     out
 }
 
-fn port(name: &str, port: i32) -> ServicePort {
-    ServicePort {
-        name: Some(name.into()),
-        port,
-        target_port: Some(IntOrString::String(name.into())),
-        protocol: Some("TCP".into()),
-        ..ServicePort::default()
-    }
-}
-
 fn peer_ports(mode: DatabaseMode) -> Vec<(&'static str, i32)> {
     match mode {
         DatabaseMode::Replication => vec![("mysql", 3306), ("backup", 3307)],
@@ -114,7 +102,7 @@ fn headless_service(c: &Cluster, names: &Names) -> Service {
             ports: Some(
                 peer_ports(c.spec.database.mode)
                     .into_iter()
-                    .map(|(n, p)| port(n, p))
+                    .map(|(n, p)| pod::service_port(n, p))
                     .collect(),
             ),
             selector: Some(names.selector(Component::Database)),
@@ -129,7 +117,7 @@ fn client_service(names: &Names, name: &str, selector: BTreeMap<String, String>)
         metadata: pod::meta(names, name, names.labels(Component::Database)),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
-            ports: Some(vec![port("mysql", 3306)]),
+            ports: Some(vec![pod::service_port("mysql", 3306)]),
             selector: Some(selector),
             ..ServiceSpec::default()
         }),
@@ -284,21 +272,13 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
             ),
         ]);
     }
-    let mut ports = vec![ContainerPort {
-        name: Some("mysql".into()),
-        container_port: 3306,
-        ..ContainerPort::default()
-    }];
+    let mut ports = vec![pod::port("mysql", 3306)];
     if galera {
         ports.extend(
             peer_ports(db.mode)
                 .into_iter()
                 .skip(1)
-                .map(|(n, p)| ContainerPort {
-                    name: Some(n.into()),
-                    container_port: p,
-                    ..ContainerPort::default()
-                }),
+                .map(|(n, p)| pod::port(n, p)),
         );
     }
     let ready = if galera { "galera" } else { "ready" };
@@ -340,11 +320,7 @@ fn statefulset(c: &Cluster, names: &Names, config_hash: &str) -> StatefulSet {
         containers.push(Container {
             command: script("agent.sh"),
             env: Some(agent_env),
-            ports: Some(vec![ContainerPort {
-                name: Some("backup".into()),
-                container_port: 3307,
-                ..ContainerPort::default()
-            }]),
+            ports: Some(vec![pod::port("backup", 3307)]),
             resources: Some(helper_resources("250m", "256Mi")),
             startup_probe: Some(tcp_probe("backup", 10, 180)),
             liveness_probe: Some(tcp_probe("backup", 10, 6)),

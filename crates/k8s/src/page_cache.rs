@@ -280,7 +280,7 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
             .map(String::from)
             .to_vec(),
         ),
-        ports: Some(pod::port("http", PORT)),
+        ports: Some(vec![pod::port("http", PORT)]),
         resources: Some(pod::helper_resources("500m", "128Mi")),
         readiness_probe: Some(http_probe("/hapress-health", "http", 5, 2, 3)),
         liveness_probe: Some(tcp_probe("http", 10, 6)),
@@ -297,7 +297,7 @@ fn deployment(c: &Cluster, names: &Names, config_hash: &str) -> Deployment {
             ROOT,
             &key_file,
         )),
-        ports: Some(pod::port("purge", PURGE_PORT)),
+        ports: Some(vec![pod::port("purge", PURGE_PORT)]),
         resources: Some(pod::helper_resources("100m", "32Mi")),
         lifecycle: Some(pod::sleep_before_stop(PURGER_STOPS_AFTER)),
         readiness_probe: Some(http_probe("/health", "purge", 5, 2, 3)),

@@ -269,12 +269,12 @@ pub fn pvc_volume(name: &str, claim: &str) -> Volume {
 }
 
 /// A container port, named (probes, Services and policies refer to the name).
-pub fn port(name: &str, number: i32) -> Vec<ContainerPort> {
-    vec![ContainerPort {
+pub fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
         name: Some(name.into()),
         container_port: number,
         ..ContainerPort::default()
-    }]
+    }
 }
 
 /// A TCP Service port `port` to the pods' port named `target`.

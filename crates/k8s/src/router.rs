@@ -97,7 +97,7 @@ pub fn sidecar(c: &Cluster) -> Container {
         ),
         // A native sidecar: started before WordPress, stopped after it.
         restart_policy: Some("Always".into()),
-        ports: Some(pod::port("metrics", METRICS_PORT)),
+        ports: Some(vec![pod::port("metrics", METRICS_PORT)]),
         resources: Some(pod::resources(&r.resources)),
         // WordPress starts only once this passes. `/status` answers as soon as the router
         // runs; whether it found a primary shows in WordPress's own readiness (a real page).

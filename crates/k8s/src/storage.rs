@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use hapress_spec::Cluster;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, NFSVolumeSource, ObjectReference, PersistentVolume,
+    Capabilities, Container, NFSVolumeSource, ObjectReference, PersistentVolume,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, PodSpec,
     PodTemplateSpec, SecurityContext, Service, ServicePort, ServiceSpec,
     VolumeResourceRequirements,
@@ -164,16 +164,7 @@ fn nfs_server(c: &Cluster, names: &Names) -> StatefulSet {
         name: "nfs-server".into(),
         image: Some(NFS_IMAGE.into()),
         image_pull_policy: Some("Always".into()),
-        ports: Some(
-            NFS_PORTS
-                .iter()
-                .map(|(n, p)| ContainerPort {
-                    name: Some((*n).into()),
-                    container_port: *p,
-                    ..ContainerPort::default()
-                })
-                .collect(),
-        ),
+        ports: Some(NFS_PORTS.iter().map(|(n, p)| pod::port(n, *p)).collect()),
         resources: Some(helper_resources("500m", "512Mi")),
         readiness_probe: Some(tcp_probe("nfs", 10, 3)),
         liveness_probe: Some(tcp_probe("nfs", 10, 6)),

@@ -200,7 +200,7 @@ fn deployment(c: &Cluster, names: &Names) -> Deployment {
     let web = &c.spec.web;
     let mut wordpress = Container {
         env: Some(web_env(c, names)),
-        ports: Some(pod::port("http", 80)),
+        ports: Some(vec![pod::port("http", 80)]),
         resources: Some(pod::resources(&web.resources)),
         // The entrypoint copies WordPress into the (empty) docroot first.
         startup_probe: Some(tcp_probe("http", 2, 60)),

@@ -175,18 +175,20 @@ pub fn run(config: PurgerConfig) -> Result<()> {
         purging: Mutex::new(()),
     });
     // The log is counted (and kept under 16 MB) whether or not anyone scrapes the metrics.
-    let counting = Arc::clone(&shared);
-    std::thread::spawn(move || loop {
-        std::thread::sleep(COUNT_EVERY);
-        if let Some(log) = counting
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
-            log.update();
-        }
-    });
+    if shared.config.log.is_some() {
+        let counting = Arc::clone(&shared);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(COUNT_EVERY);
+            if let Some(log) = counting
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                log.update();
+            }
+        });
+    }
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let shared = Arc::clone(&shared);

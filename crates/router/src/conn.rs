@@ -120,14 +120,14 @@ impl Conn {
         self.stream.write_all(&out).await
     }
 
-    /// Reads the answers of sent deferred commands: each must be an OK.
+    /// Reads the answers of sent deferred commands: each must be an OK. (Called only while
+    /// some are awaited: the common read pays one comparison.)
     async fn settle(&mut self) -> io::Result<()> {
         while self.awaiting > 0 {
             self.awaiting -= 1;
             let (_, p) = self.read_packet_now().await?;
             if p.first() != Some(&hapress_wire::consts::header::OK) {
-                let why = hapress_wire::response::parse_err(&p)
-                    .map_or_else(|_| "not an OK".to_string(), |e| e.message);
+                let why = parse_err(&p).map_or_else(|_| "not an OK".to_string(), |e| e.message);
                 return Err(io::Error::other(format!(
                     "a session setting the router answered failed on the server: {why}"
                 )));
@@ -194,7 +194,9 @@ impl Conn {
 
     /// The next physical chunk: header and payload stay in the buffer until [`Conn::consume`].
     pub async fn next_chunk(&mut self) -> io::Result<Chunk> {
-        self.settle().await?;
+        if self.awaiting > 0 {
+            self.settle().await?;
+        }
         self.next_chunk_now().await
     }
 
@@ -261,7 +263,9 @@ impl Conn {
 
     /// Reads one whole logical packet of at most `SMALL_PACKET_LIMIT` bytes.
     pub async fn read_packet(&mut self) -> io::Result<(u8, Vec<u8>)> {
-        self.settle().await?;
+        if self.awaiting > 0 {
+            self.settle().await?;
+        }
         self.read_packet_now().await
     }
 

@@ -429,6 +429,8 @@ pub fn close(lease: Lease) {
     }
     tokio::spawn(async move {
         let mut lease = lease;
+        // Held-back settings of a session that is over are not worth the server's time.
+        lease.conn.drop_deferred();
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
             lease.conn.write_packet(0, &[cmd::QUIT]),

@@ -210,27 +210,30 @@ function hapress_cache_post_all($addrs, $auth) {
     return $codes;
 }
 
+// A change marks the pages being rendered and empties the cache once per request (a publish
+// fires several of the hooks below); the request's end does the exact, final pass.
 function hapress_cache_purge() {
+    if (!empty($GLOBALS['hapress_cache_purged'])) {
+        return;
+    }
+    $GLOBALS['hapress_cache_purged'] = true;
     hapress_cache_new_generation();
     if (defined('HAPRESS_PAGE_CACHE')) {
         hapress_cache_empty(HAPRESS_PAGE_CACHE);
     }
-    if (empty($GLOBALS['hapress_cache_purged'])) {
-        $GLOBALS['hapress_cache_purged'] = true;
-        register_shutdown_function(function () {
-            // After the request's last write: pages rendered from here on show the change.
-            hapress_cache_new_generation();
-            if (defined('HAPRESS_PAGE_CACHE')) {
-                hapress_cache_empty(HAPRESS_PAGE_CACHE);
-                // Pages rendered before the new generation are in nginx's hands for a moment.
-                usleep(200000);
-                hapress_cache_empty(HAPRESS_PAGE_CACHE);
-            }
-            if (defined('HAPRESS_PAGE_CACHE_PEERS')) {
-                hapress_cache_purge_peers();
-            }
-        });
-    }
+    register_shutdown_function(function () {
+        // After the request's last write: pages rendered from here on show the change.
+        hapress_cache_new_generation();
+        if (defined('HAPRESS_PAGE_CACHE')) {
+            hapress_cache_empty(HAPRESS_PAGE_CACHE);
+            // Pages rendered before the new generation are in nginx's hands for a moment.
+            usleep(200000);
+            hapress_cache_empty(HAPRESS_PAGE_CACHE);
+        }
+        if (defined('HAPRESS_PAGE_CACHE_PEERS')) {
+            hapress_cache_purge_peers();
+        }
+    });
 }
 
 // Posts and pages: published, updated while published, unpublished, trashed, deleted.
