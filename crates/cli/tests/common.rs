@@ -147,6 +147,13 @@ impl Cluster {
     }
 
     /// SQL as root over a server's unix socket (tab-separated, no headers).
+    /// The pid `hapress status` shows for component `name`.
+    pub fn pid_of(&self, name: &str) -> i64 {
+        self.component(name)["pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name} has no pid: {}", self.status()))
+    }
+
     pub fn sql(&self, db: u32, q: &str) -> String {
         let out = Command::new("mariadb")
             .args([

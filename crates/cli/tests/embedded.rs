@@ -15,13 +15,6 @@ fn spec(title: &str) -> String {
     )
 }
 
-/// Creates an application password for `admin` through WordPress's own API (PHP CLI).
-fn pid_of(c: &Cluster, name: &str) -> i64 {
-    c.component(name)["pid"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{name} has no pid: {}", c.status()))
-}
-
 fn alive(pid: i64) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -121,7 +114,7 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
     }
 
     // 4. kill -9 of a web replica's whole process group under 100 requests: no failure.
-    let web0 = pid_of(&c, "web-0");
+    let web0 = c.pid_of("web-0");
     let mut failures = 0;
     for i in 0..100 {
         if i == 10 {
@@ -151,7 +144,7 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
     );
 
     // 5. kill -9 of a replica database: restarted, catches up to the primary's GTID.
-    let db2 = pid_of(&c, "db-2");
+    let db2 = c.pid_of("db-2");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(db2 as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -225,7 +218,7 @@ fn lifecycle_up_write_replicate_survive_kills_down_up() {
     assert_eq!(login("tcponly", "pw-tcp", &tcp).trim(), "tcponly@127.0.0.1");
 
     // kill -9 of the router: restarted, and the site answers again.
-    let rpid = pid_of(&c, "router");
+    let rpid = c.pid_of("router");
     nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(rpid as i32),
         nix::sys::signal::Signal::SIGKILL,

@@ -100,7 +100,7 @@ fn every_fault_loses_nothing_and_the_cluster_heals() {
         "{table}"
     );
     let events = std::fs::read_to_string(format!("{}/logs/events.log", c.state_dir())).unwrap();
-    assert!(events.contains("rebuilt; replicates from"), "{events}");
+    assert!(events.contains("rebuilt from db-"), "{events}");
 }
 
 /// A router of the cluster run by hand beside the embedded one (same servers and accounts).
@@ -295,4 +295,79 @@ fn chaos_explains_what_it_needs() {
     let out = run(&["chaos", "--state-dir", dir.path().to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("no cluster runs in"), "{}", text(&out));
+}
+
+/// Sends `signal` (`SIGSTOP`, `SIGCONT`) to process `pid`.
+fn signal(pid: i64, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+/// The copy a rebuild makes (`mariadb-backup --stream` of a healthy server): it works from a
+/// healthy server, is given up when its source hangs (its processes killed, so the next
+/// attempt starts clean), and stops when the supervisor stops. The copy runs beside the
+/// supervisor, which goes on supervising while it lasts.
+#[test]
+fn a_copy_from_a_hung_server_is_given_up() {
+    use hapress_local::rebuild::clone_into;
+    use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let (c, _) = Cluster::up(&spec("stall"));
+    // The copy's target is a layout of its own whose db-2 socket is the cluster's db-2.
+    let root = c.dir.path().join("copy");
+    for d in ["run", "logs", "db-0/tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::os::unix::fs::symlink(c.socket(2), root.join("run/db-2.sock")).unwrap();
+    let layout = hapress_local::layout::Layout::new(&root).unwrap();
+    let tools = hapress_local::preflight::find_tools(false).unwrap();
+    let running = AtomicBool::new(false);
+
+    let (gtid, aside) = clone_into(&tools, &layout, 2, 0, &running, Duration::from_secs(60))
+        .expect("a copy of a healthy server");
+    assert!(gtid.starts_with("0-"), "{gtid}");
+    assert!(layout.db_data(0).join("mysql").is_dir() && aside.is_none());
+
+    // db-2 hangs: nothing comes from it; the copy is given up after the stall limit.
+    let pid = c.pid_of("db-2");
+    signal(pid, SIGSTOP);
+    let t = Instant::now();
+    let e = clone_into(&tools, &layout, 2, 0, &running, Duration::from_secs(3));
+    let took = t.elapsed();
+    let copies = std::process::Command::new("pgrep")
+        .args(["-f", &format!("mariadb-backup.*{}", root.display())])
+        .output()
+        .unwrap();
+    signal(pid, SIGCONT);
+    let e = e.expect_err("a copy from a hung server").to_string();
+    assert!(
+        e.contains("the copy from db-2 made no progress for 3 s"),
+        "{e}"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(copies.stdout.is_empty(), "left running: {}", text(&copies));
+    // The first copy was moved aside, never deleted.
+    assert!(std::fs::read_dir(&root).unwrap().flatten().any(|e| e
+        .file_name()
+        .to_string_lossy()
+        .starts_with("db-0.diverged-")));
+
+    // Stopping: the copy ends as soon as the supervisor's flag is set.
+    signal(pid, SIGSTOP);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        flag.store(true, Ordering::Relaxed);
+    });
+    let t = Instant::now();
+    let e = clone_into(&tools, &layout, 2, 0, &stop, Duration::from_secs(600));
+    let took = t.elapsed();
+    signal(pid, SIGCONT);
+    setter.join().unwrap();
+    let e = e.expect_err("a stopped copy").to_string();
+    assert!(e.contains("the copy was stopped"), "{e}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
 }

@@ -5,8 +5,10 @@
 //! `db-N.diverged-<unix time>` and reported.
 
 use std::fs;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use hapress_spec::WordPressClusterSpec;
 
@@ -20,14 +22,21 @@ pub fn aside_dir(layout: &Layout, i: u32, at: u64) -> PathBuf {
     layout.root.join(format!("{}.diverged-{at}", db_name(i)))
 }
 
+/// A copy that writes nothing for this long is given up and tried again later: its source
+/// hangs, or `mariadb-backup` waits for a lock there that is not released.
+pub const STALL: Duration = Duration::from_secs(120);
+
 /// Copies server `source` (running) into server `i`'s data directory (its server stopped),
 /// keeping the old one aside. Returns the copy's GTID position and where the old data went
-/// (`None`: there was none).
+/// (`None`: there was none). The copy is stopped, and an error returned, when it makes no
+/// progress for `stall` or when `stop` is set (the supervisor is stopping).
 pub fn clone_into(
     tools: &Tools,
     layout: &Layout,
     source: u32,
     i: u32,
+    stop: &AtomicBool,
+    stall: Duration,
 ) -> Result<(String, Option<PathBuf>)> {
     let data = layout.db_data(i);
     let aside = if data.exists() {
@@ -50,6 +59,7 @@ pub fn clone_into(
             .open(&log)
             .context(|| format!("opening {}", log.display()))
     };
+    let (backup_err, unpack_err) = (err()?, err()?);
     let user = crate::mariadb::os_user();
     // The backup streams from the source's socket (the OS user's socket login: no password
     // anywhere) straight into the new directory.
@@ -61,33 +71,48 @@ pub fn clone_into(
         .arg(format!("--target-dir={}", layout.db_tmp(i).display()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(err()?)
+        .stderr(backup_err)
         .spawn()
         .context(|| format!("running {}", tools.mariadb_backup.display()))?;
     let stream = backup
         .stdout
         .take()
         .ok_or_else(|| step_error("rebuilding", "no backup stream"))?;
-    let unpacked = Command::new(&tools.mbstream)
+    let unpack = Command::new(&tools.mbstream)
         .arg("-x")
         .arg("-C")
         .arg(&work)
         .stdin(stream)
         .stdout(Stdio::null())
-        .stderr(err()?)
-        .status()
-        .context(|| format!("running {}", tools.mbstream.display()))?;
-    let backed_up = backup
-        .wait()
-        .context(|| "waiting for mariadb-backup".into())?;
+        .stderr(unpack_err)
+        .spawn()
+        .context(|| format!("running {}", tools.mbstream.display()));
+    let mut unpack = match unpack {
+        Ok(c) => c,
+        Err(e) => {
+            end(&mut backup);
+            return Err(e);
+        }
+    };
     let failed = |what: &str| {
         step_error(
             &format!("rebuilding {}", db_name(i)),
-            format!("{what} failed; see {}", log.display()),
+            format!("{what}; see {}", log.display()),
         )
     };
+    let (backed_up, unpacked) = match watch(&mut backup, &mut unpack, &[&work, &log], stop, stall)? {
+        Watched::Exited(b, u) => (b, u),
+        Watched::Stopped => return Err(failed("the copy was stopped (hapress is stopping)")),
+        Watched::Stalled => {
+            return Err(failed(&format!(
+                "the copy from {} made no progress for {} s (the server hangs, or mariadb-backup waits for a lock there)",
+                db_name(source),
+                stall.as_secs()
+            )))
+        }
+    };
     if !backed_up.success() || !unpacked.success() {
-        return Err(failed("copying the data of the source server"));
+        return Err(failed("copying the data of the source server failed"));
     }
     let prepared = Command::new(&tools.mariadb_backup)
         .arg("--prepare")
@@ -98,13 +123,86 @@ pub fn clone_into(
         .status()
         .context(|| "running mariadb-backup --prepare".into())?;
     if !prepared.success() {
-        return Err(failed("preparing the copy"));
+        return Err(failed("preparing the copy failed"));
     }
     let info = fs::read_to_string(work.join("mariadb_backup_binlog_info"))
         .or_else(|_| fs::read_to_string(work.join("xtrabackup_binlog_info")))
         .unwrap_or_default();
     fs::rename(&work, &data).context(|| format!("moving the copy into {}", data.display()))?;
     Ok((binlog_info_gtid(&info), aside))
+}
+
+/// How a copy's two processes ended.
+enum Watched {
+    Exited(ExitStatus, ExitStatus),
+    Stopped,
+    Stalled,
+}
+
+/// Waits for `backup` and `unpack` to exit while the files in `paths` grow; kills both when
+/// they have not grown for `stall`, or when `stop` is set.
+fn watch(
+    backup: &mut Child,
+    unpack: &mut Child,
+    paths: &[&Path],
+    stop: &AtomicBool,
+    stall: Duration,
+) -> Result<Watched> {
+    let mut size = 0;
+    let mut grew = Instant::now();
+    let mut looked = Instant::now();
+    loop {
+        let (b, u) = (backup.try_wait(), unpack.try_wait());
+        if let (Ok(Some(b)), Ok(Some(u))) = (&b, &u) {
+            return Ok(Watched::Exited(*b, *u));
+        }
+        if let Err(e) = b.and(u) {
+            end(backup);
+            end(unpack);
+            return Err(step_error(
+                "rebuilding",
+                format!("waiting for the copy: {e}"),
+            ));
+        }
+        if stop.load(Ordering::Relaxed) || grew.elapsed() >= stall {
+            end(backup);
+            end(unpack);
+            return Ok(if stop.load(Ordering::Relaxed) {
+                Watched::Stopped
+            } else {
+                Watched::Stalled
+            });
+        }
+        if looked.elapsed() >= Duration::from_secs(1) {
+            looked = Instant::now();
+            let now: u64 = paths.iter().map(|p| bytes_under(p)).sum();
+            if now != size {
+                size = now;
+                grew = Instant::now();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills a child (if it still runs) and reaps it.
+fn end(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The bytes of the files under `path` (or of `path` itself).
+fn bytes_under(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| bytes_under(&e.path()))
+            .sum(),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
 }
 
 /// The GTID position in `mariadb_backup_binlog_info` (`file<TAB>position<TAB>gtid`).

@@ -50,10 +50,19 @@ pub struct Runtime {
     phase: &'static str,
     /// When a rebuild of each database server last failed (the next attempt waits a minute).
     rebuilt_at: std::collections::HashMap<u32, Instant>,
+    /// Copies in progress, by the server being rebuilt: made on threads of their own, so that
+    /// a long (or stuck) copy never stops the supervision of everything else.
+    copying: std::collections::HashMap<u32, Copying>,
     /// What the page cache did, counted from nginx's log (`None`: the cache is off).
     page_cache: Option<crate::status::PageCacheLog>,
     /// Held for the supervisor's lifetime: one supervisor per state directory.
     _lock: Flock<File>,
+}
+
+/// A copy of a healthy server being made for a rebuild.
+struct Copying {
+    source: u32,
+    thread: std::thread::JoinHandle<Result<(String, Option<std::path::PathBuf>)>>,
 }
 
 /// Takes the state directory's lock, or reports who holds it.
@@ -132,6 +141,7 @@ impl Runtime {
             stop,
             phase: "starting",
             rebuilt_at: std::collections::HashMap::new(),
+            copying: std::collections::HashMap::new(),
             page_cache,
             _lock: lock,
         }
@@ -393,8 +403,10 @@ impl Runtime {
     }
 
     /// Rebuilds a database server the router reports as diverged, or whose data directory is
-    /// gone, from a copy of a healthy one (a minute after a failed attempt).
+    /// gone, from a copy of a healthy one (a minute after a failed attempt): starts the copy,
+    /// and finishes the rebuilds whose copy is done.
     fn rebuild_if_needed(&mut self, st: &RouterStatus) {
+        self.finish_copies();
         let n = self.cluster.spec.database.instances;
         let index = |addr: &str| (0..n).find(|&i| self.layout.db_socket(i).to_str() == Some(addr));
         let healthy: Vec<u32> = st
@@ -405,7 +417,7 @@ impl Runtime {
             .collect();
         let primary = self.state.primary;
         let mut todo = Vec::new();
-        for i in (0..n).filter(|&i| i != primary) {
+        for i in (0..n).filter(|&i| i != primary && !self.copying.contains_key(&i)) {
             if !self.layout.db_data(i).join("mysql").is_dir() {
                 todo.push((i, "its data directory is gone".to_string()));
             } else if let Some((_, why)) = st
@@ -432,33 +444,62 @@ impl Runtime {
             }
             self.rebuilt_at.insert(i, Instant::now());
             let source = crate::rebuild::source(&self.cluster.spec, primary, &healthy, i);
-            let name = crate::layout::db_name(i);
             self.event(
-                &name,
+                &crate::layout::db_name(i),
                 format!(
                     "rebuilding from a copy of {} ({why})",
                     crate::layout::db_name(source)
                 ),
             );
             self.write_status();
-            let done = self.rebuild(i, source, primary);
-            if done.is_ok() {
-                // Only failures wait a minute before the next attempt.
-                self.rebuilt_at.remove(&i);
-            }
-            match done {
-                Ok(Some(aside)) => self.event(
-                    &name,
-                    format!(
-                        "rebuilt; replicates from {}; !! its old data is kept in {} (inspect it, then delete it)",
-                        crate::layout::db_name(primary),
-                        aside.display()
-                    ),
-                ),
-                Ok(None) => self.event(
-                    &name,
-                    format!("rebuilt; replicates from {}", crate::layout::db_name(primary)),
-                ),
+            self.dbs[i as usize].stop();
+            let (tools, layout, stop) =
+                (self.tools.clone(), self.layout.clone(), self.stop.clone());
+            let thread = std::thread::spawn(move || {
+                crate::rebuild::clone_into(&tools, &layout, source, i, &stop, crate::rebuild::STALL)
+            });
+            self.copying.insert(i, Copying { source, thread });
+        }
+    }
+
+    /// Starts the servers whose copy is done, as replicas of the current primary from the
+    /// copy's position; a failed copy is retried a minute after it started.
+    fn finish_copies(&mut self) {
+        let done: Vec<u32> = self
+            .copying
+            .iter()
+            .filter(|(_, c)| c.thread.is_finished())
+            .map(|(&i, _)| i)
+            .collect();
+        for i in done {
+            let Some(c) = self.copying.remove(&i) else {
+                continue;
+            };
+            let name = crate::layout::db_name(i);
+            let primary = self.state.primary;
+            let copied = c.thread.join().unwrap_or_else(|_| {
+                Err(crate::error::step_error("rebuilding", "the copy panicked"))
+            });
+            match copied
+                .and_then(|(gtid, aside)| self.start_copy(i, primary, &gtid).map(|()| aside))
+            {
+                Ok(aside) => {
+                    // Only failures wait a minute before the next attempt.
+                    self.rebuilt_at.remove(&i);
+                    let from = format!(
+                        "rebuilt from {}; replicates from {}",
+                        crate::layout::db_name(c.source),
+                        crate::layout::db_name(primary)
+                    );
+                    let msg = match aside {
+                        Some(a) => format!(
+                            "{from}; !! its old data is kept in {} (inspect it, then delete it)",
+                            a.display()
+                        ),
+                        None => from,
+                    };
+                    self.event(&name, msg);
+                }
                 Err(e) => {
                     self.event(&name, format!("rebuild failed: {e}; retrying in a minute"));
                     if !self.dbs[i as usize].is_running() {
@@ -469,9 +510,8 @@ impl Runtime {
         }
     }
 
-    fn rebuild(&mut self, i: u32, source: u32, primary: u32) -> Result<Option<std::path::PathBuf>> {
-        self.dbs[i as usize].stop();
-        let (gtid, aside) = crate::rebuild::clone_into(&self.tools, &self.layout, source, i)?;
+    /// Starts server `i` on its new copy and makes it replicate from `primary` at `gtid`.
+    fn start_copy(&mut self, i: u32, primary: u32, gtid: &str) -> Result<()> {
         let d = &mut self.dbs[i as usize];
         d.spawn()?;
         mariadb::wait_ready(&self.layout, i, Duration::from_secs(60), &mut || {
@@ -484,15 +524,19 @@ impl Runtime {
             &self.secrets,
             i,
             primary,
-            &gtid,
-        )?;
-        Ok(aside)
+            gtid,
+        )
     }
 
     /// Stops everything: load balancer, web replicas, replicas, primary last.
     pub fn shutdown(&mut self) {
         self.phase = "stopping";
         self.write_status();
+        // A copy in progress stops (and its processes end) once it sees the flag.
+        self.stop.store(true, Ordering::Relaxed);
+        for (_, c) in self.copying.drain() {
+            let _ = c.thread.join();
+        }
         println!("hapress: stopping {}", self.cluster.name);
         self.nginx.stop();
         for w in &mut self.webs {
