@@ -3,8 +3,10 @@
 # mariadb-test-run cases against a fresh cluster's primary directly and against another fresh
 # cluster through `hapress router`, then compares the verdicts case by case.
 # Usage: sudo bench/conformance.sh [--suite main[,json,compat/oracle,...]] [--ps] [--limit N]
-#        [--tests "main.a main.b"]
+#        [--tests "main.a main.b"] [--chunk N]
 # --ps runs both sides with --ps-protocol (every statement a prepared statement).
+# --chunk N runs the cases N at a time, each chunk on two new clusters: a case that breaks its
+# server (shuts it down, leaves it read-only or locked) then spoils only its own chunk.
 # Writes bench/conformance-<suite>[-ps].txt per suite (verdicts side by side; "hang" for a case
 # stopped by mtr's 2-minute timeout) and prints identical/total per suite.
 # ONLY=direct or ONLY=routed runs one side (for investigating; the comparison is then moot).
@@ -15,21 +17,23 @@
 # KEEP=1 leaves the work directory, its logs and both clusters running, for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUITE=main; LIMIT=0; TESTS=""; PS=""; MODE=""
+SUITE=main; LIMIT=0; TESTS=""; PS=""; MODE=""; CHUNK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --suite) SUITE=$2; shift 2 ;;
     --limit) LIMIT=$2; shift 2 ;;
     --tests) TESTS=$2; TESTS_GIVEN=1; shift 2 ;;
     --ps) PS=--ps-protocol; MODE=-ps; shift ;;
-    *) echo "usage: $0 [--suite S] [--ps] [--limit N] [--tests LIST]" >&2; exit 2 ;;
+    --chunk) CHUNK=$2; shift 2 ;;
+    *) echo "usage: $0 [--suite S] [--ps] [--limit N] [--tests LIST] [--chunk N]" >&2; exit 2 ;;
   esac
 done
 . bench/common.sh
 bench_prepare --conformance
 MTR=/usr/share/mysql/mysql-test
 bench_workdir hapress-conf
-cleanup() { kill ${MEND1:-} ${MEND2:-} 2>/dev/null || true; [ -n "${KEEP:-}" ] && { echo "kept $WORK"; return; }; for d in "$WORK"/*/state; do "$H" down --state-dir "$d" >/dev/null 2>&1 || true; done; rm -rf "$WORK"; }
+down_clusters() { for d in "$WORK"/*/state; do [ -d "$d" ] && "$H" down --state-dir "$d" >/dev/null 2>&1 || true; done; }
+cleanup() { kill ${MEND1:-} ${MEND2:-} ${RPID:-} 2>/dev/null || true; [ -n "${KEEP:-}" ] && { echo "kept $WORK"; return; }; down_clusters; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 if [ -z "$TESTS" ]; then
@@ -47,7 +51,19 @@ if [ -z "$TESTS" ]; then
   #   read-only server) and refuses every later session, while direct runs go on.
   EXCLUDE="main.bad_user_table main.alter_user main.events_bugs main.flush main.flush_read_lock
     main.log_state main.multi_update main.read_only main.read_only_innodb main.xa"
+  # And cases that shut the server down or restart it ("# restart"): under --extern mtr cannot
+  # start it again, the cluster's supervisor does, and on the routed side the cluster fails
+  # over meanwhile, so every later case of the run meets a new primary; and cases that run
+  # RESET MASTER, which leaves the replicas behind a binlog that is gone (see mend() below).
+  # In the text-protocol run of main, 1 of them passed directly under --extern (ps_error);
+  # the others failed (27), were skipped (28) or disabled (1) both ways.
+  for S in ${SUITE//,/ }; do
+    if [ -d "$MTR/$S" ]; then T=$MTR/$S; elif [ -d "$MTR/suite/$S/t" ]; then T=$MTR/suite/$S/t; else T=$MTR/suite/$S; fi
+    RESTARTS=$(cd "$T" && grep -liE 'restart_mysqld|shutdown_server|kill_mysqld|restart_and_wait|^\s*shutdown\s*;|^\s*reset\s+master' -- *.test | sed "s|\.test$||; s|^|$S.|" || true)
+    EXCLUDE+=" "$(echo $RESTARTS)
+  done
   TESTS=$(echo "$TESTS" | grep -vxF -f <(echo $EXCLUDE | tr ' ' '\n'))
+  echo "excluded: $(echo $EXCLUDE | wc -w) case(s) that break the server for the cases after them (restarts, RESET MASTER, read_only, accounts)"
   [ "$LIMIT" -gt 0 ] && TESTS=$(echo "$TESTS" | head -n "$LIMIT")
 fi
 N=$(echo "$TESTS" | wc -w)
@@ -85,24 +101,69 @@ SQL
     "$MTR/include/mtr_warnings.sql" | mariadb --no-defaults -uroot -S "$WORK/$1/state/run/db-0.sock"
   echo "$pw"
 }
-run_mtr() { # label extern-args... ; writes $WORK/<label>.verdicts ("test verdict")
+run_mtr() { # label extern-args... ; adds to $WORK/<label>.verdicts ("test verdict")
   local label=$1; shift
+  rm -rf "$WORK/var-$label"
   (cd "$MTR" && ./mariadb-test-run "$@" $PS --vardir="$WORK/var-$label" --force --max-test-fail=0 \
-      --retry=0 --testcase-timeout=2 $TESTS 2>&1) > "$WORK/$label.log" || true
+      --retry=0 --testcase-timeout=2 $CASES 2>&1) > "$WORK/$label-$C.log" || true
   # A case mtr stopped after its timeout is a hang, not an ordinary failure.
-  grep -E '^[a-z0-9_./-]+[a-z0-9_ ,.'"'"'-]*\[ (pass|fail|skipped|disabled) \]' "$WORK/$label.log" \
+  grep -E '^[a-z0-9_./-]+[a-z0-9_ ,.'"'"'-]*\[ (pass|fail|skipped|disabled) \]' "$WORK/$label-$C.log" \
     | sed -E '/\[ fail \].*[Tt]imeout/s/\[ fail \]/[ hang ]/; s/^([^ ]+).*\[ ([a-z]+) \].*$/\1 \2/' \
-    | sort -u > "$WORK/$label.verdicts"
+    | sort -u >> "$WORK/$label.verdicts"
 }
 
-echo "conformance: $N case(s) of suite $SUITE${PS:+ with --ps-protocol}, direct vs through the router"
+echo "conformance: $N case(s) of suite $SUITE${PS:+ with --ps-protocol}, direct vs through the router$([ "$CHUNK" -gt 0 ] && echo " (chunks of $CHUNK)")"
 # PORT_BASE moves every port (two runs at once need different ones).
 PB=${PORT_BASE:-18900}
-PWA=$(cluster direct $((PB + 80)) $((PB + 6)))
-PWB=$(cluster routed $((PB + 90)) $((PB + 16)))
+# Many cases run RESET MASTER (25 in main). A replica connected at that moment keeps waiting at
+# the end of the deleted binlog: the primary's next write then waits for its semi-sync ACK for
+# ever, and so does every write after it. When a replica has read further than the primary's
+# binlog goes, or its next GTID is not in the primary's binlog (1236), or, with
+# gtid_strict_mode, the new 0-1-1 is "out of order" (1950), this resets its own binlog and puts
+# it back on the primary's new one from its start (it had applied everything before the reset:
+# semi-sync). Without this the router would, rightly, send every read to the primary and the
+# run would not exercise read splitting. An event the replica's SQL thread stops on (a case
+# that broke a system table on the primary: "different errors on master and slave") is skipped.
+# Replicas may then differ from the primary in what those cases broke; a verdict that differs
+# is re-run on its own on fresh clusters.
+seq0() { tr ',' '\n' | sed -n 's/^ *0-[0-9]*-\([0-9]*\).*/\1/p' | head -1; }
+mend() { # cluster password
+  local i s st read_ prim p
+  while sleep 0.5; do
+    # The primary is the writable server (a case may have made the cluster fail over).
+    p=""
+    for i in 0 1 2; do
+      [ "$(MYSQL_PWD=$2 mariadb --no-defaults -umtr -N -S "$WORK/$1/state/run/db-$i.sock" -e 'SELECT @@read_only' 2>/dev/null)" = 0 ] && { p=$i; break; }
+    done
+    [ -n "$p" ] || continue
+    for i in 0 1 2; do
+      [ "$i" = "$p" ] && continue
+      s="$WORK/$1/state/run/db-$i.sock"
+      st=$(MYSQL_PWD=$2 mariadb --no-defaults -umtr -S "$s" -e 'SHOW SLAVE STATUS\G' 2>/dev/null) || continue
+      [ -n "$st" ] || continue
+      # The replica first, then the primary: a primary behind it can only be a reset one.
+      read_=$(echo "$st" | sed -n 's/^ *Gtid_IO_Pos: //p' | seq0)
+      prim=$(MYSQL_PWD=$2 mariadb --no-defaults -umtr -N -S "$WORK/$1/state/run/db-$p.sock" -e 'SELECT @@gtid_binlog_pos' 2>/dev/null | seq0) || continue
+      if echo "$st" | grep -qE 'Last_IO_Errno: 1236|Last_SQL_Errno: 1950' || [ "${read_:-0}" -gt "${prim:-0}" ]; then
+        MYSQL_PWD=$2 mariadb --no-defaults -umtr -S "$s" -e "STOP SLAVE; RESET MASTER; SET GLOBAL gtid_slave_pos = ''; START SLAVE" 2>/dev/null || true
+        echo "$(date +%T) db-$i: reset to db-$p's new binlog (read ${read_:-none}, db-$p at ${prim:-none})" >> "$WORK/$1.mended"
+      elif echo "$st" | grep -q 'Slave_SQL_Running: No' && echo "$st" | grep -q 'Slave_IO_Running: Yes'; then
+        MYSQL_PWD=$2 mariadb --no-defaults -umtr -S "$s" -e "SET GLOBAL sql_slave_skip_counter = 1; START SLAVE SQL_THREAD" 2>/dev/null || true
+        echo "$(date +%T) db-$i: skipped $(echo "$st" | grep -m1 'Last_Error:' | cut -c1-150)" >> "$WORK/$1.mended"
+      fi
+    done
+  done
+}
+TO_PRIMARY=0; TO_REPLICAS=0
+: > "$WORK/direct.verdicts"; : > "$WORK/routed.verdicts"
 t0=$(date +%s)
-R=$WORK/routed/state
-cat > "$WORK/router.yaml" <<YAML
+run_chunk() { # the chunk's cases; brings up two new clusters and the router, runs both sides
+  CASES=$1
+  down_clusters; rm -rf "$WORK/direct" "$WORK/routed"
+  PWA=$(cluster direct $((PB + 80)) $((PB + 6)))
+  PWB=$(cluster routed $((PB + 90)) $((PB + 16)))
+  R=$WORK/routed/state
+  cat > "$WORK/router.yaml" <<YAML
 listen: $WORK/router.sock
 backends: [$R/run/db-0.sock, $R/run/db-1.sock, $R/run/db-2.sock]
 monitorUser: hapress_router
@@ -111,51 +172,46 @@ statusListen: $WORK/router-http.sock
 readYourWrites: global   # the suite interleaves connections: every read sees every acknowledged write
 poolSize: ${POOL_SIZE:-64}
 YAML
-"$H" router --config "$WORK/router.yaml" 2>"$WORK/router.log" & RPID=$!
-# Start only once the router knows the primary, both replicas and the password hashes.
-for _ in $(seq 1 100); do
-  curl -s --unix-socket "$WORK/router-http.sock" http://router/status 2>/dev/null \
-    | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["primary"] and sum(b["replicating"] and b["caughtUp"] for b in s["backends"]) == 2 else 1)' 2>/dev/null && break
-  sleep 0.2
-done
-# Many cases run RESET MASTER (25 in main), after which the replicas stop (their next GTID is
-# not in the primary's binlog, or, with gtid_strict_mode, the new 0-1-1 is "out of order") and
-# the router, rightly, sends every read to the primary: the rest of the run would not exercise
-# read splitting. This resets their own binlog and puts them back on the primary's new one
-# from its start (they had applied everything before the reset: semi-sync). An event the
-# replica's SQL thread stops on (a case that broke a system table on the primary: "different
-# errors on master and slave") is skipped. Replicas may then differ from the primary in what
-# those cases broke; a verdict that differs is re-run on its own on fresh clusters.
-mend() { # cluster password
-  while sleep 0.5; do
-    for i in 1 2; do
-      s="$WORK/$1/state/run/db-$i.sock"
-      st=$(MYSQL_PWD=$2 mariadb --no-defaults -umtr -S "$s" -e 'SHOW SLAVE STATUS\G' 2>/dev/null) || continue
-      if echo "$st" | grep -qE 'Last_IO_Errno: 1236|Last_SQL_Errno: 1950'; then
-        MYSQL_PWD=$2 mariadb --no-defaults -umtr -S "$s" -e "STOP SLAVE; RESET MASTER; SET GLOBAL gtid_slave_pos = ''; START SLAVE" 2>/dev/null || true
-        echo "$(date +%T) db-$i: reset to the primary's new binlog" >> "$WORK/$1.mended"
-      elif echo "$st" | grep -q 'Slave_SQL_Running: No' && echo "$st" | grep -q 'Slave_IO_Running: Yes'; then
-        MYSQL_PWD=$2 mariadb --no-defaults -umtr -S "$s" -e "SET GLOBAL sql_slave_skip_counter = 1; START SLAVE SQL_THREAD" 2>/dev/null || true
-        echo "$(date +%T) db-$i: skipped $(echo "$st" | grep -m1 'Last_Error:' | cut -c1-150)" >> "$WORK/$1.mended"
-      fi
-    done
+  "$H" router --config "$WORK/router.yaml" 2>>"$WORK/router.log" & RPID=$!
+  # Start only once the router knows the primary, both replicas and the password hashes.
+  for _ in $(seq 1 100); do
+    curl -s --unix-socket "$WORK/router-http.sock" http://router/status 2>/dev/null \
+      | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["primary"] and sum(b["replicating"] and b["caughtUp"] for b in s["backends"]) == 2 else 1)' 2>/dev/null && break
+    sleep 0.2
   done
+  mend direct "$PWA" & MEND1=$!
+  mend routed "$PWB" & MEND2=$!
+  direct() { [ "${ONLY:-}" = routed ] || run_mtr direct --extern socket="$WORK/direct/state/run/db-0.sock" --extern user=mtr --extern password="$PWA"; }
+  routed() { [ "${ONLY:-}" = direct ] || run_mtr routed --extern socket="$WORK/router.sock" --extern user=mtr --extern password="$PWB"; }
+  if [ -n "${PARALLEL:-}" ]; then
+    direct & D=$!; routed & R2=$!; wait $D $R2
+  else
+    direct; routed
+  fi
+  kill "$MEND1" "$MEND2" 2>/dev/null || true
+  local counts
+  counts=$(curl -s --unix-socket "$WORK/router-http.sock" http://router/status \
+    | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["routedToPrimary"], s["routedToReplicas"])' 2>/dev/null || echo "0 0")
+  TO_PRIMARY=$((TO_PRIMARY + ${counts% *})); TO_REPLICAS=$((TO_REPLICAS + ${counts#* }))
+  kill "$RPID" 2>/dev/null || true; wait "$RPID" 2>/dev/null || true
 }
-mend direct "$PWA" & MEND1=$!
-mend routed "$PWB" & MEND2=$!
-direct() { [ "${ONLY:-}" = routed ] || run_mtr direct --extern socket="$WORK/direct/state/run/db-0.sock" --extern user=mtr --extern password="$PWA"; }
-routed() { [ "${ONLY:-}" = direct ] || run_mtr routed --extern socket="$WORK/router.sock" --extern user=mtr --extern password="$PWB"; }
-if [ -n "${PARALLEL:-}" ]; then
-  direct & D=$!; routed & R2=$!; wait $D $R2
+if [ "$CHUNK" -gt 0 ]; then
+  echo "$TESTS" | tr ' ' '\n' | sed '/^$/d' | split -l "$CHUNK" -d -a 3 - "$WORK/chunk."
+  n=0; total=$(ls "$WORK"/chunk.* | wc -l)
+  for f in "$WORK"/chunk.*; do
+    n=$((n + 1)); C=$n; c0=$(date +%s)
+    run_chunk "$(tr '\n' ' ' < "$f")"
+    echo "  chunk $n/$total ($(head -1 "$f") .. $(tail -1 "$f")): $(( $(date +%s) - c0 )) s," \
+      "$(wc -l < "$WORK/routed.verdicts") routed verdicts so far, $TO_REPLICAS statements to replicas"
+  done
 else
-  direct; routed
+  C=all; run_chunk "$TESTS"
 fi
-kill "$MEND1" "$MEND2" 2>/dev/null || true
-ROUTED_STATUS=$(curl -s --unix-socket "$WORK/router-http.sock" http://router/status || true)
-kill "$RPID" 2>/dev/null || true
 t1=$(date +%s)
+for side in direct routed; do [ -s "$WORK/$side.mended" ] && echo "$side: $(wc -l < "$WORK/$side.mended") replica mend(s) ($(grep -c reset "$WORK/$side.mended") after a RESET MASTER)"; done
+sort -u -o "$WORK/direct.verdicts" "$WORK/direct.verdicts"; sort -u -o "$WORK/routed.verdicts" "$WORK/routed.verdicts"
 join -a1 -a2 -e missing -o 0,1.2,2.2 "$WORK/direct.verdicts" "$WORK/routed.verdicts" > "$WORK/joined"
-echo "router: $(echo "$ROUTED_STATUS" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["routedToPrimary"], "statements to the primary,", s["routedToReplicas"], "to replicas")' 2>/dev/null); $((t1 - t0)) s"
+echo "router: $TO_PRIMARY statements to the primary, $TO_REPLICAS to replicas; $((t1 - t0)) s"
 # Per suite: bench/conformance-<suite>.txt, and the cases that pass directly. A hand-picked
 # --tests list writes beside the suite's file, never over it.
 for S in $(cut -d. -f1 "$WORK/joined" | sort -u); do

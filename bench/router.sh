@@ -5,7 +5,12 @@
 # reaches the servers over their unix sockets, as `hapress up` configures it ("router"); two
 # controls: the router over TCP ("router-tcp"), HAProxy to the primary's unix socket
 # ("haproxy-sock") and a null proxy to that socket ("null-proxy": bytes copied both ways on one
-# tokio thread, no parsing; the floor for any proxy hop here, crates/router/examples).
+# tokio thread, no parsing; the floor for any proxy hop here, crates/router/examples), and the
+# same null proxy handing sessions in turn to the two replicas ("null-replicas": the floor for
+# a proxy that reads from replicas, as the router does with read splitting on; all three
+# servers share this machine's cores); and the router given the primary alone
+# ("router-primary": every statement to the server null-proxy uses, so router-primary/null-proxy
+# is the router's own cost per statement).
 # Then PHP's connection per request (what WordPress does): each of N PHP processes connects,
 # sets utf8mb4, reads one option and disconnects, in a loop; through the router with pooling
 # on (the default) and off (poolSize: 0).
@@ -24,12 +29,14 @@ done
 . bench/common.sh
 bench_prepare --bench
 bench_workdir hapress-rbench
-HTTP=18780; DB=18706; HAP=18790; RT=18791; RT0=18792; RTT=18793; HAPS=18794; NUL=18795
+HTTP=18780; DB=18706; HAP=18790; RT=18791; RT0=18792; RTT=18793; HAPS=18794; NUL=18795; NULR=18796; RTP=18797
 cleanup() {
   [ -n "${RPID:-}" ] && kill "$RPID" 2>/dev/null || true
   [ -n "${R0PID:-}" ] && kill "$R0PID" 2>/dev/null || true
   [ -n "${RTPID:-}" ] && kill "$RTPID" 2>/dev/null || true
   [ -n "${NPID:-}" ] && kill "$NPID" 2>/dev/null || true
+  [ -n "${NRPID:-}" ] && kill "$NRPID" 2>/dev/null || true
+  [ -n "${RPPID:-}" ] && kill "$RPPID" 2>/dev/null || true
   [ -n "${HPID:-}" ] && kill "$HPID" 2>/dev/null || true
   "$H" down --state-dir "$WORK/state" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -41,8 +48,11 @@ bench_router_config $DB $RT0 router0.yaml; echo 'poolSize: 0' >> "$WORK/router0.
 "$H" router --config "$WORK/router0.yaml" 2>"$WORK/router0.log" & R0PID=$!
 bench_router_config $DB $RTT router-tcp.yaml tcp
 "$H" router --config "$WORK/router-tcp.yaml" 2>"$WORK/router-tcp.log" & RTPID=$!
+bench_router_config $DB $RTP router-primary.yaml; sed -i "s|^backends: .*|backends: [$S/run/db-0.sock]|" "$WORK/router-primary.yaml"
+"$H" router --config "$WORK/router-primary.yaml" 2>"$WORK/router-primary.log" & RPPID=$!
 cargo build --release --quiet --example null_proxy -p hapress-router
 target/release/examples/null_proxy 127.0.0.1:$NUL "$S/run/db-0.sock" & NPID=$!
+target/release/examples/null_proxy 127.0.0.1:$NULR "$S/run/db-1.sock" "$S/run/db-2.sock" & NRPID=$!
 cat > "$WORK/haproxy.cfg" <<CFG
 global
   maxconn 4096
@@ -77,8 +87,8 @@ echo "sysbench, $THREADS threads, ${SECS}s each, text protocol (--db-ps-mode=dis
 printf '%-18s %-12s %12s %10s\n' test path qps p95_ms
 declare -A R
 for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
-  for path in direct haproxy haproxy-sock null-proxy router router-tcp; do
-    case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; null-proxy) port=$NUL ;; router) port=$RT ;; *) port=$RTT ;; esac
+  for path in direct haproxy haproxy-sock null-proxy null-replicas router router-primary router-tcp; do
+    case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; null-proxy) port=$NUL ;; null-replicas) port=$NULR ;; router) port=$RT ;; router-primary) port=$RTP ;; *) port=$RTT ;; esac
     if [ -n "${PERF:-}" ] && [ $path = router ] && [ "$t" = oltp_point_select ]; then
       perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
     fi
@@ -86,10 +96,11 @@ for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
     R[$t.$path]=$q
     printf '%-18s %-12s %12.0f %10s\n' "$t" "$path" "$q" "$p"
   done
-  printf '%-18s router/haproxy %.2f   router/direct %.2f   router/haproxy-sock %.2f   router-tcp/haproxy %.2f   null-proxy/haproxy %.2f   router/null-proxy %.2f\n' "$t" \
+  printf '%-18s router/haproxy %.2f   router/direct %.2f   router/haproxy-sock %.2f   router-tcp/haproxy %.2f   null-proxy/haproxy %.2f   router/null-proxy %.2f   router/null-replicas %.2f   router-primary/null-proxy %.2f\n' "$t" \
     "$(echo "${R[$t.router]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.direct]}" | bc -l)" \
     "$(echo "${R[$t.router]} / ${R[$t.haproxy-sock]}" | bc -l)" "$(echo "${R[$t.router-tcp]} / ${R[$t.haproxy]}" | bc -l)" \
-    "$(echo "${R[$t.null-proxy]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.null-proxy]}" | bc -l)"
+    "$(echo "${R[$t.null-proxy]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.null-proxy]}" | bc -l)" \
+    "$(echo "${R[$t.router]} / ${R[$t.null-replicas]}" | bc -l)" "$(echo "${R[$t.router-primary]} / ${R[$t.null-proxy]}" | bc -l)"
 done
 echo "connection per request (PHP mysqli: connect, SET NAMES, one SELECT, close), $THREADS workers, ${SECS}s each"
 printf '%-18s %-14s %12s\n' test path req/s

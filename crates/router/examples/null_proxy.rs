@@ -3,27 +3,31 @@
 //! parsing, routing or pooling (tokio `copy_bidirectional` on one thread, as the router).
 //! It bounds from below what any proxy costs per statement on the same machine.
 //!
-//! Usage: `null_proxy LISTEN_HOST:PORT BACKEND` (BACKEND: `host:port` or a unix socket path).
+//! Usage: `null_proxy LISTEN_HOST:PORT BACKEND [BACKEND...]` (BACKEND: `host:port` or a unix
+//! socket path). With several backends, client connections go to them in turn: the floor for
+//! a proxy that spreads sessions over replicas, as the router's read splitting does.
 
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, listen, backend] = &args[..] else {
-        eprintln!("usage: null_proxy LISTEN_HOST:PORT BACKEND");
-        std::process::exit(2);
+    let [_, listen, backends @ ..] = &args[..] else {
+        usage();
     };
-    let backend = backend.clone();
+    if backends.is_empty() {
+        usage();
+    }
+    let backends = backends.to_vec();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(async move {
             let l = TcpListener::bind(listen).await?;
-            loop {
+            for turn in 0.. {
                 let (mut c, _) = l.accept().await?;
                 c.set_nodelay(true)?;
-                let backend = backend.clone();
+                let backend = backends[turn % backends.len()].clone();
                 tokio::spawn(async move {
                     if backend.starts_with('/') {
                         if let Ok(mut b) = UnixStream::connect(&backend).await {
@@ -35,5 +39,11 @@ fn main() -> std::io::Result<()> {
                     }
                 });
             }
+            Ok(())
         })
+}
+
+fn usage() -> ! {
+    eprintln!("usage: null_proxy LISTEN_HOST:PORT BACKEND [BACKEND...]");
+    std::process::exit(2);
 }
