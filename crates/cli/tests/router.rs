@@ -283,6 +283,10 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
         ),
         ("a_prepared_set_is_replayed", a_prepared_set_is_replayed),
         (
+            "a_prepared_use_and_drop_database",
+            a_prepared_use_and_drop_database,
+        ),
+        (
             "prepared_statements_run_on_replicas",
             prepared_statements_run_on_replicas,
         ),
@@ -1002,6 +1006,61 @@ echo implode(',', array_unique($out)), "\n";"#,
         "reads after a prepared SET stayed on the primary: {}",
         r.status()
     );
+}
+
+/// `USE` and `DROP DATABASE` as prepared statements (PDO without emulation prepares every
+/// query; mysqltest --ps-protocol too): a prepared `USE` moves the session like the text one
+/// (its reads still go to replicas, in the new database), and a prepared `DROP DATABASE` of
+/// the current one leaves the pooled connection without a database, which the next session
+/// of the same user, asking for `wordpress`, must not inherit.
+fn a_prepared_use_and_drop_database(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
+    c.sql(
+        0,
+        "CREATE DATABASE hx1; CREATE TABLE hx1.t (a INT); GRANT ALL ON hx1.* TO wordpress@'127.0.0.1'",
+    );
+    let replicated = wait_for(Duration::from_secs(20), || {
+        [1, 2].iter().all(|&db| {
+            c.sql(
+                db,
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'hx1'",
+            ) == "1"
+        })
+    });
+    assert!(replicated.is_some(), "the replicas never got hx1");
+    let pdo = |then: &str| {
+        format!(
+            r#"$p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+function q($p, $sql) {{ $s = $p->prepare($sql); $s->execute(); return $s->columnCount() ? $s->fetchColumn() : 'ok'; }}
+{then}"#,
+            port = r.port
+        )
+    };
+    let before = r.routed_to_replicas();
+    let (_, out, err) = run_php(
+        pw,
+        &pdo("echo q($p, 'USE hx1'), ',', q($p, 'SELECT DATABASE()'), ',', q($p, 'SELECT COUNT(*) FROM t'), ',', q($p, 'DROP DATABASE hx1'), PHP_EOL;"),
+    );
+    assert_eq!(out, "ok,hx1,0,ok", "{err}");
+    assert!(
+        r.routed_to_replicas() >= before + 2,
+        "reads after a prepared USE stayed on the primary: {}",
+        r.status()
+    );
+    let idle = wait_for(Duration::from_secs(5), || {
+        let open = t.pool("open");
+        open > 0 && t.pool("idle") == open
+    });
+    assert!(
+        idle.is_some(),
+        "the session's connection was not pooled: {}",
+        r.status()
+    );
+    let (_, out, err) = run_php(
+        pw,
+        &pdo("echo q($p, 'SELECT DATABASE()'), ',', q($p, 'CREATE TABLE hx_t (a INT)'), ',', q($p, 'DROP TABLE hx_t'), PHP_EOL;"),
+    );
+    assert_eq!(out, "wordpress,ok,ok", "{err}");
 }
 
 /// Binary-protocol prepared statements run on replicas too: prepared there on first use,

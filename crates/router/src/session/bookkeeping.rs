@@ -56,7 +56,10 @@ impl Session {
                     // the text one each time it runs (PDO without emulation prepares every
                     // query); with parameters its values are unknown here: pinned.
                     let replayable = stmt.effect == Effect::Replay && params == 0;
-                    if matches!(stmt.effect, Effect::None | Effect::Write) || replayable {
+                    // A prepared `USE` changes the database when it runs, as the text one.
+                    let kept =
+                        matches!(stmt.effect, Effect::None | Effect::Write | Effect::UseDb(_));
+                    if kept || replayable {
                         let sql = sql.to_vec();
                         self.prepared.insert(
                             id,
@@ -124,10 +127,16 @@ impl Session {
             Effect::Write => {
                 self.view.wrote = true;
                 // `DROP DATABASE` of the current one leaves none (any write naming a drop,
-                // comments included, makes the pool ask the server).
-                if let Command::Query(sql) = command {
+                // comments included, makes the pool ask the server), prepared or not.
+                let sql = match command {
+                    Command::Query(sql) => Some(&sql[..]),
+                    Command::StmtExecute { id, .. } => self.prepared.get(id).map(|p| &p.sql[..]),
+                    _ => None,
+                };
+                if let Some(sql) = sql {
                     let head = &sql[..sql.len().min(256)];
-                    self.db_exact &= !head.windows(4).any(|w| w.eq_ignore_ascii_case(b"drop"));
+                    let drop = head.windows(4).any(|w| w.eq_ignore_ascii_case(b"drop"));
+                    self.db_exact &= !drop;
                 }
                 if target == Target::Primary && !self.answer_gtid {
                     // A write whose GTID the answer did not carry (a sequence advanced by a

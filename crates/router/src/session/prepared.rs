@@ -13,7 +13,8 @@ use super::Session;
 /// A prepared statement of a session: prepared on the primary, and on the session's replica
 /// connection the first time one of its executions is routed there.
 pub(super) struct Prepared {
-    /// Its classification (statements that change session state are not kept: they pin the
+    /// Its classification (of the statements that change session state only `USE` and a
+    /// `SET` without parameters are kept, the others pin the
     /// session to the primary).
     pub(super) stmt: Statement,
     /// Its text.
