@@ -321,6 +321,9 @@ impl Runtime {
             for (name, msg) in happened {
                 self.event(&name, msg);
             }
+            if !self.copying.is_empty() {
+                self.finish_copies();
+            }
             if self.router.is_some() && last_follow.elapsed() >= FOLLOW_EVERY {
                 last_follow = Instant::now();
                 changed |= self.follow_router();
@@ -403,10 +406,9 @@ impl Runtime {
     }
 
     /// Rebuilds a database server the router reports as diverged, or whose data directory is
-    /// gone, from a copy of a healthy one (a minute after a failed attempt): starts the copy,
-    /// and finishes the rebuilds whose copy is done.
+    /// gone, from a copy of a healthy one (a minute after a failed attempt): starts the copy
+    /// (the supervision loop finishes the rebuild when the copy is done).
     fn rebuild_if_needed(&mut self, st: &RouterStatus) {
-        self.finish_copies();
         let n = self.cluster.spec.database.instances;
         let index = |addr: &str| (0..n).find(|&i| self.layout.db_socket(i).to_str() == Some(addr));
         let healthy: Vec<u32> = st
