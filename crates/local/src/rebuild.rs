@@ -17,9 +17,17 @@ use crate::layout::{db_name, Layout};
 use crate::preflight::Tools;
 use crate::status::now_unix;
 
-/// Where the old data directory of server `i` goes: beside its `db-N` directory.
+/// Where the old data directory of server `i` goes: beside its `db-N` directory, named
+/// after the time (`-2`, `-3`... when that name is taken: two rebuilds in one second).
 pub fn aside_dir(layout: &Layout, i: u32, at: u64) -> PathBuf {
-    layout.root.join(format!("{}.diverged-{at}", db_name(i)))
+    let name = format!("{}.diverged-{at}", db_name(i));
+    (1..)
+        .map(|n| match n {
+            1 => layout.root.join(&name),
+            n => layout.root.join(format!("{name}-{n}")),
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_default()
 }
 
 /// A copy that writes nothing for this long is given up and tried again later: its source

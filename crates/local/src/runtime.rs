@@ -48,7 +48,7 @@ pub struct Runtime {
     events: VecDeque<Event>,
     pub(crate) stop: Arc<AtomicBool>,
     phase: &'static str,
-    /// When a rebuild of each database server last failed (the next attempt waits a minute).
+    /// When a rebuild of each database server last ended (the next one waits a minute).
     rebuilt_at: std::collections::HashMap<u32, Instant>,
     /// Copies in progress, by the server being rebuilt: made on threads of their own, so that
     /// a long (or stuck) copy never stops the supervision of everything else.
@@ -436,14 +436,18 @@ impl Runtime {
                 todo.push((i, format!("it diverged from the primary: {why}")));
             }
         }
-        for (i, why) in todo {
-            if self
-                .rebuilt_at
-                .get(&i)
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
-            {
-                continue;
-            }
+        // One server at a time: a server being copied to stops acknowledging the primary's
+        // writes (semi-sync), and with none left acknowledging, the primary's commits wait,
+        // and so does a copy of the primary (mariadb-backup waits for commits in progress).
+        // It also never copies from a server that is itself being rebuilt.
+        if !self.copying.is_empty() {
+            return;
+        }
+        if let Some((i, why)) = todo.into_iter().find(|(i, _)| {
+            self.rebuilt_at
+                .get(i)
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        }) {
             self.rebuilt_at.insert(i, Instant::now());
             let source = crate::rebuild::source(&self.cluster.spec, primary, &healthy, i);
             self.event(
@@ -465,7 +469,7 @@ impl Runtime {
     }
 
     /// Starts the servers whose copy is done, as replicas of the current primary from the
-    /// copy's position; a failed copy is retried a minute after it started.
+    /// copy's position; a failed copy is retried a minute later.
     fn finish_copies(&mut self) {
         let done: Vec<u32> = self
             .copying
@@ -486,8 +490,9 @@ impl Runtime {
                 .and_then(|(gtid, aside)| self.start_copy(i, primary, &gtid).map(|()| aside))
             {
                 Ok(aside) => {
-                    // Only failures wait a minute before the next attempt.
-                    self.rebuilt_at.remove(&i);
+                    // The next rebuild of this server waits a minute too: until the routers
+                    // see it replicate, their last status still says it diverged.
+                    self.rebuilt_at.insert(i, Instant::now());
                     let from = format!(
                         "rebuilt from {}; replicates from {}",
                         crate::layout::db_name(c.source),
