@@ -146,7 +146,6 @@ impl Cluster {
         format!("{}/run/db-{db}.sock", self.state_dir())
     }
 
-    /// SQL as root over a server's unix socket (tab-separated, no headers).
     /// The pid `hapress status` shows for component `name`.
     pub fn pid_of(&self, name: &str) -> i64 {
         self.component(name)["pid"]
@@ -154,6 +153,7 @@ impl Cluster {
             .unwrap_or_else(|| panic!("{name} has no pid: {}", self.status()))
     }
 
+    /// SQL as root over a server's unix socket (tab-separated, no headers).
     pub fn sql(&self, db: u32, q: &str) -> String {
         let out = Command::new("mariadb")
             .args([

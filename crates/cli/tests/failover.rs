@@ -302,6 +302,15 @@ fn signal(pid: i64, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
 }
 
+/// Resumes a stopped process when dropped (a failed assertion never leaves it frozen).
+struct Resume(i64);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
 /// The copy a rebuild makes (`mariadb-backup --stream` of a healthy server): it works from a
 /// healthy server, is given up when its source hangs (its processes killed, so the next
 /// attempt starts clean), and stops when the supervisor stops. The copy runs beside the
@@ -323,18 +332,19 @@ fn a_copy_from_a_hung_server_is_given_up() {
     std::os::unix::fs::symlink(c.socket(2), root.join("run/db-2.sock")).unwrap();
     let layout = hapress_local::layout::Layout::new(&root).unwrap();
     let tools = hapress_local::preflight::find_tools(false).unwrap();
-    let running = AtomicBool::new(false);
+    let never = AtomicBool::new(false);
 
-    let (gtid, aside) = clone_into(&tools, &layout, 2, 0, &running, Duration::from_secs(60))
+    let (gtid, aside) = clone_into(&tools, &layout, 2, 0, &never, Duration::from_secs(60))
         .expect("a copy of a healthy server");
     assert!(gtid.starts_with("0-"), "{gtid}");
     assert!(layout.db_data(0).join("mysql").is_dir() && aside.is_none());
 
     // db-2 hangs: nothing comes from it; the copy is given up after the stall limit.
     let pid = c.pid_of("db-2");
+    let _resume = Resume(pid);
     signal(pid, SIGSTOP);
     let t = Instant::now();
-    let e = clone_into(&tools, &layout, 2, 0, &running, Duration::from_secs(3));
+    let e = clone_into(&tools, &layout, 2, 0, &never, Duration::from_secs(3));
     let took = t.elapsed();
     let copies = std::process::Command::new("pgrep")
         .args(["-f", &format!("mariadb-backup.*{}", root.display())])
@@ -399,18 +409,19 @@ fn two_diverged_replicas_are_rebuilt_one_at_a_time() {
     let events = || {
         std::fs::read_to_string(format!("{}/logs/events.log", c.state_dir())).unwrap_or_default()
     };
-    // A write to the primary, bounded: one that waits for an acknowledgement nobody sends
-    // fails the test instead of hanging it.
+    // A write to the primary, bounded (60 s: the hand-over between the two rebuilds, on a
+    // loaded machine): one that waits for an acknowledgement nobody sends fails the test
+    // instead of hanging it.
     let insert = |n: u32| {
         let out = std::process::Command::new("timeout")
-            .args(["20", "mariadb", "--no-defaults", "-uroot"])
+            .args(["60", "mariadb", "--no-defaults", "-uroot"])
             .arg(format!("--socket={}", c.socket(0)))
             .args(["-e", &format!("INSERT INTO wordpress.clash VALUES ({n})")])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "write {n} failed or waited 20 s: {}\n{}",
+            "write {n} failed or waited 60 s: {}\n{}",
             text(&out),
             events()
         );

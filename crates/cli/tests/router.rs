@@ -1017,20 +1017,20 @@ fn a_prepared_use_and_drop_database(t: &Ctx) {
     let (c, r, pw) = (&t.c, &t.r, &t.pw);
     c.sql(
         0,
-        "CREATE DATABASE hx1; CREATE TABLE hx1.t (a INT); GRANT ALL ON hx1.* TO wordpress@'127.0.0.1'",
+        "CREATE DATABASE hx1; CREATE TABLE hx1.t (a INT); CREATE DATABASE hx2; GRANT ALL ON hx1.* TO wordpress@'127.0.0.1'; GRANT ALL ON hx2.* TO wordpress@'127.0.0.1'",
     );
     let replicated = wait_for(Duration::from_secs(20), || {
         [1, 2].iter().all(|&db| {
             c.sql(
                 db,
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'hx1'",
-            ) == "1"
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name IN ('hx1', 'hx2')",
+            ) == "2"
         })
     });
-    assert!(replicated.is_some(), "the replicas never got hx1");
-    let pdo = |then: &str| {
+    assert!(replicated.is_some(), "the replicas never got hx1 and hx2");
+    let pdo = |db: &str, then: &str| {
         format!(
-            r#"$p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+            r#"$p = new PDO('mysql:host=127.0.0.1;port={port};dbname={db}', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
 function q($p, $sql) {{ $s = $p->prepare($sql); $s->execute(); return $s->columnCount() ? $s->fetchColumn() : 'ok'; }}
 {then}"#,
             port = r.port
@@ -1039,14 +1039,24 @@ function q($p, $sql) {{ $s = $p->prepare($sql); $s->execute(); return $s->column
     let before = r.routed_to_replicas();
     let (_, out, err) = run_php(
         pw,
-        &pdo("echo q($p, 'USE hx1'), ',', q($p, 'SELECT DATABASE()'), ',', q($p, 'SELECT COUNT(*) FROM t'), ',', q($p, 'DROP DATABASE hx1'), PHP_EOL;"),
+        &pdo("wordpress", "echo q($p, 'USE hx1'), ',', q($p, 'SELECT DATABASE()'), ',', q($p, 'SELECT COUNT(*) FROM t'), PHP_EOL;"),
     );
-    assert_eq!(out, "ok,hx1,0,ok", "{err}");
+    assert_eq!(out, "ok,hx1,0", "{err}");
     assert!(
         r.routed_to_replicas() >= before + 2,
         "reads after a prepared USE stayed on the primary: {}",
         r.status()
     );
+    // The current database dropped and made again: the connection has none now; the next
+    // session asking for that same database must get it.
+    let (_, out, err) = run_php(
+        pw,
+        &pdo(
+            "hx2",
+            "echo q($p, 'DROP DATABASE hx2'), ',', q($p, 'CREATE DATABASE hx2'), PHP_EOL;",
+        ),
+    );
+    assert_eq!(out, "ok,ok", "{err}");
     let idle = wait_for(Duration::from_secs(5), || {
         let open = t.pool("open");
         open > 0 && t.pool("idle") == open
@@ -1058,9 +1068,10 @@ function q($p, $sql) {{ $s = $p->prepare($sql); $s->execute(); return $s->column
     );
     let (_, out, err) = run_php(
         pw,
-        &pdo("echo q($p, 'SELECT DATABASE()'), ',', q($p, 'CREATE TABLE hx_t (a INT)'), ',', q($p, 'DROP TABLE hx_t'), PHP_EOL;"),
+        &pdo("hx2", "echo q($p, '/* hapress:primary */ SELECT DATABASE()'), ',', q($p, 'CREATE TABLE t2 (a INT)'), PHP_EOL;"),
     );
-    assert_eq!(out, "wordpress,ok,ok", "{err}");
+    assert_eq!(out, "hx2,ok", "{err}");
+    c.sql(0, "DROP DATABASE hx1; DROP DATABASE hx2");
 }
 
 /// Binary-protocol prepared statements run on replicas too: prepared there on first use,

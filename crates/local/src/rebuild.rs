@@ -27,7 +27,7 @@ pub fn aside_dir(layout: &Layout, i: u32, at: u64) -> PathBuf {
             n => layout.root.join(format!("{name}-{n}")),
         })
         .find(|p| !p.exists())
-        .unwrap_or_default()
+        .expect("an endless range")
 }
 
 /// A copy that writes nothing for this long is given up and tried again later: its source
@@ -102,15 +102,20 @@ pub fn clone_into(
             return Err(e);
         }
     };
+    let kept = aside
+        .as_ref()
+        .map(|a| format!("; !! its old data is kept in {}", a.display()))
+        .unwrap_or_default();
     let failed = |what: &str| {
         step_error(
             &format!("rebuilding {}", db_name(i)),
-            format!("{what}; see {}", log.display()),
+            format!("{what}; see {}{kept}", log.display()),
         )
     };
+    let stopped = "the copy was stopped (hapress is stopping)";
     let (backed_up, unpacked) = match watch(&mut backup, &mut unpack, &[&work, &log], stop, stall)? {
         Watched::Exited(b, u) => (b, u),
-        Watched::Stopped => return Err(failed("the copy was stopped (hapress is stopping)")),
+        Watched::Stopped => return Err(failed(stopped)),
         Watched::Stalled => {
             return Err(failed(&format!(
                 "the copy from {} made no progress for {} s (the server hangs, or mariadb-backup waits for a lock there)",
@@ -122,20 +127,40 @@ pub fn clone_into(
     if !backed_up.success() || !unpacked.success() {
         return Err(failed("copying the data of the source server failed"));
     }
-    let prepared = Command::new(&tools.mariadb_backup)
+    let mut prepare = Command::new(&tools.mariadb_backup)
         .arg("--prepare")
         .arg(format!("--target-dir={}", work.display()))
         .stdin(Stdio::null())
         .stdout(err()?)
         .stderr(err()?)
-        .status()
+        .spawn()
         .context(|| "running mariadb-backup --prepare".into())?;
+    // Local work (no stall limit), stopped with hapress: an unfinished copy is never moved in.
+    let prepared = loop {
+        if stop.load(Ordering::Relaxed) {
+            end(&mut prepare);
+            return Err(failed(stopped));
+        }
+        match prepare.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                end(&mut prepare);
+                return Err(failed(&format!(
+                    "waiting for mariadb-backup --prepare: {e}"
+                )));
+            }
+        }
+    };
     if !prepared.success() {
         return Err(failed("preparing the copy failed"));
     }
     let info = fs::read_to_string(work.join("mariadb_backup_binlog_info"))
         .or_else(|_| fs::read_to_string(work.join("xtrabackup_binlog_info")))
         .unwrap_or_default();
+    if stop.load(Ordering::Relaxed) {
+        return Err(failed(stopped));
+    }
     fs::rename(&work, &data).context(|| format!("moving the copy into {}", data.display()))?;
     Ok((binlog_info_gtid(&info), aside))
 }

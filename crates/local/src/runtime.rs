@@ -48,7 +48,8 @@ pub struct Runtime {
     events: VecDeque<Event>,
     pub(crate) stop: Arc<AtomicBool>,
     phase: &'static str,
-    /// When a rebuild of each database server last ended (the next one waits a minute).
+    /// When a rebuild of each database server last started or ended (the next one waits a
+    /// minute: after a failure, and until the routers have seen a rebuilt server replicate).
     rebuilt_at: std::collections::HashMap<u32, Instant>,
     /// Copies in progress, by the server being rebuilt: made on threads of their own, so that
     /// a long (or stuck) copy never stops the supervision of everything else.
@@ -406,7 +407,7 @@ impl Runtime {
     }
 
     /// Rebuilds a database server the router reports as diverged, or whose data directory is
-    /// gone, from a copy of a healthy one (a minute after a failed attempt): starts the copy
+    /// gone, from a copy of a healthy one (not within a minute of its last rebuild): starts the copy
     /// (the supervision loop finishes the rebuild when the copy is done).
     fn rebuild_if_needed(&mut self, st: &RouterStatus) {
         let n = self.cluster.spec.database.instances;
@@ -509,8 +510,9 @@ impl Runtime {
                 }
                 Err(e) => {
                     self.event(&name, format!("rebuild failed: {e}; retrying in a minute"));
-                    if !self.dbs[i as usize].is_running() {
-                        let _ = self.dbs[i as usize].spawn();
+                    let d = &mut self.dbs[i as usize];
+                    if !d.is_running() && d.spawn().is_err() {
+                        d.restart_at = Some(Instant::now() + Duration::from_secs(5));
                     }
                 }
             }
