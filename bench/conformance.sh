@@ -37,32 +37,28 @@ cleanup() { kill ${MEND1:-} ${MEND2:-} ${RPID:-} 2>/dev/null || true; [ -n "${KE
 trap cleanup EXIT
 
 if [ -z "$TESTS" ]; then
-  for S in ${SUITE//,/ }; do
-    if [ -d "$MTR/$S" ]; then T=$MTR/$S; elif [ -d "$MTR/suite/$S/t" ]; then T=$MTR/suite/$S/t; else T=$MTR/suite/$S; fi
-    [ -d "$T" ] || { echo "no suite $S under $MTR" >&2; exit 2; }
-    TESTS+=$'\n'$(cd "$T" && ls *.test | sed "s|\.test$||; s|^|$S.|" | sort)
-  done
-  TESTS=$(echo "$TESTS" | sed '/^$/d')
   # Cases that wreck the server for every case after them under --extern:
   # - bad_user_table truncates mysql.global_priv and fails (it needs mtr's own server) before
   #   it puts the accounts back: every later login is refused, on both sides;
   # - these set GLOBAL read_only=1 and, failing under --extern before they reset it, leave the
   #   primary read-only: the router then has no primary (it never sends a statement to a
-  #   read-only server) and refuses every later session, while direct runs go on.
+  #   read-only server) and refuses every later session, while direct runs go on;
   EXCLUDE="main.bad_user_table main.alter_user main.events_bugs main.flush main.flush_read_lock
     main.log_state main.multi_update main.read_only main.read_only_innodb main.xa"
-  # And cases that shut the server down or restart it ("# restart"): under --extern mtr cannot
-  # start it again, the cluster's supervisor does, and on the routed side the cluster fails
-  # over meanwhile, so every later case of the run meets a new primary; and cases that run
-  # RESET MASTER, which leaves the replicas behind a binlog that is gone (see mend() below).
-  # In the text-protocol run of main, 1 of them passed directly under --extern (ps_error);
-  # the others failed (27), were skipped (28) or disabled (1) both ways.
+  # - and, in every suite, cases that shut the server down or restart it ("# restart"): under
+  #   --extern mtr cannot start it again, the cluster's supervisor does, and on the routed
+  #   side the cluster fails over meanwhile, so every later case of the run meets a new
+  #   primary; and cases that run RESET MASTER, which leaves the replicas behind a binlog that
+  #   is gone (see mend() below). In the text-protocol run of main, 1 of them passed directly
+  #   under --extern (ps_error); the others failed (27), were skipped (28) or disabled (1)
+  #   both ways.
   for S in ${SUITE//,/ }; do
     if [ -d "$MTR/$S" ]; then T=$MTR/$S; elif [ -d "$MTR/suite/$S/t" ]; then T=$MTR/suite/$S/t; else T=$MTR/suite/$S; fi
-    RESTARTS=$(cd "$T" && grep -liE 'restart_mysqld|shutdown_server|kill_mysqld|restart_and_wait|^\s*shutdown\s*;|^\s*reset\s+master' -- *.test | sed "s|\.test$||; s|^|$S.|" || true)
-    EXCLUDE+=" "$(echo $RESTARTS)
+    [ -d "$T" ] || { echo "no suite $S under $MTR" >&2; exit 2; }
+    TESTS+=$'\n'$(cd "$T" && ls *.test | sed "s|\.test$||; s|^|$S.|" | sort)
+    EXCLUDE+=" "$(cd "$T" && grep -liE 'restart_mysqld|shutdown_server|kill_mysqld|restart_and_wait|^\s*shutdown\s*;|^\s*reset\s+master' -- *.test | sed "s|\.test$||; s|^|$S.|" | tr '\n' ' ' || true)
   done
-  TESTS=$(echo "$TESTS" | grep -vxF -f <(echo $EXCLUDE | tr ' ' '\n'))
+  TESTS=$(echo "$TESTS" | sed '/^$/d' | grep -vxF -f <(echo $EXCLUDE | tr ' ' '\n'))
   echo "excluded: $(echo $EXCLUDE | wc -w) case(s) that break the server for the cases after them (restarts, RESET MASTER, read_only, accounts)"
   [ "$LIMIT" -gt 0 ] && TESTS=$(echo "$TESTS" | head -n "$LIMIT")
 fi

@@ -192,6 +192,15 @@ struct Ctx {
 
 impl Ctx {
     /// A pool counter of the primary's backend (`open`, `idle`, `opened`, `reused`, ...).
+    /// Waits until every open primary connection is idle in the pool (`what` just ended).
+    fn wait_pooled(&self, what: &str) {
+        let idle = wait_for(Duration::from_secs(5), || {
+            let open = self.pool("open");
+            open > 0 && self.pool("idle") == open
+        });
+        assert!(idle.is_some(), "{what} was not pooled: {}", self.r.status());
+    }
+
     fn pool(&self, field: &str) -> u64 {
         let s = self.r.status();
         let b = s["backends"]
@@ -1057,15 +1066,7 @@ function q($p, $sql) {{ $s = $p->prepare($sql); $s->execute(); return $s->column
         ),
     );
     assert_eq!(out, "ok,ok", "{err}");
-    let idle = wait_for(Duration::from_secs(5), || {
-        let open = t.pool("open");
-        open > 0 && t.pool("idle") == open
-    });
-    assert!(
-        idle.is_some(),
-        "the session's connection was not pooled: {}",
-        r.status()
-    );
+    t.wait_pooled("the session's connection");
     let (_, out, err) = run_php(
         pw,
         &pdo("hx2", "echo q($p, '/* hapress:primary */ SELECT DATABASE()'), ',', q($p, 'CREATE TABLE t2 (a INT)'), PHP_EOL;"),
@@ -1123,15 +1124,7 @@ fn a_login_without_a_database(t: &Ctx) {
         )
     };
     run_php(pw, &mysqli("wordpress", "$e->close();"));
-    let idle = wait_for(Duration::from_secs(5), || {
-        let open = t.pool("open");
-        open > 0 && t.pool("idle") == open
-    });
-    assert!(
-        idle.is_some(),
-        "the mysqli session's connection was not pooled: {}",
-        r.status()
-    );
+    t.wait_pooled("the mysqli session's connection");
     let reused = t.pool("reused");
     let (_, out, err) = run_php(
         pw,

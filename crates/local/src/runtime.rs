@@ -51,9 +51,9 @@ pub struct Runtime {
     /// When a rebuild of each database server last started or ended (the next one waits a
     /// minute: after a failure, and until the routers have seen a rebuilt server replicate).
     rebuilt_at: std::collections::HashMap<u32, Instant>,
-    /// Copies in progress, by the server being rebuilt: made on threads of their own, so that
-    /// a long (or stuck) copy never stops the supervision of everything else.
-    copying: std::collections::HashMap<u32, Copying>,
+    /// The copy in progress for a rebuild (one at a time): made on a thread of its own, so
+    /// that a long (or stuck) copy never stops the supervision of everything else.
+    copying: Option<Copying>,
     /// What the page cache did, counted from nginx's log (`None`: the cache is off).
     page_cache: Option<crate::status::PageCacheLog>,
     /// Held for the supervisor's lifetime: one supervisor per state directory.
@@ -62,6 +62,7 @@ pub struct Runtime {
 
 /// A copy of a healthy server being made for a rebuild.
 struct Copying {
+    server: u32,
     source: u32,
     thread: std::thread::JoinHandle<Result<(String, Option<std::path::PathBuf>)>>,
 }
@@ -142,7 +143,7 @@ impl Runtime {
             stop,
             phase: "starting",
             rebuilt_at: std::collections::HashMap::new(),
-            copying: std::collections::HashMap::new(),
+            copying: None,
             page_cache,
             _lock: lock,
         }
@@ -322,8 +323,12 @@ impl Runtime {
             for (name, msg) in happened {
                 self.event(&name, msg);
             }
-            if !self.copying.is_empty() {
-                self.finish_copies();
+            if self
+                .copying
+                .as_ref()
+                .is_some_and(|c| c.thread.is_finished())
+            {
+                self.finish_copy();
             }
             if self.router.is_some() && last_follow.elapsed() >= FOLLOW_EVERY {
                 last_follow = Instant::now();
@@ -407,9 +412,16 @@ impl Runtime {
     }
 
     /// Rebuilds a database server the router reports as diverged, or whose data directory is
-    /// gone, from a copy of a healthy one (not within a minute of its last rebuild): starts the copy
-    /// (the supervision loop finishes the rebuild when the copy is done).
+    /// gone, from a copy of a healthy one (not within a minute of its last rebuild): starts
+    /// the copy (the supervision loop finishes the rebuild when the copy is done).
     fn rebuild_if_needed(&mut self, st: &RouterStatus) {
+        // One server at a time: a server being copied to stops acknowledging the primary's
+        // writes (semi-sync), and with none left acknowledging, the primary's commits wait,
+        // and so does a copy of the primary (mariadb-backup waits for commits in progress).
+        // It also never copies from a server that is itself being rebuilt.
+        if self.copying.is_some() {
+            return;
+        }
         let n = self.cluster.spec.database.instances;
         let index = |addr: &str| (0..n).find(|&i| self.layout.db_socket(i).to_str() == Some(addr));
         let healthy: Vec<u32> = st
@@ -420,7 +432,7 @@ impl Runtime {
             .collect();
         let primary = self.state.primary;
         let mut todo = Vec::new();
-        for i in (0..n).filter(|&i| i != primary && !self.copying.contains_key(&i)) {
+        for i in (0..n).filter(|&i| i != primary) {
             if !self.layout.db_data(i).join("mysql").is_dir() {
                 todo.push((i, "its data directory is gone".to_string()));
             } else if let Some((_, why)) = st
@@ -436,13 +448,6 @@ impl Runtime {
             {
                 todo.push((i, format!("it diverged from the primary: {why}")));
             }
-        }
-        // One server at a time: a server being copied to stops acknowledging the primary's
-        // writes (semi-sync), and with none left acknowledging, the primary's commits wait,
-        // and so does a copy of the primary (mariadb-backup waits for commits in progress).
-        // It also never copies from a server that is itself being rebuilt.
-        if !self.copying.is_empty() {
-            return;
         }
         if let Some((i, why)) = todo.into_iter().find(|(i, _)| {
             self.rebuilt_at
@@ -465,55 +470,51 @@ impl Runtime {
             let thread = std::thread::spawn(move || {
                 crate::rebuild::clone_into(&tools, &layout, source, i, &stop, crate::rebuild::STALL)
             });
-            self.copying.insert(i, Copying { source, thread });
+            self.copying = Some(Copying {
+                server: i,
+                source,
+                thread,
+            });
         }
     }
 
-    /// Starts the servers whose copy is done, as replicas of the current primary from the
+    /// Starts the server whose copy is done, as a replica of the current primary from the
     /// copy's position; a failed copy is retried a minute later.
-    fn finish_copies(&mut self) {
-        let done: Vec<u32> = self
-            .copying
-            .iter()
-            .filter(|(_, c)| c.thread.is_finished())
-            .map(|(&i, _)| i)
-            .collect();
-        for i in done {
-            let Some(c) = self.copying.remove(&i) else {
-                continue;
-            };
-            let name = crate::layout::db_name(i);
-            let primary = self.state.primary;
-            let copied = c.thread.join().unwrap_or_else(|_| {
-                Err(crate::error::step_error("rebuilding", "the copy panicked"))
-            });
-            match copied
-                .and_then(|(gtid, aside)| self.start_copy(i, primary, &gtid).map(|()| aside))
-            {
-                Ok(aside) => {
-                    // The next rebuild of this server waits a minute too: until the routers
-                    // see it replicate, their last status still says it diverged.
-                    self.rebuilt_at.insert(i, Instant::now());
-                    let from = format!(
-                        "rebuilt from {}; replicates from {}",
-                        crate::layout::db_name(c.source),
-                        crate::layout::db_name(primary)
-                    );
-                    let msg = match aside {
-                        Some(a) => format!(
-                            "{from}; !! its old data is kept in {} (inspect it, then delete it)",
-                            a.display()
-                        ),
-                        None => from,
-                    };
-                    self.event(&name, msg);
-                }
-                Err(e) => {
-                    self.event(&name, format!("rebuild failed: {e}; retrying in a minute"));
-                    let d = &mut self.dbs[i as usize];
-                    if !d.is_running() && d.spawn().is_err() {
-                        d.restart_at = Some(Instant::now() + Duration::from_secs(5));
-                    }
+    fn finish_copy(&mut self) {
+        let Some(c) = self.copying.take() else {
+            return;
+        };
+        let i = c.server;
+        let name = crate::layout::db_name(i);
+        let primary = self.state.primary;
+        let copied = c
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(crate::error::step_error("rebuilding", "the copy panicked")));
+        match copied.and_then(|(gtid, aside)| self.start_copy(i, primary, &gtid).map(|()| aside)) {
+            Ok(aside) => {
+                // The next rebuild of this server waits a minute too: until the routers
+                // see it replicate, their last status still says it diverged.
+                self.rebuilt_at.insert(i, Instant::now());
+                let from = format!(
+                    "rebuilt from {}; replicates from {}",
+                    crate::layout::db_name(c.source),
+                    crate::layout::db_name(primary)
+                );
+                let msg = match aside {
+                    Some(a) => format!(
+                        "{from}; !! its old data is kept in {} (inspect it, then delete it)",
+                        a.display()
+                    ),
+                    None => from,
+                };
+                self.event(&name, msg);
+            }
+            Err(e) => {
+                self.event(&name, format!("rebuild failed: {e}; retrying in a minute"));
+                let d = &mut self.dbs[i as usize];
+                if !d.is_running() && d.spawn().is_err() {
+                    d.restart_at = Some(Instant::now() + Duration::from_secs(5));
                 }
             }
         }
@@ -543,7 +544,7 @@ impl Runtime {
         self.write_status();
         // A copy in progress stops (and its processes end) once it sees the flag.
         self.stop.store(true, Ordering::Relaxed);
-        for (_, c) in self.copying.drain() {
+        if let Some(c) = self.copying.take() {
             let _ = c.thread.join();
         }
         println!("hapress: stopping {}", self.cluster.name);

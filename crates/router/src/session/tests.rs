@@ -256,6 +256,14 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// A primary and a caught-up replica, each answering `SELECT` with its role; reads wait
+    /// for the session's writes.
+    async fn primary_and_replica() -> Self {
+        let primary = Fake::start(1000, server("primary", "0")).await;
+        let replica = Fake::start(2000, server("replica", "0")).await;
+        Self::start(vec![primary, replica], ReadYourWrites::Session).await
+    }
+
     /// Backend 0 is the primary, the others fit replicas.
     async fn start(servers: Vec<Fake>, ryw: ReadYourWrites) -> Self {
         Self::with_primary(servers, ryw, true).await
@@ -353,9 +361,7 @@ async fn value(c: &mut Conn, sql: &str) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn reads_go_to_the_replica_and_wait_there_for_the_sessions_write() {
-    let primary = Fake::start(1000, server("primary", "0")).await;
-    let replica = Fake::start(2000, server("replica", "0")).await;
-    let cl = Cluster::start(vec![primary, replica], ReadYourWrites::Session).await;
+    let cl = Cluster::primary_and_replica().await;
     let mut c = cl.client().await;
     assert_eq!(value(&mut c, "SELECT 1").await, "replica");
     query(&mut c, "INSERT INTO t VALUES (1)", false)
@@ -475,9 +481,7 @@ async fn a_hung_primary_replaced_by_another_ends_its_statement_and_no_router_wri
 
 #[tokio::test(start_paused = true)]
 async fn a_session_follows_a_new_primary_between_statements_unless_its_state_is_on_the_old_one() {
-    let primary = Fake::start(1000, server("primary", "0")).await;
-    let replica = Fake::start(2000, server("replica", "0")).await;
-    let mut cl = Cluster::start(vec![primary, replica], ReadYourWrites::Session).await;
+    let mut cl = Cluster::primary_and_replica().await;
     let mut free = cl.client().await;
     let mut tied = cl.client().await;
     query(&mut tied, "SELECT GET_LOCK('x', 0)", false)
@@ -601,9 +605,7 @@ async fn without_any_server_a_login_waits_for_the_topology_then_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn a_certain_set_is_answered_here_and_sent_with_the_primarys_next_command() {
-    let primary = Fake::start(1000, server("primary", "0")).await;
-    let replica = Fake::start(2000, server("replica", "0")).await;
-    let cl = Cluster::start(vec![primary, replica], ReadYourWrites::Session).await;
+    let cl = Cluster::primary_and_replica().await;
     let mut c = cl.client().await;
     // The relayed login's OK was not read here: the first answer tells the session's status.
     assert_eq!(value(&mut c, "SELECT 1").await, "replica");
