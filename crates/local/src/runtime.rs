@@ -48,9 +48,10 @@ pub struct Runtime {
     events: VecDeque<Event>,
     pub(crate) stop: Arc<AtomicBool>,
     phase: &'static str,
-    /// When a rebuild of each database server last started or ended (the next one waits a
-    /// minute: after a failure, and until the routers have seen a rebuilt server replicate).
-    rebuilt_at: std::collections::HashMap<u32, Instant>,
+    /// Per database server, when its next rebuild may start: a minute after a failed one,
+    /// seconds after a good one (until the routers see it replicate, their last status
+    /// still says it diverged).
+    rebuild_after: std::collections::HashMap<u32, Instant>,
     /// The copy in progress for a rebuild (one at a time): made on a thread of its own, so
     /// that a long (or stuck) copy never stops the supervision of everything else.
     copying: Option<Copying>,
@@ -142,7 +143,7 @@ impl Runtime {
             events: VecDeque::new(),
             stop,
             phase: "starting",
-            rebuilt_at: std::collections::HashMap::new(),
+            rebuild_after: std::collections::HashMap::new(),
             copying: None,
             page_cache,
             _lock: lock,
@@ -412,7 +413,7 @@ impl Runtime {
     }
 
     /// Rebuilds a database server the router reports as diverged, or whose data directory is
-    /// gone, from a copy of a healthy one (not within a minute of its last rebuild): starts
+    /// gone, from a copy of a healthy one (see `rebuild_after`): starts
     /// the copy (the supervision loop finishes the rebuild when the copy is done).
     fn rebuild_if_needed(&mut self, st: &RouterStatus) {
         // One server at a time: a server being copied to stops acknowledging the primary's
@@ -450,11 +451,13 @@ impl Runtime {
             }
         }
         if let Some((i, why)) = todo.into_iter().find(|(i, _)| {
-            self.rebuilt_at
+            self.rebuild_after
                 .get(i)
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                .is_none_or(|&t| Instant::now() >= t)
         }) {
-            self.rebuilt_at.insert(i, Instant::now());
+            // A failure waits a minute before the next attempt.
+            self.rebuild_after
+                .insert(i, Instant::now() + Duration::from_secs(60));
             let source = crate::rebuild::source(&self.cluster.spec, primary, &healthy, i);
             self.event(
                 &crate::layout::db_name(i),
@@ -493,9 +496,9 @@ impl Runtime {
             .unwrap_or_else(|_| Err(crate::error::step_error("rebuilding", "the copy panicked")));
         match copied.and_then(|(gtid, aside)| self.start_copy(i, primary, &gtid).map(|()| aside)) {
             Ok(aside) => {
-                // The next rebuild of this server waits a minute too: until the routers
-                // see it replicate, their last status still says it diverged.
-                self.rebuilt_at.insert(i, Instant::now());
+                // Routers probe every 250 ms by default: 5 s covers their stale reports.
+                self.rebuild_after
+                    .insert(i, Instant::now() + Duration::from_secs(5));
                 let from = format!(
                     "rebuilt from {}; replicates from {}",
                     crate::layout::db_name(c.source),
