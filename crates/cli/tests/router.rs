@@ -34,12 +34,18 @@ impl Drop for Router {
 }
 
 /// `hapress router --config cfg`, listening on `port` and serving its status on `port + 1`.
+/// With `HAPRESS_ROUTER_TRACE=1` its trace goes to the test's stderr.
 fn spawn_router(cfg: &std::path::Path, port: u16) -> Router {
+    let traced = std::env::var_os("HAPRESS_ROUTER_TRACE").is_some_and(|v| v == "1");
     let child = hapress()
         .args(["router", "--config", cfg.to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if traced {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     Router {
@@ -291,6 +297,10 @@ fn router_splits_reads_keeps_sessions_transparent_and_follows_the_primary() {
             change_user_on_a_pooled_connection,
         ),
         ("a_prepared_set_is_replayed", a_prepared_set_is_replayed),
+        (
+            "prepared_diagnostics_follow_their_statement",
+            prepared_diagnostics_follow_their_statement,
+        ),
         (
             "a_prepared_use_and_drop_database",
             a_prepared_use_and_drop_database,
@@ -706,7 +716,8 @@ echo $same ? 'same' : 'differs', ' ', $r, "\n";"#,
 }
 
 /// KILL QUERY / KILL CONNECTION of a session whose statement runs on a replica (a plain
-/// SELECT SLEEP) stops it there, as on one server: the same outcome as direct, at once.
+/// SELECT SLEEP) stops it there, as on one server: the same outcome as direct, at once; a
+/// prepared KILL QUERY too (PDO without emulation, mysqltest --ps-protocol).
 fn kill_reaches_a_statement_on_a_replica(t: &Ctx) {
     let (c, r, pw) = (&t.c, &t.r, &t.pw);
     // The script sends each KILL once the test has seen the SLEEP running on a server.
@@ -716,14 +727,15 @@ fn kill_reaches_a_statement_on_a_replica(t: &Ctx) {
         let php = format!(
             r#"mysqli_report(MYSQLI_REPORT_OFF);
 $out = [];
-foreach (['QUERY', 'CONNECTION'] as $kind) {{
+foreach (['QUERY', 'PREPARED_QUERY', 'CONNECTION'] as $kind) {{
     $a = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
     $b = new mysqli('127.0.0.1', 'wordpress', getenv('PW'), 'wordpress', {port});
     $id = $a->query('SELECT CONNECTION_ID()')->fetch_row()[0];
     $t = microtime(true);
     $a->query("SELECT SLEEP(20) AS k_$kind", MYSQLI_ASYNC);
     while (!file_exists('{dir}/' . $kind)) {{ usleep(10000); }}
-    $b->query("KILL $kind $id");
+    if ($kind == 'PREPARED_QUERY') {{ $b->prepare("KILL QUERY $id")->execute(); }}
+    else {{ $b->query("KILL $kind $id"); }}
     $read = $errors = $rejects = [$a];
     mysqli::poll($read, $errors, $rejects, 25);
     $r = $a->reap_async_query();
@@ -742,7 +754,7 @@ echo implode("; ", $out);"#,
                 .spawn()
                 .unwrap(),
         ));
-        for kind in ["QUERY", "CONNECTION"] {
+        for kind in ["QUERY", "PREPARED_QUERY", "CONNECTION"] {
             let running = format!(
                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(20) AS k_{kind}'"
             );
@@ -762,14 +774,14 @@ echo implode("; ", $out);"#,
     let before = r.routed_to_replicas();
     let (direct, routed) = (kill_sleep(c.db_port), kill_sleep(r.port));
     assert!(
-        direct
-            .1
-            .starts_with("QUERY: error 1317 at once; CONNECTION: error "),
+        direct.1.starts_with(
+            "QUERY: error 1317 at once; PREPARED_QUERY: error 1317 at once; CONNECTION: error "
+        ),
         "{direct:?}"
     );
     assert_eq!(routed.1, direct.1, "{routed:?}");
     assert!(
-        r.routed_to_replicas() >= before + 2,
+        r.routed_to_replicas() >= before + 3,
         "the sleeps did not run on a replica"
     );
 }
@@ -1021,7 +1033,8 @@ echo implode(',', array_unique($out)), "\n";"#,
 /// query; mysqltest --ps-protocol too): a prepared `USE` moves the session like the text one
 /// (its reads still go to replicas, in the new database), and a prepared `DROP DATABASE` of
 /// the current one leaves the pooled connection without a database, which the next session
-/// of the same user, asking for `wordpress`, must not inherit.
+/// of the same user, asking for `wordpress`, must not inherit; nor the session's replica
+/// connection.
 fn a_prepared_use_and_drop_database(t: &Ctx) {
     let (c, r, pw) = (&t.c, &t.r, &t.pw);
     c.sql(
@@ -1072,7 +1085,21 @@ function q($p, $sql) {{ $s = $p->prepare($sql); $s->execute(); return $s->column
         &pdo("hx2", "echo q($p, '/* hapress:primary */ SELECT DATABASE()'), ',', q($p, 'CREATE TABLE t2 (a INT)'), PHP_EOL;"),
     );
     assert_eq!(out, "hx2,ok", "{err}");
-    c.sql(0, "DROP DATABASE hx1; DROP DATABASE hx2");
+    // Dropping the current database after a read on a replica: the session has none, and its
+    // replica connection, still in it, must not answer for it (mariadb's prompt asks
+    // `SELECT DATABASE()` at once: main.mysql-interactive).
+    let before = r.routed_to_replicas();
+    let (_, out, err) = piped(
+        r.port,
+        pw,
+        "USE hx2;\nSELECT 1;\nDROP DATABASE hx2;\nSELECT DATABASE();\n",
+    );
+    assert_eq!(out, "1\nNULL", "{err}");
+    assert!(
+        r.routed_to_replicas() >= before + 2,
+        "the reads did not run on a replica"
+    );
+    c.sql(0, "DROP DATABASE hx1");
 }
 
 /// Binary-protocol prepared statements run on replicas too: prepared there on first use,
@@ -1282,8 +1309,62 @@ fn set_global_reaches_the_replicas(t: &Ctx) {
     let direct = client(c.db_port, pw, "wordpress", big);
     assert!(direct.1.contains("(1048576)"), "{direct:?}");
     assert_eq!(routed, direct);
+    // A prepared one (PDO without emulation, mysqltest --ps-protocol) too.
+    let (_, out, err) = run_php(
+        pw,
+        &format!(
+            r#"$p = new PDO('mysql:host=127.0.0.1;port={port}', 'hpadmin', 'Adm1n-pw', [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+$p->prepare('SET GLOBAL max_allowed_packet = 2097152')->execute(); echo 'ok';"#,
+            port = r.port
+        ),
+    );
+    assert_eq!(out, "ok", "{err}");
+    assert!(
+        everywhere("2097152"),
+        "a prepared SET GLOBAL did not reach the replicas"
+    );
     admin("SET GLOBAL max_allowed_packet = 67108864");
     assert!(everywhere("67108864"));
+}
+
+/// What a prepared read that ran on a replica leaves behind (`FOUND_ROWS()`, `SHOW WARNINGS`,
+/// `@@warning_count`, each itself prepared: PDO without emulation, mysqltest
+/// --ps-protocol) is read there, as on one server: preparing them (on the primary) does not
+/// move them.
+fn prepared_diagnostics_follow_their_statement(t: &Ctx) {
+    let (c, r, pw) = (&t.c, &t.r, &t.pw);
+    let run = |port: u16| {
+        let (_, out, err) = run_php(
+            pw,
+            &format!(
+                r#"$p = new PDO('mysql:host=127.0.0.1;port={port};dbname=wordpress', 'wordpress', getenv('PW'), [PDO::ATTR_EMULATE_PREPARES => false, PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+function q($p, $sql) {{ $s = $p->prepare($sql); $s->execute(); return json_encode($s->fetchAll(PDO::FETCH_NUM)); }}
+echo implode(' ', [
+    q($p, 'SELECT SQL_CALC_FOUND_ROWS id FROM ryw WHERE id <= 2 LIMIT 1'),
+    q($p, 'SELECT FOUND_ROWS()'),
+    q($p, 'SELECT CAST(v AS SIGNED) FROM ryw WHERE id <= 2'),
+    q($p, 'SHOW WARNINGS'),
+    q($p, 'SELECT CAST(v AS SIGNED) FROM ryw WHERE id <= 2'),
+    q($p, 'SELECT @@warning_count'),
+]);"#
+            ),
+        );
+        assert!(!out.is_empty(), "{err}");
+        out
+    };
+    let direct = run(c.db_port);
+    assert!(
+        direct.starts_with(r#"[[1]] [[2]] [[0],[0]] [["Warning",1292,"#),
+        "{direct}"
+    );
+    let before = r.routed_to_replicas();
+    let routed = run(r.port);
+    assert!(
+        r.routed_to_replicas() >= before + 3,
+        "the reads did not run on a replica: {}",
+        r.status()
+    );
+    assert_eq!(routed, direct);
 }
 
 /// The monitor account losing its privileges (MariaDB's own test suite revokes and drops

@@ -297,6 +297,11 @@ fn select_flags(code: &str) -> SelectFlags {
         if call && (w == "found_rows" || w == "row_count") {
             f.found_rows = true;
         }
+        // `@@warning_count`, `@@session.error_count`: so do these.
+        let variable = start > 0 && matches!(b[start - 1], b'@' | b'.');
+        if variable && (w == "warning_count" || w == "error_count") {
+            f.found_rows = true;
+        }
         // Per-server state: status and processlist, and the `mysql` system tables (`CREATE
         // SERVER` is not replicated, `gtid_slave_pos` and statistics differ per server).
         if matches!(
@@ -674,6 +679,8 @@ mod tests {
             ("SELECT * FROM `mysql`.`user`", Where::Primary),
             ("SELECT * FROM information_schema_like", Where::AnyServer),
             ("SELECT ROW_COUNT()", Where::Previous),
+            ("select @@warning_count", Where::Previous),
+            ("SELECT @@session.error_count, 1", Where::Previous),
             ("SHOW WARNINGS", Where::Previous),
             ("show count(*) errors", Where::Previous),
             ("SHOW TABLES", Where::Primary),

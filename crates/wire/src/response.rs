@@ -251,12 +251,15 @@ pub enum Outcome {
     Ok(Option<u16>),
     /// An ERR packet.
     Err,
-    /// A prepared statement: its id and parameter count.
+    /// A prepared statement: its id, parameter count and the warnings its preparation raised.
     Prepared {
         /// Statement id.
         id: u32,
         /// Number of parameters.
         params: u16,
+        /// Warnings of the preparation (the OK's `warning_count`; 0 when the packet ends
+        /// before it).
+        warnings: u16,
     },
 }
 
@@ -291,7 +294,7 @@ pub struct ResponseTracker {
     /// A `COM_STMT_EXECUTE` whose flags byte asked for a cursor.
     cursor_asked: bool,
     local_infile_allowed: bool,
-    prepared: Option<(u32, u16)>,
+    prepared: Option<(u32, u16, u16)>,
     /// The packet last fed, when it was an OK packet.
     last_ok: Option<OkPacket>,
     cache_metadata: bool,
@@ -319,7 +322,7 @@ impl ResponseTracker {
             // COM_STMT_EXECUTE: command, statement id (4 bytes), flags (cursor type bits).
             cursor_asked: c == cmd::STMT_EXECUTE && command.get(5).is_some_and(|f| f & 0x07 != 0),
             local_infile_allowed: c == cmd::QUERY,
-            prepared: (c == cmd::STMT_PREPARE).then_some((0, 0)),
+            prepared: (c == cmd::STMT_PREPARE).then_some((0, 0, 0)),
             last_ok: None,
             cache_metadata: false,
         })
@@ -388,7 +391,8 @@ impl ResponseTracker {
                     let id = r.u32()?;
                     let cols = u64::from(r.u16()?);
                     let params = r.u16()?;
-                    self.prepared = Some((id, params));
+                    let warnings = r.u8().and_then(|_| r.u16()).unwrap_or(0);
+                    self.prepared = Some((id, params, warnings));
                     let eofs = |n: u64| u64::from(n > 0 && !self.deprecate_eof);
                     let left = u64::from(params) + eofs(u64::from(params)) + cols + eofs(cols);
                     self.state = State::Prep(left);
@@ -519,8 +523,12 @@ impl ResponseTracker {
     }
 
     fn prep_done(&mut self) -> Step {
-        let (id, params) = self.prepared.unwrap_or((0, 0));
-        self.done(Outcome::Prepared { id, params })
+        let (id, params, warnings) = self.prepared.unwrap_or((0, 0, 0));
+        self.done(Outcome::Prepared {
+            id,
+            params,
+            warnings,
+        })
     }
 }
 
@@ -726,14 +734,28 @@ mod tests {
                     COL.to_vec(),
                     eof(ac),
                 ],
-                (5, Step::Done(Outcome::Prepared { id: 7, params: 2 })),
+                (
+                    5,
+                    Step::Done(Outcome::Prepared {
+                        id: 7,
+                        params: 2,
+                        warnings: 0,
+                    }),
+                ),
             ),
             (
                 "prepare no params no cols",
                 &[cmd::STMT_PREPARE],
                 false,
-                vec![b"\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec()],
-                (0, Step::Done(Outcome::Prepared { id: 8, params: 0 })),
+                vec![b"\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00".to_vec()],
+                (
+                    0,
+                    Step::Done(Outcome::Prepared {
+                        id: 8,
+                        params: 0,
+                        warnings: 3,
+                    }),
+                ),
             ),
             (
                 "prepare 1 param, deprecate eof",
@@ -743,7 +765,14 @@ mod tests {
                     b"\x00\x09\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00".to_vec(),
                     COL.to_vec(),
                 ],
-                (1, Step::Done(Outcome::Prepared { id: 9, params: 1 })),
+                (
+                    1,
+                    Step::Done(Outcome::Prepared {
+                        id: 9,
+                        params: 1,
+                        warnings: 0,
+                    }),
+                ),
             ),
             (
                 "execute binary rows",

@@ -26,6 +26,14 @@ impl Session {
         );
         if let Some(Outcome::Ok(Some(st))) = outcome {
             self.status = st & super::LASTING_STATUS;
+            if st & status::DB_DROPPED != 0 {
+                // `DROP DATABASE` of the current one, text, prepared or in `EXECUTE
+                // IMMEDIATE`: the session has no database now. Its replica connection, still
+                // in it, is given up (`SELECT DATABASE()` there would name it); the reads of a
+                // session without a database go to the primary.
+                self.db = None;
+                self.release_replica(true);
+            }
         }
         if target == Target::Primary {
             if let Some(Outcome::Ok(Some(st))) = outcome {
@@ -33,7 +41,21 @@ impl Session {
                     st & status::IN_TRANS != 0 || st & status::AUTOCOMMIT == 0;
             }
         }
-        self.view.previous = Some(target);
+        // Where the previous statement ran (`SHOW WARNINGS`, `FOUND_ROWS()` run there).
+        // Commands that run none leave it as it is: a prepare that neither failed nor warned
+        // (mysqltest's and PDO's prepare of `SHOW WARNINGS` or `SELECT FOUND_ROWS()` goes to
+        // the primary, its execution where the statement before ran), closing a statement,
+        // long data.
+        let ran_nothing = matches!(
+            (command, &outcome),
+            (
+                Command::StmtPrepare(_),
+                Some(Outcome::Prepared { warnings: 0, .. })
+            ) | (Command::StmtClose(_) | Command::StmtSendLongData(_), _)
+        );
+        if !ran_nothing {
+            self.view.previous = Some(target);
+        }
         if !command.resettable() {
             // Replication, shutdown, debug...: what they leave behind is unknown.
             self.reusable = false;
@@ -50,15 +72,18 @@ impl Session {
                 self.prepared.clear();
             }
             Command::StmtPrepare(sql) => {
-                if let Some(Outcome::Prepared { id, params }) = outcome {
+                if let Some(Outcome::Prepared { id, params, .. }) = outcome {
                     let stmt = classify(sql);
                     // A prepared `SET` of session state without parameters is replayed like
                     // the text one each time it runs (PDO without emulation prepares every
                     // query); with parameters its values are unknown here: pinned.
                     let replayable = stmt.effect == Effect::Replay && params == 0;
-                    // A prepared `USE` changes the database when it runs, as the text one.
-                    let kept =
-                        matches!(stmt.effect, Effect::None | Effect::Write | Effect::UseDb(_));
+                    // A prepared `USE` changes the database when it runs, as the text one; a
+                    // prepared `SET GLOBAL` is run on the replicas too (without parameters).
+                    let kept = matches!(
+                        stmt.effect,
+                        Effect::None | Effect::Write | Effect::UseDb(_) | Effect::SetGlobal { .. }
+                    );
                     if kept || replayable {
                         let sql = sql.to_vec();
                         self.prepared.insert(
@@ -100,13 +125,8 @@ impl Session {
         }
         match st.effect {
             Effect::Replay => {
-                let text = match command {
-                    // An execution of a prepared SET: its text, as prepared.
-                    Command::StmtExecute { id, .. } => self.prepared.get(id).map(|p| p.sql.clone()),
-                    Command::Query(sql) => Some(sql.to_vec()),
-                    _ => None,
-                };
-                match text {
+                // An execution of a prepared SET: its text, as prepared.
+                match self.statement_text(command).map(<[u8]>::to_vec) {
                     Some(t) => self.replay.push(t),
                     None => self.view.pinned = true,
                 }
@@ -128,12 +148,7 @@ impl Session {
                 self.view.wrote = true;
                 // `DROP DATABASE` of the current one leaves none (any write naming a drop,
                 // comments included, makes the pool ask the server), prepared or not.
-                let sql = match command {
-                    Command::Query(sql) => Some(&sql[..]),
-                    Command::StmtExecute { id, .. } => self.prepared.get(id).map(|p| &p.sql[..]),
-                    _ => None,
-                };
-                if let Some(sql) = sql {
+                if let Some(sql) = self.statement_text(command) {
                     let head = &sql[..sql.len().min(256)];
                     let drop = head.windows(4).any(|w| w.eq_ignore_ascii_case(b"drop"));
                     self.db_exact &= !drop;

@@ -281,7 +281,16 @@ impl Session {
             ..
         }) = &stmt
         {
-            self.mirror_global(&payload[1..]).await;
+            // A prepared one with parameters has no text to run elsewhere.
+            let text = self.statement_text(&command).filter(|_| match command {
+                Command::StmtExecute { id, .. } => {
+                    self.prepared.get(&id).is_some_and(|p| p.params == 0)
+                }
+                _ => true,
+            });
+            if let Some(text) = text.map(<[u8]>::to_vec) {
+                self.mirror_global(&text).await;
+            }
         }
         // While a statement runs on a replica, a KILL of this session must reach it there.
         let on_replica = target == Target::Replica && self.note_on_replica();
@@ -307,10 +316,7 @@ impl Session {
             let _in_flight = self.topo.to_primary();
             self.follow_primary().await?;
             target = Target::Primary;
-            let text = match command {
-                Command::StmtExecute { id, .. } => self.prepared.get(&id).map(|p| p.sql.clone()),
-                _ => payload.get(1..).map(<[u8]>::to_vec),
-            };
+            let text = self.statement_text(&command).map(<[u8]>::to_vec);
             if let (Some(st), Some(text)) = (stmt.as_mut(), text) {
                 st.writes_after_all(&text);
             }
@@ -321,8 +327,12 @@ impl Session {
         if trace_enabled() {
             eprintln!("hapress router: trace: done {outcome:?}");
         }
+        // A `KILL` (text, prepared or `COM_PROCESS_KILL`) also reaches the statement its
+        // target session runs on a replica.
         let killed = match (command, &outcome, &stmt) {
-            (Command::Query(_), Some(Outcome::Ok(_)), Some(st)) => st.kill,
+            (Command::Query(_) | Command::StmtExecute { .. }, Some(Outcome::Ok(_)), Some(st)) => {
+                st.kill
+            }
             (Command::Kill(id), Some(Outcome::Ok(_)), _) => Some((id, false)),
             _ => None,
         };

@@ -1,7 +1,7 @@
 //! Binary-protocol prepared statements: prepared on the primary, re-prepared on the replica
 //! connection when an execution is routed there, re-addressed to the id they have there.
 
-use hapress_wire::command;
+use hapress_wire::command::{self, Command};
 use hapress_wire::response::{Outcome, ResponseTracker, Step};
 use hapress_wire::stmt;
 
@@ -13,8 +13,8 @@ use super::Session;
 /// A prepared statement of a session: prepared on the primary, and on the session's replica
 /// connection the first time one of its executions is routed there.
 pub(super) struct Prepared {
-    /// Its classification (of the statements that change session state only `USE` and a
-    /// `SET` without parameters are kept, the others pin the
+    /// Its classification (of the statements that change session state only `USE`,
+    /// `SET GLOBAL` and a session `SET` without parameters are kept, the others pin the
     /// session to the primary).
     pub(super) stmt: Statement,
     /// Its text.
@@ -33,6 +33,16 @@ pub(super) struct Prepared {
 }
 
 impl Session {
+    /// The text of the statement `command` runs: a query's, or a prepared statement's as it
+    /// was prepared. `None` for other commands.
+    pub(super) fn statement_text<'a>(&'a self, command: &Command<'a>) -> Option<&'a [u8]> {
+        match command {
+            Command::Query(sql) => Some(sql),
+            Command::StmtExecute { id, .. } => self.prepared.get(id).map(|p| &p.sql[..]),
+            _ => None,
+        }
+    }
+
     /// `COM_STMT_EXECUTE`: the statement it runs (for the bookkeeping after it) and whether
     /// a replica may run it: a known statement, in one packet, without a cursor or long data,
     /// whose parameter types are known. Remembers the types the packet binds.

@@ -520,7 +520,7 @@ async fn a_prepared_read_runs_on_the_replica_under_the_id_it_has_there() {
     let prepare = command::stmt_prepare(b"SELECT * FROM t WHERE id = ?");
     c.write_packet(0, &prepare).await.unwrap();
     let id = match answer_of(&mut c, &prepare).await {
-        Outcome::Prepared { id, params: 1 } => id,
+        Outcome::Prepared { id, params: 1, .. } => id,
         other => panic!("{other:?}"),
     };
     assert!(
