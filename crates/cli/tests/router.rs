@@ -1099,6 +1099,19 @@ function q($p, $sql) {{ $s = $p->prepare($sql); $s->execute(); return $s->column
         r.routed_to_replicas() >= before + 2,
         "the reads did not run on a replica"
     );
+    // Dropping another database (MariaDB flags every drop in the OK) changes nothing.
+    let before = r.routed_to_replicas();
+    let (_, out, err) = piped(
+        r.port,
+        pw,
+        "USE hx1;\nDROP DATABASE IF EXISTS hx2;\nSELECT DATABASE();\n",
+    );
+    assert_eq!(out, "hx1", "{err}");
+    assert!(
+        r.routed_to_replicas() >= before + 2,
+        "the session's reads left the replicas after dropping another database: {}",
+        r.status()
+    );
     c.sql(0, "DROP DATABASE hx1");
 }
 
@@ -1330,7 +1343,7 @@ $p->prepare('SET GLOBAL max_allowed_packet = 2097152')->execute(); echo 'ok';"#,
 /// What a prepared read that ran on a replica leaves behind (`FOUND_ROWS()`, `SHOW WARNINGS`,
 /// `@@warning_count`, each itself prepared: PDO without emulation, mysqltest
 /// --ps-protocol) is read there, as on one server: preparing them (on the primary) does not
-/// move them.
+/// move them; preparing a statement that uses a table clears the warnings, as on one server.
 fn prepared_diagnostics_follow_their_statement(t: &Ctx) {
     let (c, r, pw) = (&t.c, &t.r, &t.pw);
     let run = |port: u16| {
@@ -1346,6 +1359,9 @@ echo implode(' ', [
     q($p, 'SHOW WARNINGS'),
     q($p, 'SELECT CAST(v AS SIGNED) FROM ryw WHERE id <= 2'),
     q($p, 'SELECT @@warning_count'),
+    q($p, 'SELECT CAST(v AS SIGNED) FROM ryw WHERE id <= 2'),
+    $p->prepare('SELECT id FROM ryw') ? 'prepared' : 'not prepared',
+    q($p, 'SHOW WARNINGS'),
 ]);"#
             ),
         );

@@ -219,6 +219,23 @@ impl Process {
     }
 }
 
+/// util-linux's tool to run a program with a parent-death signal (on every Debian system).
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// A command for `program` that gets SIGKILL when the thread that started it ends, as when
+/// the supervisor is killed (`setpriv --pdeathsig KILL`, a plain command where setpriv is
+/// missing). For helpers that must not outlive hapress: the WordPress installer, a rebuild's
+/// copy.
+pub(crate) fn dies_with_starter(program: &Path) -> Command {
+    if Path::new(SETPRIV).exists() {
+        let mut c = Command::new(SETPRIV);
+        c.args(["--pdeathsig", "KILL", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 /// The component a pid file (`<run>/<name>.pgid`) names, if it still runs in the state
 /// directory `root`: its group's pid, kind and name. The file is removed either way.
 fn named_stray(pid_file: &Path, root: &str) -> Option<(i32, Kind, String)> {
@@ -356,4 +373,36 @@ pub fn stop_strays(layout: &Layout) -> Vec<String> {
         stop_group(*pid, *kind, timeout);
     }
     strays.into_iter().map(|(_, _, name)| name).collect()
+}
+
+#[cfg(test)]
+mod dies_with_starter_tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    /// The helper dies with the thread that started it (the supervisor's copy thread, or the
+    /// supervisor itself when killed).
+    #[test]
+    fn a_helper_dies_with_its_starter() {
+        let mut child = std::thread::spawn(|| {
+            let child = dies_with_starter(Path::new("/bin/sleep"))
+                .arg("60")
+                .spawn()
+                .unwrap();
+            // The starter ends once setpriv has set the signal up and run the program (a
+            // starter that ends before that is not noticed).
+            let comm = format!("/proc/{}/comm", child.id());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+                assert!(Instant::now() < deadline, "setpriv never ran sleep");
+                std::thread::yield_now();
+            }
+            child
+        })
+        .join()
+        .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
 }

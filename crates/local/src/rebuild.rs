@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use hapress_spec::WordPressClusterSpec;
 use crate::error::{step_error, IoContext, Result};
 use crate::layout::{db_name, Layout};
 use crate::preflight::Tools;
+use crate::process::dies_with_starter;
 use crate::status::now_unix;
 
 /// Where the old data directory of server `i` goes: beside its `db-N` directory, named
@@ -70,8 +71,9 @@ pub fn clone_into(
     let (backup_err, unpack_err) = (err()?, err()?);
     let user = crate::mariadb::os_user();
     // The backup streams from the source's socket (the OS user's socket login: no password
-    // anywhere) straight into the new directory.
-    let mut backup = Command::new(&tools.mariadb_backup)
+    // anywhere) straight into the new directory. The copy's processes die with the thread
+    // that runs it: a killed supervisor leaves none behind.
+    let mut backup = dies_with_starter(&tools.mariadb_backup)
         .arg("--backup")
         .arg("--stream=xbstream")
         .arg(format!("--socket={}", layout.db_socket(source).display()))
@@ -86,7 +88,7 @@ pub fn clone_into(
         .stdout
         .take()
         .ok_or_else(|| step_error("rebuilding", "no backup stream"))?;
-    let unpack = Command::new(&tools.mbstream)
+    let unpack = dies_with_starter(&tools.mbstream)
         .arg("-x")
         .arg("-C")
         .arg(&work)
@@ -127,7 +129,7 @@ pub fn clone_into(
     if !backed_up.success() || !unpacked.success() {
         return Err(failed("copying the data of the source server failed"));
     }
-    let mut prepare = Command::new(&tools.mariadb_backup)
+    let mut prepare = dies_with_starter(&tools.mariadb_backup)
         .arg("--prepare")
         .arg(format!("--target-dir={}", work.display()))
         .stdin(Stdio::null())

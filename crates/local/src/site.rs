@@ -9,7 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use hapress_spec::Cluster;
 
@@ -155,9 +155,6 @@ if (is_wp_error($r)) { fwrite(STDERR, $r->get_error_message() . "\n"); exit(1); 
 echo "installed\n";
 "#;
 
-/// util-linux's tool to run a program with a parent-death signal.
-const SETPRIV: &str = "/usr/bin/setpriv";
-
 /// Installs WordPress through PHP CLI (no browser), talking to the primary at `db_host`
 /// (`host:port`). Called until hapress has recorded an install as finished: WordPress tables
 /// found then are from an interrupted install, which is dropped and done again. Returns true
@@ -190,13 +187,7 @@ pub fn install(
         // An installer left running by a killed supervisor would reconnect (WordPress
         // retries) and write into the install the next `up` does: it gets SIGKILL when the
         // supervisor dies (util-linux's setpriv, on every Debian system).
-        let mut cmd = if Path::new(SETPRIV).exists() {
-            let mut c = Command::new(SETPRIV);
-            c.args(["--pdeathsig", "KILL", "--"]).arg(&tools.php);
-            c
-        } else {
-            Command::new(&tools.php)
-        };
+        let mut cmd = crate::process::dies_with_starter(&tools.php);
         cmd.arg(&script)
             .current_dir(layout.site_dir())
             .stdin(Stdio::piped())

@@ -298,7 +298,10 @@ fn select_flags(code: &str) -> SelectFlags {
             f.found_rows = true;
         }
         // `@@warning_count`, `@@session.error_count`: so do these.
-        let variable = start > 0 && matches!(b[start - 1], b'@' | b'.');
+        let before = &code[..start];
+        let variable = ["@@", "@@session.", "@@local."]
+            .iter()
+            .any(|p| before.ends_with(p));
         if variable && (w == "warning_count" || w == "error_count") {
             f.found_rows = true;
         }
@@ -548,21 +551,67 @@ fn uses_connection_state(code: &str) -> bool {
         })
 }
 
-/// `USE` takes the name verbatim (possibly back-quoted); read it from the original text.
+/// `USE` takes the name verbatim (case kept; back-quoted, with ``` `` ``` for a backquote);
+/// read it from the original text, past comments before and after the keyword.
 fn use_name(sql: &[u8]) -> Option<String> {
-    let t = String::from_utf8_lossy(sql);
-    let t = t.trim().trim_end_matches(';').trim();
-    let rest = t.get(3..)?.trim();
+    let text = std::str::from_utf8(sql).ok()?;
+    let rest = past_comments(text);
     let rest = rest
-        .strip_prefix('`')
-        .and_then(|r| r.strip_suffix('`'))
-        .unwrap_or(rest);
-    Some(rest.replace("``", "`"))
+        .get(..3)
+        .filter(|w| w.eq_ignore_ascii_case("use"))
+        .and(rest.get(3..))?;
+    let rest = past_comments(rest);
+    if let Some(quoted) = rest.strip_prefix('`') {
+        let mut name = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '`' {
+                name.push(c);
+            } else if chars.next_if_eq(&'`').is_some() {
+                name.push('`');
+            } else {
+                return Some(name);
+            }
+        }
+        return None; // no closing backquote: the server refuses it
+    }
+    let end = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, ';' | '/' | '#'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| rest[..end].to_string())
+}
+
+/// `text` past leading whitespace and comments (`/* */`, `-- `, `#`).
+fn past_comments(mut text: &str) -> &str {
+    loop {
+        text = text.trim_start();
+        let line = text.starts_with('#')
+            || (text.starts_with("--") && text[2..].starts_with(char::is_whitespace));
+        let executable = text
+            .strip_prefix("/*!")
+            .or_else(|| text.strip_prefix("/*M!"));
+        if let Some(r) = executable {
+            // `/*!40101 USE db */`: the content is code (the version, digits, skipped).
+            text = r.trim_start_matches(|c: char| c.is_ascii_digit());
+        } else if let Some(r) = text.strip_prefix("/*") {
+            text = r.find("*/").map_or("", |e| &r[e + 2..]);
+        } else if line {
+            text = text.find('\n').map_or("", |e| &text[e + 1..]);
+        } else {
+            return text;
+        }
+    }
 }
 
 fn classify_set(code: &str) -> Effect {
     let rest = code[3..].trim_start();
-    let global = has_word(code, "global") || code.contains("@@global.");
+    // A global is assigned (`SET GLOBAL v = ...`, `SET @@global.v = ...`, also after a comma),
+    // not merely read (`SET sql_mode = @@global.sql_mode` is a session SET).
+    let global = rest.starts_with("global ")
+        || rest.starts_with("@@global.")
+        || [", global ", ",global ", ", @@global.", ",@@global."]
+            .iter()
+            .any(|p| code.contains(p));
     let word = rest.split([' ', '=']).next().unwrap_or("");
     match word {
         // The active role decides privileges on every server, and survives a reset.
@@ -681,6 +730,7 @@ mod tests {
             ("SELECT ROW_COUNT()", Where::Previous),
             ("select @@warning_count", Where::Previous),
             ("SELECT @@session.error_count, 1", Where::Previous),
+            ("SELECT t.warning_count FROM t", Where::AnyServer),
             ("SHOW WARNINGS", Where::Previous),
             ("show count(*) errors", Where::Previous),
             ("SHOW TABLES", Where::Primary),
@@ -760,6 +810,11 @@ mod tests {
             ),
             ("SET SESSION profiling_history_size = 20", Effect::Replay),
             ("SET @@global.x = 1", Effect::SetGlobal { mirrored: false }),
+            ("SET sql_mode = @@GLOBAL.sql_mode", Effect::Replay),
+            (
+                "SET a = 1, GLOBAL b = 2",
+                Effect::SetGlobal { mirrored: false },
+            ),
             ("SET autocommit = 0", Effect::None),
             (
                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
@@ -769,6 +824,11 @@ mod tests {
             ("SET @x = 1, sql_mode = ''", Effect::Replay),
             ("USE wordpress", Effect::UseDb("wordpress".into())),
             ("use `my db`", Effect::UseDb("my db".into())),
+            ("/* c */ USE Wp2", Effect::UseDb("Wp2".into())),
+            ("-- c\n use wp3 /* after */;", Effect::UseDb("wp3".into())),
+            ("USE/*x*/`a``b` ;", Effect::UseDb("a`b".into())),
+            ("#c\nUSE\twp4;", Effect::UseDb("wp4".into())),
+            ("/*!40101 USE `MyDb` */", Effect::UseDb("MyDb".into())),
             (
                 "CREATE TEMPORARY TABLE t (a int)",
                 Effect::Pin("temporary table"),

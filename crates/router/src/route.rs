@@ -105,7 +105,13 @@ pub fn movable(s: &SessionView) -> bool {
 /// Where `st` runs.
 fn target(st: &Statement, s: &SessionView, ryw: ReadYourWrites) -> Target {
     if st.place == Where::Previous {
-        return s.previous.unwrap_or(Target::Primary);
+        // Unless it is forced to the primary, writes or needs the primary connection's own
+        // state (`SELECT @@warning_count INTO @w`).
+        let own = st.hint_primary || st.effect != Effect::None || st.connection_state;
+        return match own {
+            true => Target::Primary,
+            false => s.previous.unwrap_or(Target::Primary),
+        };
     }
     let read = st.place == Where::AnyServer && matches!(st.effect, Effect::None);
     let replica_allowed = read
@@ -221,6 +227,24 @@ mod tests {
                 Target::Replica,
             ),
             ("SHOW WARNINGS", free, s, Target::Primary),
+            (
+                "/* hapress:primary */ SELECT @@warning_count",
+                SessionView {
+                    previous: Some(Target::Replica),
+                    ..free
+                },
+                s,
+                Target::Primary,
+            ),
+            (
+                "SELECT @@warning_count INTO @w",
+                SessionView {
+                    previous: Some(Target::Replica),
+                    ..free
+                },
+                s,
+                Target::Primary,
+            ),
             ("SELECT 1 INTO @x", free, s, Target::Primary),
         ];
         for (sql, view, ryw, want) in table {

@@ -109,6 +109,8 @@ pub fn ok_packet(status: u16) -> Vec<u8> {
 
 /// `CLIENT_SESSION_TRACK` session-state type: a system variable changed.
 const TRACK_SYSTEM_VARIABLES: u8 = 0;
+/// `CLIENT_SESSION_TRACK` session-state type: the current database changed.
+const TRACK_SCHEMA: u8 = 1;
 
 /// An OK packet parsed once: its fields, and where its info string and (with
 /// `CLIENT_SESSION_TRACK`) its session-state block lie in the payload, so a proxy reads the
@@ -161,16 +163,26 @@ impl OkPacket {
         })
     }
 
+    /// The session-state entries of the packet `p` (the one parsed): type and data, up to
+    /// the first that does not parse.
+    fn state_entries<'p>(&self, p: &'p [u8]) -> impl Iterator<Item = (u8, &'p [u8])> {
+        let mut r = self
+            .tail
+            .and_then(|(_, state)| p.get(state.0..state.1))
+            .map(Reader::new);
+        std::iter::from_fn(move || {
+            let r = r.as_mut().filter(|r| !r.is_empty())?;
+            let kind = r.u8().ok()?;
+            Some((kind, r.lenenc_bytes().ok()?))
+        })
+    }
+
     /// The `last_gtid` value the packet `p` (the one parsed) reports (sent with
     /// `CLIENT_SESSION_TRACK` when the server tracks `last_gtid` in
     /// `session_track_system_variables`).
     pub fn last_gtid(&self, p: &[u8]) -> Option<String> {
-        let (_, state) = self.tail?;
-        let mut r = Reader::new(p.get(state.0..state.1)?);
         let mut found = None;
-        while !r.is_empty() {
-            let kind = r.u8().ok()?;
-            let data = r.lenenc_bytes().ok()?;
+        for (kind, data) in self.state_entries(p) {
             if kind == TRACK_SYSTEM_VARIABLES {
                 let mut d = Reader::new(data);
                 let name = d.lenenc_bytes().ok()?;
@@ -181,6 +193,16 @@ impl OkPacket {
             }
         }
         found
+    }
+
+    /// The connection's current database when the packet `p` (the one parsed) reports that
+    /// it changed (`session_track_schema`, on by default): empty when it has none now (its
+    /// database was dropped).
+    pub fn schema<'p>(&self, p: &'p [u8]) -> Option<&'p [u8]> {
+        self.state_entries(p)
+            .filter(|(kind, _)| *kind == TRACK_SCHEMA)
+            .filter_map(|(_, data)| Reader::new(data).lenenc_bytes().ok())
+            .last()
     }
 
     /// The packet `p` (the one parsed) re-encoded for a client that did not ask for
@@ -898,6 +920,14 @@ mod tests {
         p.push(state.len() as u8);
         p.extend_from_slice(&state);
         assert_eq!(ok_last_gtid(&p).as_deref(), Some("0-1-42"));
+        let parsed = OkPacket::parse(&p).unwrap();
+        assert_eq!(parsed.schema(&p), Some(&b"wp"[..]));
+        assert_eq!(
+            OkPacket::parse(&ok_packet(2))
+                .unwrap()
+                .schema(&ok_packet(2)),
+            None
+        );
         let plain = ok_without_session_state(&p).unwrap();
         assert_eq!(plain, vec![0, 1, 5, 2, 0, 0, 0]);
         assert_eq!(parse_ok(&plain).unwrap().affected_rows, 1);

@@ -5,7 +5,7 @@ use hapress_wire::command::Command;
 use hapress_wire::consts::status;
 use hapress_wire::response::Outcome;
 
-use crate::classify::{classify, Effect, Statement};
+use crate::classify::{classify, Effect, Statement, Where};
 use crate::route::Target;
 
 use super::prepared::Prepared;
@@ -26,14 +26,6 @@ impl Session {
         );
         if let Some(Outcome::Ok(Some(st))) = outcome {
             self.status = st & super::LASTING_STATUS;
-            if st & status::DB_DROPPED != 0 {
-                // `DROP DATABASE` of the current one, text, prepared or in `EXECUTE
-                // IMMEDIATE`: the session has no database now. Its replica connection, still
-                // in it, is given up (`SELECT DATABASE()` there would name it); the reads of a
-                // session without a database go to the primary.
-                self.db = None;
-                self.release_replica(true);
-            }
         }
         if target == Target::Primary {
             if let Some(Outcome::Ok(Some(st))) = outcome {
@@ -42,17 +34,18 @@ impl Session {
             }
         }
         // Where the previous statement ran (`SHOW WARNINGS`, `FOUND_ROWS()` run there).
-        // Commands that run none leave it as it is: a prepare that neither failed nor warned
-        // (mysqltest's and PDO's prepare of `SHOW WARNINGS` or `SELECT FOUND_ROWS()` goes to
-        // the primary, its execution where the statement before ran), closing a statement,
-        // long data.
-        let ran_nothing = matches!(
-            (command, &outcome),
-            (
-                Command::StmtPrepare(_),
-                Some(Outcome::Prepared { warnings: 0, .. })
-            ) | (Command::StmtClose(_) | Command::StmtSendLongData(_), _)
-        );
+        // Commands that run none leave it as it is: closing a statement, long data, and the
+        // prepare of one of those readers that neither failed nor warned (mysqltest's and
+        // PDO's prepare of `SHOW WARNINGS` goes to the primary, its execution where the
+        // statement before ran). Preparing anything else may clear the primary's warnings
+        // (MariaDB does when the statement uses a table): it counts as run there.
+        let ran_nothing = match (command, &outcome) {
+            (Command::StmtPrepare(sql), Some(Outcome::Prepared { warnings: 0, .. })) => {
+                classify(sql).place == Where::Previous
+            }
+            (Command::StmtClose(_) | Command::StmtSendLongData(_), _) => true,
+            _ => false,
+        };
         if !ran_nothing {
             self.view.previous = Some(target);
         }
@@ -79,11 +72,13 @@ impl Session {
                     // query); with parameters its values are unknown here: pinned.
                     let replayable = stmt.effect == Effect::Replay && params == 0;
                     // A prepared `USE` changes the database when it runs, as the text one; a
-                    // prepared `SET GLOBAL` is run on the replicas too (without parameters).
-                    let kept = matches!(
-                        stmt.effect,
-                        Effect::None | Effect::Write | Effect::UseDb(_) | Effect::SetGlobal { .. }
-                    );
+                    // prepared `SET GLOBAL` without parameters is run on the replicas too (with
+                    // them, its values are unknown here: pinned, as a session `SET`).
+                    let kept = match stmt.effect {
+                        Effect::None | Effect::Write | Effect::UseDb(_) => true,
+                        Effect::SetGlobal { .. } => params == 0,
+                        _ => false,
+                    };
                     if kept || replayable {
                         let sql = sql.to_vec();
                         self.prepared.insert(
@@ -113,6 +108,18 @@ impl Session {
                 self.reusable = false;
             }
             _ => {}
+        }
+        if let Some(db) = self.schema_seen.take() {
+            // The server says the connection's database changed: `USE` inside `EXECUTE
+            // IMMEDIATE` or a procedure, or a `DROP DATABASE` of the current one (none now;
+            // text, prepared or not). The replica connection, still in the old one, is given
+            // up (`SELECT DATABASE()` there would name it); the reads of a session without a
+            // database go to the primary.
+            let db = (!db.is_empty()).then_some(db);
+            if db != self.db {
+                self.db = db;
+                self.release_replica(true);
+            }
         }
         let Some(st) = stmt else {
             return;

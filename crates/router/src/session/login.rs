@@ -368,6 +368,7 @@ pub(super) async fn handshake(
         command: Vec::new(),
         db_exact: true,
         answer_gtid: false,
+        schema_seen: None,
         prepared: HashMap::new(),
         login_elsewhere: None,
         relay: Vec::new(),

@@ -98,6 +98,9 @@ pub(super) struct Session {
     reusable: bool,
     /// The last answer carried the GTID of a write.
     answer_gtid: bool,
+    /// The primary connection's database as the last answer's session state reported it
+    /// (`session_track_schema`), when it reported one; taken by the bookkeeping.
+    schema_seen: Option<Vec<u8>>,
     /// Binary-protocol prepared statements, by the id the client knows (the primary's).
     prepared: HashMap<u32, Prepared>,
     /// How the router logs in to another server as this session's user (to kill a statement
@@ -281,14 +284,8 @@ impl Session {
             ..
         }) = &stmt
         {
-            // A prepared one with parameters has no text to run elsewhere.
-            let text = self.statement_text(&command).filter(|_| match command {
-                Command::StmtExecute { id, .. } => {
-                    self.prepared.get(&id).is_some_and(|p| p.params == 0)
-                }
-                _ => true,
-            });
-            if let Some(text) = text.map(<[u8]>::to_vec) {
+            // (A prepared one is kept only without parameters: its text runs as it is.)
+            if let Some(text) = self.statement_text(&command).map(<[u8]>::to_vec) {
                 self.mirror_global(&text).await;
             }
         }

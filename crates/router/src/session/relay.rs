@@ -134,6 +134,7 @@ impl Session {
         let mut out = std::mem::take(&mut self.relay);
         out.clear();
         let mut captured: Option<String> = None;
+        self.schema_seen = None;
         let mut answered = false;
         loop {
             let next = if answered || !backend.nothing_buffered() {
@@ -207,6 +208,9 @@ impl Session {
                     if let Some(g) = ok.last_gtid(payload) {
                         topo.note_gtid(&g);
                         captured = Some(g);
+                    }
+                    if let Some(db) = ok.schema(payload) {
+                        self.schema_seen = Some(db.to_vec());
                     }
                 }
                 match self
