@@ -376,7 +376,7 @@ pub fn stop_strays(layout: &Layout) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod dies_with_starter_tests {
+mod tests {
     use std::os::unix::process::ExitStatusExt;
 
     use super::*;

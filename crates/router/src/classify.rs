@@ -298,11 +298,11 @@ fn select_flags(code: &str) -> SelectFlags {
             f.found_rows = true;
         }
         // `@@warning_count`, `@@session.error_count`: so do these.
-        let before = &code[..start];
-        let variable = ["@@", "@@session.", "@@local."]
-            .iter()
-            .any(|p| before.ends_with(p));
-        if variable && (w == "warning_count" || w == "error_count") {
+        if (w == "warning_count" || w == "error_count")
+            && ["@@", "@@session.", "@@local."]
+                .iter()
+                .any(|p| code[..start].ends_with(p))
+        {
             f.found_rows = true;
         }
         // Per-server state: status and processlist, and the `mysql` system tables (`CREATE

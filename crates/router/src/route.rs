@@ -107,11 +107,10 @@ fn target(st: &Statement, s: &SessionView, ryw: ReadYourWrites) -> Target {
     if st.place == Where::Previous {
         // Unless it is forced to the primary, writes or needs the primary connection's own
         // state (`SELECT @@warning_count INTO @w`).
-        let own = st.hint_primary || st.effect != Effect::None || st.connection_state;
-        return match own {
-            true => Target::Primary,
-            false => s.previous.unwrap_or(Target::Primary),
-        };
+        if st.hint_primary || st.effect != Effect::None || st.connection_state {
+            return Target::Primary;
+        }
+        return s.previous.unwrap_or(Target::Primary);
     }
     let read = st.place == Where::AnyServer && matches!(st.effect, Effect::None);
     let replica_allowed = read

@@ -39,11 +39,13 @@ impl Session {
         // PDO's prepare of `SHOW WARNINGS` goes to the primary, its execution where the
         // statement before ran). Preparing anything else may clear the primary's warnings
         // (MariaDB does when the statement uses a table): it counts as run there.
-        let ran_nothing = match (command, &outcome) {
-            (Command::StmtPrepare(sql), Some(Outcome::Prepared { warnings: 0, .. })) => {
-                classify(sql).place == Where::Previous
-            }
-            (Command::StmtClose(_) | Command::StmtSendLongData(_), _) => true,
+        let prepared = match (command, &outcome) {
+            (Command::StmtPrepare(sql), Some(Outcome::Prepared { .. })) => Some(classify(sql)),
+            _ => None,
+        };
+        let ran_nothing = match (command, &outcome, &prepared) {
+            (_, Some(Outcome::Prepared { warnings: 0, .. }), Some(p)) => p.place == Where::Previous,
+            (Command::StmtClose(_) | Command::StmtSendLongData(_), _, _) => true,
             _ => false,
         };
         if !ran_nothing {
@@ -65,8 +67,9 @@ impl Session {
                 self.prepared.clear();
             }
             Command::StmtPrepare(sql) => {
-                if let Some(Outcome::Prepared { id, params, .. }) = outcome {
-                    let stmt = classify(sql);
+                if let (Some(Outcome::Prepared { id, params, .. }), Some(stmt)) =
+                    (outcome, prepared)
+                {
                     // A prepared `SET` of session state without parameters is replayed like
                     // the text one each time it runs (PDO without emulation prepares every
                     // query); with parameters its values are unknown here: pinned.
