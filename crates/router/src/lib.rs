@@ -27,6 +27,7 @@ pub mod compress;
 pub mod config;
 pub mod conn;
 pub mod failover;
+pub mod ids;
 pub mod metrics;
 pub mod pool;
 pub mod probe;

@@ -155,7 +155,7 @@ pub struct Topology {
     /// Statements running on a replica, by the thread id their session's client knows (its
     /// primary connection's): the replica and that connection's thread id there, so a `KILL`
     /// of the session reaches the statement.
-    on_replica: Mutex<HashMap<u32, OnReplica>>,
+    on_replica: Mutex<crate::ids::IdMap<OnReplica>>,
     /// What this router's failover manager is doing.
     manager: Mutex<ManagerStatus>,
     /// The elected primary, for sessions that wait on a server that may be replaced.
@@ -222,7 +222,7 @@ impl Topology {
             newest: RwLock::new(std::collections::BTreeMap::new()),
             max_lag: config.max_replication_lag,
             primary_history: Mutex::new(std::collections::VecDeque::new()),
-            on_replica: Mutex::new(HashMap::new()),
+            on_replica: Mutex::new(crate::ids::IdMap::default()),
             manager: Mutex::new(ManagerStatus::default()),
             elected: tokio::sync::watch::channel(None).0,
             hold: tokio::sync::watch::channel(false).0,

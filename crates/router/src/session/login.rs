@@ -1,7 +1,6 @@
 //! The connection phase: greet the client (on a pooled connection the router checks the
 //! password itself, else the login is relayed to a new connection), then build the session.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -369,7 +368,7 @@ pub(super) async fn handshake(
         db_exact: true,
         answer_gtid: false,
         schema_seen: None,
-        prepared: HashMap::new(),
+        prepared: Default::default(),
         login_elsewhere: None,
         relay: Vec::new(),
         status: login_status & super::LASTING_STATUS,

@@ -32,7 +32,6 @@ mod tests;
 
 pub use self::error::{SessionError, Side};
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +51,6 @@ use crate::topology::Topology;
 
 use self::elsewhere::kill_on_replica;
 use self::login::handshake;
-use self::prepared::Prepared;
 
 /// A backend connection held by a session, with the backend's index.
 pub(super) struct Backend {
@@ -102,7 +100,7 @@ pub(super) struct Session {
     /// (`session_track_schema`), when it reported one; taken by the bookkeeping.
     schema_seen: Option<Vec<u8>>,
     /// Binary-protocol prepared statements, by the id the client knows (the primary's).
-    prepared: HashMap<u32, Prepared>,
+    prepared: prepared::Statements,
     /// How the router logs in to another server as this session's user (to kill a statement
     /// of it on a replica, to mirror a `SET GLOBAL`); made on first use.
     login_elsewhere: Option<Arc<(Vec<u8>, Credential, HandshakeResponse)>>,

@@ -32,6 +32,10 @@ pub(super) struct Prepared {
     pub(super) primary_has_types: bool,
 }
 
+/// The session's prepared statements by the id the client knows (looked up several times per
+/// execution).
+pub(super) type Statements = crate::ids::IdMap<Prepared>;
+
 impl Session {
     /// The text of the statement `command` runs: a query's, or a prepared statement's as it
     /// was prepared. `None` for other commands.
@@ -75,7 +79,6 @@ impl Session {
     /// connection), its id and the remembered parameter types. `None`: run it on the primary.
     pub(super) async fn readdress(&mut self, id: u32, payload: &[u8]) -> Option<Vec<u8>> {
         let p = self.prepared.get(&id)?;
-        let (params, types) = (p.params, p.types.clone().unwrap_or_default());
         let rid = match p.on_replica {
             Some(rid) => rid,
             None => {
@@ -94,7 +97,9 @@ impl Session {
                 }
             }
         };
-        stmt::readdress_execute(payload, params, rid, &types).ok()
+        let p = self.prepared.get(&id)?;
+        let types = p.types.as_deref().unwrap_or_default();
+        stmt::readdress_execute(payload, p.params, rid, types).ok()
     }
 
     /// An execution going to the primary without parameter types (the client bound them
