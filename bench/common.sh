@@ -50,3 +50,6 @@ bench_connect_run() {
   for i in $(seq "$THREADS"); do total=$((total + $(cat "$WORK/c.$i"))); done
   echo $((total / SECS))
 }
+
+# The median of the numbers on stdin, one per line.
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }

@@ -36,7 +36,6 @@ bench_router_config $DB $RB b.yaml
 for p in $RA $RB; do
   for _ in $(seq 100); do mariadb --no-defaults -h127.0.0.1 -P$p -uwordpress wordpress -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
 done
-median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 echo "connection per request, $THREADS PHP workers, ${SECS}s rounds; A = $A_BIN, B = $H"
 : > "$WORK/a"; : > "$WORK/b"
 for r in $(seq "$ROUNDS"); do

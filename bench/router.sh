@@ -14,16 +14,20 @@
 # Then PHP's connection per request (what WordPress does): each of N PHP processes connects,
 # sets utf8mb4, reads one option and disconnects, in a loop; through the router with pooling
 # on (the default) and off (poolSize: 0).
-# Usage: sudo bench/router.sh [--seconds S] [--threads N]
+# Each figure is the median of --rounds runs; within a round every path runs once, in an
+# order that reverses from round to round, so a host that speeds up or slows down during the
+# run weighs on every path alike (these machines are noisy: one run per path is not enough).
+# Usage: sudo bench/router.sh [--seconds S] [--threads N] [--rounds R]
 #        PERF=1 bench/router.sh   also profiles the router (perf) into bench/router-profile.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=30; THREADS=8
+SECS=30; THREADS=8; ROUNDS=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
-    *) echo "usage: $0 [--seconds S] [--threads N]" >&2; exit 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    *) echo "usage: $0 [--seconds S] [--threads N] [--rounds R]" >&2; exit 2 ;;
   esac
 done
 . bench/common.sh
@@ -83,31 +87,48 @@ run() { # test[:ps] port -> "qps p95" (":ps": server-side prepared statements)
   sysbench "${1%:ps}" "${SB[@]}" --db-ps-mode=$mode --mysql-port="$2" --mysql-password="$MYSQL_PWD" --threads="$THREADS" --time="$SECS" --percentile=95 run \
     | awk '/queries:/ {gsub(/[(]/,"",$3); q=$3} /95th percentile:/ {p=$3} END {print q, p}'
 }
-echo "sysbench, $THREADS threads, ${SECS}s each, text protocol (--db-ps-mode=disable); :ps = prepared statements (--db-ps-mode=auto)"
-printf '%-18s %-12s %12s %10s\n' test path qps p95_ms
-declare -A R
+PATHS=(direct haproxy haproxy-sock null-proxy null-replicas router router-primary router-tcp)
+echo "sysbench, $THREADS threads, ${SECS}s each, median of $ROUNDS rounds (paths interleaved, order reversed each round);"
+echo "text protocol (--db-ps-mode=disable); :ps = prepared statements (--db-ps-mode=auto)"
+printf '%-18s %-14s %12s %10s   %s\n' test path qps p95_ms "qps of each round"
+declare -A R P ALL
 for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
-  for path in direct haproxy haproxy-sock null-proxy null-replicas router router-primary router-tcp; do
-    case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; null-proxy) port=$NUL ;; null-replicas) port=$NULR ;; router) port=$RT ;; router-primary) port=$RTP ;; *) port=$RTT ;; esac
-    if [ -n "${PERF:-}" ] && [ $path = router ] && [ "$t" = oltp_point_select ]; then
-      perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
-    fi
-    read -r q p < <(run $t "$port")
-    R[$t.$path]=$q
-    printf '%-18s %-12s %12.0f %10s\n' "$t" "$path" "$q" "$p"
+  for r in $(seq "$ROUNDS"); do
+    order=("${PATHS[@]}")
+    [ $((r % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${PATHS[@]}" | tac)
+    for path in "${order[@]}"; do
+      case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; null-proxy) port=$NUL ;; null-replicas) port=$NULR ;; router) port=$RT ;; router-primary) port=$RTP ;; *) port=$RTT ;; esac
+      if [ -n "${PERF:-}" ] && [ $path = router ] && [ "$t" = oltp_point_select ] && [ "$r" = 1 ]; then
+        perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
+      fi
+      read -r q p < <(run $t "$port")
+      ALL[$t.$path]+="$q "; P[$t.$path]+="$p "
+    done
   done
-  printf '%-18s router/haproxy %.2f   router/direct %.2f   router/haproxy-sock %.2f   router-tcp/haproxy %.2f   null-proxy/haproxy %.2f   router/null-proxy %.2f   router/null-replicas %.2f   router-primary/null-proxy %.2f\n' "$t" \
+  for path in "${PATHS[@]}"; do
+    R[$t.$path]=$(printf '%s\n' ${ALL[$t.$path]} | median)
+    printf '%-18s %-14s %12.0f %10s   %s\n' "$t" "$path" "${R[$t.$path]}" "$(printf '%s\n' ${P[$t.$path]} | median)" "${ALL[$t.$path]}"
+  done
+  printf '%-18s router/haproxy %.2f   router/direct %.2f   router/haproxy-sock %.2f   router-tcp/haproxy %.2f   null-proxy/haproxy %.2f   router/null-proxy %.2f   router/null-replicas %.2f   router-primary/null-proxy %.2f   null-replicas/null-proxy %.2f\n' "$t" \
     "$(echo "${R[$t.router]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.direct]}" | bc -l)" \
     "$(echo "${R[$t.router]} / ${R[$t.haproxy-sock]}" | bc -l)" "$(echo "${R[$t.router-tcp]} / ${R[$t.haproxy]}" | bc -l)" \
     "$(echo "${R[$t.null-proxy]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.null-proxy]}" | bc -l)" \
-    "$(echo "${R[$t.router]} / ${R[$t.null-replicas]}" | bc -l)" "$(echo "${R[$t.router-primary]} / ${R[$t.null-proxy]}" | bc -l)"
+    "$(echo "${R[$t.router]} / ${R[$t.null-replicas]}" | bc -l)" "$(echo "${R[$t.router-primary]} / ${R[$t.null-proxy]}" | bc -l)" "$(echo "${R[$t.null-replicas]} / ${R[$t.null-proxy]}" | bc -l)"
 done
-echo "connection per request (PHP mysqli: connect, SET NAMES, one SELECT, close), $THREADS workers, ${SECS}s each"
-printf '%-18s %-14s %12s\n' test path req/s
-for path in direct haproxy router router-nopool; do
-  case $path in direct) port=$DB ;; haproxy) port=$HAP ;; router) port=$RT ;; *) port=$RT0 ;; esac
-  R[connect.$path]=$(bench_connect_run $port)
-  printf '%-18s %-14s %12s\n' connect "$path" "${R[connect.$path]}"
+echo "connection per request (PHP mysqli: connect, SET NAMES, one SELECT, close), $THREADS workers, ${SECS}s each, median of $ROUNDS rounds"
+printf '%-18s %-14s %12s   %s\n' test path req/s "req/s of each round"
+CPATHS=(direct haproxy router router-nopool)
+for r in $(seq "$ROUNDS"); do
+  order=("${CPATHS[@]}")
+  [ $((r % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${CPATHS[@]}" | tac)
+  for path in "${order[@]}"; do
+    case $path in direct) port=$DB ;; haproxy) port=$HAP ;; router) port=$RT ;; *) port=$RT0 ;; esac
+    ALL[connect.$path]+="$(bench_connect_run $port) "
+  done
+done
+for path in "${CPATHS[@]}"; do
+  R[connect.$path]=$(printf '%s\n' ${ALL[connect.$path]} | median)
+  printf '%-18s %-14s %12s   %s\n' connect "$path" "${R[connect.$path]}" "${ALL[connect.$path]}"
 done
 printf '%-18s router/haproxy %.2f   router/direct %.2f   pooling on/off %.2f\n' connect \
   "$(echo "${R[connect.router]} / ${R[connect.haproxy]}" | bc -l)" "$(echo "${R[connect.router]} / ${R[connect.direct]}" | bc -l)" \

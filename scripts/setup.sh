@@ -2,7 +2,7 @@
 # Installs what hapress needs on a fresh Debian 12 / Ubuntu machine, only what is missing.
 #   scripts/setup.sh          runtime: MariaDB, php-fpm, nginx, WordPress, Redis, and a Rust toolchain
 #   scripts/setup.sh --test   also the test tools (Python: kubernetes-validate, checkov; sysbench)
-#   scripts/setup.sh --bench  also the benchmark tools (wrk, sysbench, haproxy, bc, python3-yaml)
+#   scripts/setup.sh --bench  also the benchmark tools (wrk, sysbench, haproxy, bc, python3-yaml, valgrind)
 #   scripts/setup.sh --conformance  also MariaDB's test suite (bench/conformance.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ PKGS=(mariadb-server mariadb-client mariadb-backup php-fpm php-mysql php-cli php
 for arg in "$@"; do
   case "$arg" in
     --test) PKGS+=(python3 python3-pip sysbench) ;;
-    --bench) PKGS+=(wrk sysbench haproxy bc python3-yaml) ;;
+    --bench) PKGS+=(wrk sysbench haproxy bc python3-yaml valgrind) ;;
     --conformance) PKGS+=(mariadb-test) ;;
     *) echo "setup: unknown option $arg" >&2; exit 2 ;;
   esac
