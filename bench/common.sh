@@ -29,10 +29,11 @@ bench_cluster() {
 
 # Writes router config $WORK/$3 listening on 127.0.0.1:$2 for the cluster whose databases
 # listen on $1, $1+1, $1+2. Backends are the servers' unix sockets, as `hapress up` configures
-# its own router; with $4 = tcp, their TCP ports.
+# its own router; with $4 = tcp, their TCP ports; with $4 = primary, the primary's socket alone.
 bench_router_config() {
   local b="$S/run/db-0.sock, $S/run/db-1.sock, $S/run/db-2.sock"
   [ "${4:-}" = tcp ] && b="127.0.0.1:$1, 127.0.0.1:$(($1+1)), 127.0.0.1:$(($1+2))"
+  [ "${4:-}" = primary ] && b="$S/run/db-0.sock"
   cat > "$WORK/$3" <<YAML
 listen: 127.0.0.1:$2
 backends: [$b]
@@ -52,4 +53,21 @@ bench_connect_run() {
 }
 
 # The median of the numbers on stdin, one per line.
-median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+median() { sort -n | awk '{v[NR]=$1} END {printf "%.2f\n", (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+
+# $1 / $2 to two decimals.
+ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
+
+# sysbench's options for the bench tables (SB; the password in a 0600 options file, never in
+# a process's arguments), the tables created on the primary (port $1) and applied on both
+# replicas before anything is measured.
+bench_sysbench_tables() {
+  (umask 077; echo "mysql-password=$MYSQL_PWD" > "$WORK/sysbench.conf")
+  SB=(--config-file="$WORK/sysbench.conf" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=wordpress --mysql-db=wordpress --tables=4 --table-size=10000)
+  sysbench oltp_read_only "${SB[@]}" --mysql-port="$1" prepare >/dev/null
+  local pos i
+  pos=$(mariadb --no-defaults -uroot -S "$S/run/db-0.sock" -N -e 'SELECT @@gtid_binlog_pos')
+  for i in 1 2; do
+    mariadb --no-defaults -uroot -S "$S/run/db-$i.sock" -N -e "SELECT MASTER_GTID_WAIT('$pos', 30)" >/dev/null
+  done
+}

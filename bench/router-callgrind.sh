@@ -6,7 +6,7 @@
 # does not depend on how busy the machine is, so a change to the router's hot path shows up
 # here when bench/router.sh cannot tell it from noise. Kernel work (the syscalls) is not
 # counted: compare syscalls with `strace -c -f -p <router pid>`. The count covers the proxy's
-# whole life (start-up, the probes, two logins): a few million instructions, under 1 % here.
+# whole life (start-up, the probes, the logins): a few million instructions, under 1 % here.
 # Pairs: the router given the primary alone against the null proxy to the primary (the
 # router's cost per statement), and the router with read splitting against the null proxy
 # spreading sessions over the two replicas.
@@ -33,17 +33,13 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-bench_cluster rcg $HTTP $DB $RT router.yaml
+bench_cluster rcg $HTTP $DB $RT unused.yaml
 R=${ROUTER:-$H}
 bench_router_config $DB $PORT split.yaml
-bench_router_config $DB $PORT primary.yaml; sed -i "s|^backends: .*|backends: [$S/run/db-0.sock]|" "$WORK/primary.yaml"
+bench_router_config $DB $PORT primary.yaml primary
 cargo build --release --quiet --example null_proxy -p hapress-router
 NULL=$PWD/target/release/examples/null_proxy
-SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=wordpress --mysql-db=wordpress --tables=4 --table-size=10000)
-sysbench oltp_read_only "${SB[@]}" --mysql-port=$DB --mysql-password="$MYSQL_PWD" prepare >/dev/null
-for i in 1 2; do
-  mariadb --no-defaults -uroot -S "$S/run/db-$i.sock" -N -e "SELECT MASTER_GTID_WAIT('$(mariadb --no-defaults -uroot -S "$S/run/db-0.sock" -N -e 'SELECT @@gtid_binlog_pos')', 30)" >/dev/null
-done
+bench_sysbench_tables $DB
 mode=disable; [ "${TEST#*:}" = ps ] && mode=auto
 
 # Runs "$@" under callgrind listening on $PORT, drives $TEST through it (2 threads) and prints
@@ -53,8 +49,9 @@ measure() {
   valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$WORK/cg.$name" "$@" >"$WORK/$name.log" 2>&1 & VPID=$!
   for _ in $(seq 200); do mariadb --no-defaults -h127.0.0.1 -P$PORT -uwordpress wordpress -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
   local q
-  q=$(sysbench "${TEST%:ps}" "${SB[@]}" --db-ps-mode=$mode --mysql-port=$PORT --mysql-password="$MYSQL_PWD" --threads=2 --time="$SECS" run \
+  q=$(sysbench "${TEST%:ps}" "${SB[@]}" --db-ps-mode=$mode --mysql-port=$PORT --threads=2 --time="$SECS" run \
     | awk '/queries:/ {print $2}')
+  [ -n "$q" ] && [ "$q" -gt 0 ] || { echo "sysbench through $name failed; its log: $WORK/$name.log" >&2; exit 1; }
   callgrind_control -d "$VPID" >/dev/null 2>&1
   kill -9 "$VPID"; wait "$VPID" 2>/dev/null || true; VPID=
   local f; f=$(ls "$WORK/cg.$name".* | awk -F. '{print $NF, $0}' | sort -n | tail -1 | cut -d' ' -f2-); cp "$f" "bench/callgrind.$name.out"
@@ -68,7 +65,6 @@ measure null-proxy "$NULL" 127.0.0.1:$PORT "$S/run/db-0.sock"
 measure router-primary "$R" router --config "$WORK/primary.yaml"
 measure null-replicas "$NULL" 127.0.0.1:$PORT "$S/run/db-1.sock" "$S/run/db-2.sock"
 measure router "$R" router --config "$WORK/split.yaml"
-printf 'router-primary/null-proxy %.2f   router/null-replicas %.2f   (instructions per statement)\n' \
-  "$(echo "${IR[router-primary]} / ${IR[null-proxy]}" | bc -l)" "$(echo "${IR[router]} / ${IR[null-replicas]}" | bc -l)"
+echo "router-primary/null-proxy $(ratio "${IR[router-primary]}" "${IR[null-proxy]}")   router/null-replicas $(ratio "${IR[router]}" "${IR[null-replicas]}")   (instructions per statement)"
 echo "top of the router's profile (callgrind_annotate bench/callgrind.router.out):"
-callgrind_annotate --inclusive=no bench/callgrind.router.out 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' | head -15 | sed 's/ \[.*//'
+callgrind_annotate --inclusive=no bench/callgrind.router.out 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' | sed -n '1,15s/ \[.*//p'

@@ -16,7 +16,8 @@
 # on (the default) and off (poolSize: 0).
 # Each figure is the median of --rounds runs; within a round every path runs once, in an
 # order that reverses from round to round, so a host that speeds up or slows down during the
-# run weighs on every path alike (these machines are noisy: one run per path is not enough).
+# run is spread over the paths rather than landing on one (these machines are noisy: one run
+# per path is not enough; compare ratios of the same run only).
 # Usage: sudo bench/router.sh [--seconds S] [--threads N] [--rounds R]
 #        PERF=1 bench/router.sh   also profiles the router (perf) into bench/router-profile.txt
 set -euo pipefail
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--seconds S] [--threads N] [--rounds R]" >&2; exit 2 ;;
   esac
 done
+[ "$ROUNDS" -ge 1 ] 2>/dev/null || { echo "$0: --rounds must be a whole number >= 1" >&2; exit 2; }
 . bench/common.sh
 bench_prepare --bench
 bench_workdir hapress-rbench
@@ -52,7 +54,7 @@ bench_router_config $DB $RT0 router0.yaml; echo 'poolSize: 0' >> "$WORK/router0.
 "$H" router --config "$WORK/router0.yaml" 2>"$WORK/router0.log" & R0PID=$!
 bench_router_config $DB $RTT router-tcp.yaml tcp
 "$H" router --config "$WORK/router-tcp.yaml" 2>"$WORK/router-tcp.log" & RTPID=$!
-bench_router_config $DB $RTP router-primary.yaml; sed -i "s|^backends: .*|backends: [$S/run/db-0.sock]|" "$WORK/router-primary.yaml"
+bench_router_config $DB $RTP router-primary.yaml primary
 "$H" router --config "$WORK/router-primary.yaml" 2>"$WORK/router-primary.log" & RPPID=$!
 cargo build --release --quiet --example null_proxy -p hapress-router
 target/release/examples/null_proxy 127.0.0.1:$NUL "$S/run/db-0.sock" & NPID=$!
@@ -75,17 +77,16 @@ CFG
 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & HPID=$!
 sleep 1
 
-SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=wordpress --mysql-db=wordpress --tables=4 --table-size=10000)
-sysbench oltp_read_only "${SB[@]}" --mysql-port=$DB --mysql-password="$MYSQL_PWD" prepare >/dev/null
-# Let the replicas apply the load before measuring.
-for i in 1 2; do
-  mariadb --no-defaults -uroot -S "$S/run/db-$i.sock" -N -e "SELECT MASTER_GTID_WAIT('$(mariadb --no-defaults -uroot -S "$S/run/db-0.sock" -N -e 'SELECT @@gtid_binlog_pos')', 30)" >/dev/null
-done
+bench_sysbench_tables $DB
 
 run() { # test[:ps] port -> "qps p95" (":ps": server-side prepared statements)
   local mode=disable; [ "${1#*:}" = ps ] && mode=auto
-  sysbench "${1%:ps}" "${SB[@]}" --db-ps-mode=$mode --mysql-port="$2" --mysql-password="$MYSQL_PWD" --threads="$THREADS" --time="$SECS" --percentile=95 run \
+  sysbench "${1%:ps}" "${SB[@]}" --db-ps-mode=$mode --mysql-port="$2" --threads="$THREADS" --time="$SECS" --percentile=95 run \
     | awk '/queries:/ {gsub(/[(]/,"",$3); q=$3} /95th percentile:/ {p=$3} END {print q, p}'
+}
+round_order() { # round paths... -> the paths, reversed in even rounds
+  local r=$1; shift
+  if [ $((r % 2)) = 0 ]; then printf '%s\n' "$@" | tac; else printf '%s\n' "$@"; fi
 }
 PATHS=(direct haproxy haproxy-sock null-proxy null-replicas router router-primary router-tcp)
 echo "sysbench, $THREADS threads, ${SECS}s each, median of $ROUNDS rounds (paths interleaved, order reversed each round);"
@@ -94,14 +95,13 @@ printf '%-18s %-14s %12s %10s   %s\n' test path qps p95_ms "qps of each round"
 declare -A R P ALL
 for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
   for r in $(seq "$ROUNDS"); do
-    order=("${PATHS[@]}")
-    [ $((r % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${PATHS[@]}" | tac)
-    for path in "${order[@]}"; do
+    for path in $(round_order "$r" "${PATHS[@]}"); do
       case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; null-proxy) port=$NUL ;; null-replicas) port=$NULR ;; router) port=$RT ;; router-primary) port=$RTP ;; *) port=$RTT ;; esac
       if [ -n "${PERF:-}" ] && [ $path = router ] && [ "$t" = oltp_point_select ] && [ "$r" = 1 ]; then
         perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
       fi
       read -r q p < <(run $t "$port")
+      [ -n "$q" ] || { echo "$0: sysbench $t through $path failed" >&2; exit 1; }
       ALL[$t.$path]+="$q "; P[$t.$path]+="$p "
     done
   done
@@ -110,31 +110,29 @@ for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
     printf '%-18s %-14s %12.0f %10s   %s\n' "$t" "$path" "${R[$t.$path]}" "$(printf '%s\n' ${P[$t.$path]} | median)" "${ALL[$t.$path]}"
   done
   printf '%-18s router/haproxy %.2f   router/direct %.2f   router/haproxy-sock %.2f   router-tcp/haproxy %.2f   null-proxy/haproxy %.2f   router/null-proxy %.2f   router/null-replicas %.2f   router-primary/null-proxy %.2f   null-replicas/null-proxy %.2f\n' "$t" \
-    "$(echo "${R[$t.router]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.direct]}" | bc -l)" \
-    "$(echo "${R[$t.router]} / ${R[$t.haproxy-sock]}" | bc -l)" "$(echo "${R[$t.router-tcp]} / ${R[$t.haproxy]}" | bc -l)" \
-    "$(echo "${R[$t.null-proxy]} / ${R[$t.haproxy]}" | bc -l)" "$(echo "${R[$t.router]} / ${R[$t.null-proxy]}" | bc -l)" \
-    "$(echo "${R[$t.router]} / ${R[$t.null-replicas]}" | bc -l)" "$(echo "${R[$t.router-primary]} / ${R[$t.null-proxy]}" | bc -l)" "$(echo "${R[$t.null-replicas]} / ${R[$t.null-proxy]}" | bc -l)"
+    "$(ratio "${R[$t.router]}" "${R[$t.haproxy]}")" "$(ratio "${R[$t.router]}" "${R[$t.direct]}")" \
+    "$(ratio "${R[$t.router]}" "${R[$t.haproxy-sock]}")" "$(ratio "${R[$t.router-tcp]}" "${R[$t.haproxy]}")" \
+    "$(ratio "${R[$t.null-proxy]}" "${R[$t.haproxy]}")" "$(ratio "${R[$t.router]}" "${R[$t.null-proxy]}")" \
+    "$(ratio "${R[$t.router]}" "${R[$t.null-replicas]}")" "$(ratio "${R[$t.router-primary]}" "${R[$t.null-proxy]}")" "$(ratio "${R[$t.null-replicas]}" "${R[$t.null-proxy]}")"
 done
 echo "connection per request (PHP mysqli: connect, SET NAMES, one SELECT, close), $THREADS workers, ${SECS}s each, median of $ROUNDS rounds"
 printf '%-18s %-14s %12s   %s\n' test path req/s "req/s of each round"
 CPATHS=(direct haproxy router router-nopool)
 for r in $(seq "$ROUNDS"); do
-  order=("${CPATHS[@]}")
-  [ $((r % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${CPATHS[@]}" | tac)
-  for path in "${order[@]}"; do
+  for path in $(round_order "$r" "${CPATHS[@]}"); do
     case $path in direct) port=$DB ;; haproxy) port=$HAP ;; router) port=$RT ;; *) port=$RT0 ;; esac
     ALL[connect.$path]+="$(bench_connect_run $port) "
   done
 done
 for path in "${CPATHS[@]}"; do
   R[connect.$path]=$(printf '%s\n' ${ALL[connect.$path]} | median)
-  printf '%-18s %-14s %12s   %s\n' connect "$path" "${R[connect.$path]}" "${ALL[connect.$path]}"
+  printf '%-18s %-14s %12.0f   %s\n' connect "$path" "${R[connect.$path]}" "${ALL[connect.$path]}"
 done
 printf '%-18s router/haproxy %.2f   router/direct %.2f   pooling on/off %.2f\n' connect \
-  "$(echo "${R[connect.router]} / ${R[connect.haproxy]}" | bc -l)" "$(echo "${R[connect.router]} / ${R[connect.direct]}" | bc -l)" \
-  "$(echo "${R[connect.router]} / ${R[connect.router-nopool]}" | bc -l)"
+  "$(ratio "${R[connect.router]}" "${R[connect.haproxy]}")" "$(ratio "${R[connect.router]}" "${R[connect.direct]}")" \
+  "$(ratio "${R[connect.router]}" "${R[connect.router-nopool]}")"
 if [ -n "${PERF:-}" ]; then
-  sleep 1; perf report -i "$WORK/perf.data" --no-children --stdio --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | head -40 > bench/router-profile.txt
+  sleep 1; perf report -i "$WORK/perf.data" --no-children --stdio --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | sed -n 1,40p > bench/router-profile.txt
   echo "profile of the router under oltp_point_select: bench/router-profile.txt"
 fi
 curl -s --unix-socket "$S/run/router-http.sock" http://router/status | python3 -c 'import json,sys; s=json.load(sys.stdin); print("cluster router:", s["routedToPrimary"], "to primary,", s["routedToReplicas"], "to replicas")' || true
