@@ -52,6 +52,16 @@ bench_connect_run() {
   echo $((total / SECS))
 }
 
+# Waits (up to 20 s) until the WordPress account can log in through 127.0.0.1:$1.
+bench_wait_login() {
+  local _
+  for _ in $(seq 100); do
+    mariadb --no-defaults -h127.0.0.1 -P"$1" -uwordpress wordpress -e 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "nothing answers on 127.0.0.1:$1" >&2; return 1
+}
+
 # The median of the numbers on stdin, one per line.
 median() { sort -n | awk '{v[NR]=$1} END {printf "%.2f\n", (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 

@@ -33,9 +33,7 @@ bench_cluster rab $HTTP $DB $RA a.yaml
 bench_router_config $DB $RB b.yaml
 "$A_BIN" router --config "$WORK/a.yaml" 2>"$WORK/a.log" & APID=$!
 "$H" router --config "$WORK/b.yaml" 2>"$WORK/b.log" & BPID=$!
-for p in $RA $RB; do
-  for _ in $(seq 100); do mariadb --no-defaults -h127.0.0.1 -P$p -uwordpress wordpress -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
-done
+bench_wait_login $RA; bench_wait_login $RB
 echo "connection per request, $THREADS PHP workers, ${SECS}s rounds; A = $A_BIN, B = $H"
 : > "$WORK/a"; : > "$WORK/b"
 for r in $(seq "$ROUNDS"); do

@@ -47,7 +47,7 @@ mode=disable; [ "${TEST#*:}" = ps ] && mode=auto
 measure() {
   local name=$1; shift
   valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$WORK/cg.$name" "$@" >"$WORK/$name.log" 2>&1 & VPID=$!
-  for _ in $(seq 200); do mariadb --no-defaults -h127.0.0.1 -P$PORT -uwordpress wordpress -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+  bench_wait_login $PORT
   local q
   q=$(sysbench "${TEST%:ps}" "${SB[@]}" --db-ps-mode=$mode --mysql-port=$PORT --threads=2 --time="$SECS" run \
     | awk '/queries:/ {print $2}')

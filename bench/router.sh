@@ -88,6 +88,8 @@ round_order() { # round paths... -> the paths, reversed in even rounds
   local r=$1; shift
   if [ $((r % 2)) = 0 ]; then printf '%s\n' "$@" | tac; else printf '%s\n' "$@"; fi
 }
+declare -A PORT=([direct]=$DB [haproxy]=$HAP [haproxy-sock]=$HAPS [null-proxy]=$NUL [null-replicas]=$NULR
+  [router]=$RT [router-primary]=$RTP [router-tcp]=$RTT [router-nopool]=$RT0)
 PATHS=(direct haproxy haproxy-sock null-proxy null-replicas router router-primary router-tcp)
 echo "sysbench, $THREADS threads, ${SECS}s each, median of $ROUNDS rounds (paths interleaved, order reversed each round);"
 echo "text protocol (--db-ps-mode=disable); :ps = prepared statements (--db-ps-mode=auto)"
@@ -96,11 +98,10 @@ declare -A R P ALL
 for t in oltp_point_select oltp_read_only oltp_point_select:ps; do
   for r in $(seq "$ROUNDS"); do
     for path in $(round_order "$r" "${PATHS[@]}"); do
-      case $path in direct) port=$DB ;; haproxy) port=$HAP ;; haproxy-sock) port=$HAPS ;; null-proxy) port=$NUL ;; null-replicas) port=$NULR ;; router) port=$RT ;; router-primary) port=$RTP ;; *) port=$RTT ;; esac
       if [ -n "${PERF:-}" ] && [ $path = router ] && [ "$t" = oltp_point_select ] && [ "$r" = 1 ]; then
         perf record -F 999 -g -p "$RPID" -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
       fi
-      read -r q p < <(run $t "$port")
+      read -r q p < <(run $t "${PORT[$path]}")
       [ -n "$q" ] || { echo "$0: sysbench $t through $path failed" >&2; exit 1; }
       ALL[$t.$path]+="$q "; P[$t.$path]+="$p "
     done
@@ -120,8 +121,7 @@ printf '%-18s %-14s %12s   %s\n' test path req/s "req/s of each round"
 CPATHS=(direct haproxy router router-nopool)
 for r in $(seq "$ROUNDS"); do
   for path in $(round_order "$r" "${CPATHS[@]}"); do
-    case $path in direct) port=$DB ;; haproxy) port=$HAP ;; router) port=$RT ;; *) port=$RT0 ;; esac
-    ALL[connect.$path]+="$(bench_connect_run $port) "
+    ALL[connect.$path]+="$(bench_connect_run "${PORT[$path]}") "
   done
 done
 for path in "${CPATHS[@]}"; do

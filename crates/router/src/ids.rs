@@ -8,7 +8,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// A map from a server-assigned `u32` id.
 pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 
-/// Fibonacci hashing of a `u32` id.
+/// Multiplicative hashing of a `u32` id: an odd constant keeps consecutive ids in distinct
+/// buckets (the low bits) and mixes them into the tag (the top bits).
 #[derive(Default)]
 pub struct IdHasher(u64);
 
@@ -35,7 +36,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consecutive_ids_spread_over_the_high_bits() {
+    fn consecutive_ids_get_distinct_buckets_and_tags() {
         // hashbrown picks the bucket from the low bits and the tag from the top 7: both
         // must differ between the consecutive ids a server hands out.
         let hash = |id: u32| {

@@ -32,6 +32,15 @@ pub(super) struct Prepared {
     pub(super) primary_has_types: bool,
 }
 
+impl Prepared {
+    /// The client's execute packet `payload` for statement id `rid` on another server, with
+    /// the remembered parameter types when the packet binds none.
+    fn execute_as(&self, rid: u32, payload: &[u8]) -> Option<Vec<u8>> {
+        let types = self.types.as_deref().unwrap_or_default();
+        stmt::readdress_execute(payload, self.params, rid, types).ok()
+    }
+}
+
 /// The session's prepared statements by the id the client knows (looked up several times per
 /// execution).
 pub(super) type Statements = crate::ids::IdMap<Prepared>;
@@ -79,27 +88,22 @@ impl Session {
     /// connection), its id and the remembered parameter types. `None`: run it on the primary.
     pub(super) async fn readdress(&mut self, id: u32, payload: &[u8]) -> Option<Vec<u8>> {
         let p = self.prepared.get(&id)?;
-        let rid = match p.on_replica {
-            Some(rid) => rid,
-            None => {
-                let command = command::stmt_prepare(&p.sql);
-                let b = self.replica.as_mut()?;
-                match prepare(&mut b.lease.conn, &command, self.deprecate_eof).await {
-                    Ok(Some(rid)) => {
-                        self.prepared.get_mut(&id)?.on_replica = Some(rid);
-                        rid
-                    }
-                    Ok(None) => return None, // the replica refused it: the primary runs it
-                    Err(_) => {
-                        self.release_replica(false);
-                        return None;
-                    }
-                }
+        if let Some(rid) = p.on_replica {
+            return p.execute_as(rid, payload);
+        }
+        let command = command::stmt_prepare(&p.sql);
+        let b = self.replica.as_mut()?;
+        let rid = match prepare(&mut b.lease.conn, &command, self.deprecate_eof).await {
+            Ok(Some(rid)) => rid,
+            Ok(None) => return None, // the replica refused it: the primary runs it
+            Err(_) => {
+                self.release_replica(false);
+                return None;
             }
         };
-        let p = self.prepared.get(&id)?;
-        let types = p.types.as_deref().unwrap_or_default();
-        stmt::readdress_execute(payload, p.params, rid, types).ok()
+        let p = self.prepared.get_mut(&id)?;
+        p.on_replica = Some(rid);
+        p.execute_as(rid, payload)
     }
 
     /// An execution going to the primary without parameter types (the client bound them
@@ -119,9 +123,9 @@ impl Session {
         if p.params == 0 || p.primary_has_types || !whole {
             return None;
         }
-        let types = p.types.clone()?;
+        p.types.as_ref()?;
         p.primary_has_types = true;
-        stmt::readdress_execute(payload, p.params, id, &types).ok()
+        p.execute_as(id, payload)
     }
 
     /// `COM_STMT_CLOSE` of a statement also prepared on the replica: closed there too.
